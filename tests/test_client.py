@@ -1,0 +1,380 @@
+"""LLMClient and the retrying stream against a real loopback gateway that injects faults."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import AsyncIterator
+
+import httpx2
+import pytest
+
+from core.assembly import MessageAssembler
+from core.client import LLMClient, Timeouts
+from core.errors import (
+    AuthError,
+    BadRequest,
+    ConnectFailed,
+    ContextTooLong,
+    DeadlineExceeded,
+    InvalidResponse,
+    LLMError,
+    Overloaded,
+    RateLimited,
+    ServerError,
+    StreamInterrupted,
+    StreamStalled,
+)
+from core.events import AttemptVoid, StreamEnd, StreamEvent, TextDelta
+from core.messages import AssistantMessage, ModelRequest, UserMessage
+from core.protocols import AnthropicProtocol, OpenAIProtocol
+from core.retry import RetryPolicy, retrying_stream
+from tests.fakes.llm_gateway import Error, FakeGateway, Hang, Stream
+from tests.fakes.streams import (
+    GARBAGE_LINE,
+    KEEPALIVE,
+    anthropic_error_event,
+    anthropic_events,
+    openai_chunks,
+    openai_error_chunk,
+    sse,
+    without_end,
+)
+
+KEY = "sk-test-0123456789abcdef"
+REQUEST = ModelRequest(model="fake/model", messages=(UserMessage(text="Hi"),), max_tokens=64)
+FAST = Timeouts(connect=1.0, read_idle=1.0, total=5.0)
+NO_WAIT = RetryPolicy(max_attempts=4, base_delay=0.0, max_delay=0.0, deadline=5.0)
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[FakeGateway]:
+    async with FakeGateway() as gw:
+        yield gw
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient() as client:
+        yield client
+
+
+def openai_client(
+    gw: FakeGateway, http: httpx2.AsyncClient, timeouts: Timeouts = FAST
+) -> LLMClient:
+    return LLMClient(
+        http=http, protocol=OpenAIProtocol(), base_url=gw.url + "/v1", api_key=KEY,
+        timeouts=timeouts,
+    )  # fmt: skip
+
+
+def anthropic_client(gw: FakeGateway, http: httpx2.AsyncClient) -> LLMClient:
+    return LLMClient(
+        http=http, protocol=AnthropicProtocol(), base_url=gw.url, api_key=KEY, timeouts=FAST
+    )
+
+
+async def events_of(client: LLMClient, policy: RetryPolicy = NO_WAIT) -> list[StreamEvent]:
+    seen: list[StreamEvent] = []
+    async with retrying_stream(client, REQUEST, policy) as events:
+        async for event in events:
+            seen.append(event)
+    return seen
+
+
+async def message_of(client: LLMClient, policy: RetryPolicy = NO_WAIT) -> AssistantMessage:
+    assembler = MessageAssembler()
+    for event in await events_of(client, policy):
+        assembler.feed(event)
+    return assembler.message()
+
+
+def texts(events: list[StreamEvent]) -> str:
+    return "".join(e.text for e in events if isinstance(e, TextDelta))
+
+
+async def test_openai_request_and_stream(gateway: FakeGateway, http: httpx2.AsyncClient) -> None:
+    gateway.enqueue(Stream(openai_chunks("Hello, world!", usage=(7, 3))))
+    message = await message_of(openai_client(gateway, http))
+    assert (message.text, message.finish_reason) == ("Hello, world!", "stop")
+    assert (message.usage.input_tokens, message.usage.output_tokens) == (7, 3)
+    [request] = gateway.requests
+    assert request.path == "/v1/chat/completions"
+    assert request.headers["authorization"] == f"Bearer {KEY}"
+    assert request.json is not None
+    assert request.json["stream"] is True
+    assert request.json["stream_options"] == {"include_usage": True}
+    assert request.json["messages"] == [{"role": "user", "content": "Hi"}]
+
+
+async def test_anthropic_request_and_stream(gateway: FakeGateway, http: httpx2.AsyncClient) -> None:
+    gateway.enqueue(
+        Stream(anthropic_events("Bonjour", thinking="hmm", tool_uses=[("tu_1", "f", '{"a":1}')]))
+    )
+    message = await message_of(anthropic_client(gateway, http))
+    assert message.text == "Bonjour"
+    assert message.reasoning == "hmm"
+    assert [(c.id, c.name, c.arguments) for c in message.tool_calls] == [("tu_1", "f", {"a": 1})]
+    assert message.finish_reason == "tool_calls"
+    [request] = gateway.requests
+    assert request.path == "/v1/messages"
+    assert request.headers["x-api-key"] == KEY
+    assert request.headers["anthropic-version"] == "2023-06-01"
+    assert "authorization" not in request.headers
+
+
+async def test_anthropic_without_event_lines(
+    gateway: FakeGateway, http: httpx2.AsyncClient
+) -> None:
+    gateway.enqueue(Stream(anthropic_events("No event lines", event_lines=False)))
+    assert (await message_of(anthropic_client(gateway, http))).text == "No event lines"
+
+
+async def test_one_byte_per_write_with_multibyte_text(
+    gateway: FakeGateway, http: httpx2.AsyncClient
+) -> None:
+    text = "Grüße aus Köln 🌧️ — 東京は晴れ。"
+    gateway.enqueue(Stream(openai_chunks(text), write_size=1))
+    assert (await message_of(openai_client(gateway, http))).text == text
+
+
+async def test_keepalives_and_garbage_lines_are_ignored(
+    gateway: FakeGateway, http: httpx2.AsyncClient
+) -> None:
+    chunks = openai_chunks("steady")
+    noisy = [KEEPALIVE, chunks[0], GARBAGE_LINE, b"\n", KEEPALIVE, *chunks[1:]]
+    gateway.enqueue(Stream(noisy))
+    assert (await message_of(openai_client(gateway, http))).text == "steady"
+
+
+async def test_keepalive_comments_keep_an_idle_stream_alive(
+    gateway: FakeGateway, http: httpx2.AsyncClient
+) -> None:
+    """Silence longer than read_idle in total, but never between two writes."""
+    chunks = openai_chunks("slow")
+    writes = [chunks[0], *[KEEPALIVE] * 6, *chunks[1:]]
+    gateway.enqueue(Stream(writes, delay_between=0.03))
+    client = openai_client(gateway, http, Timeouts(connect=1, read_idle=0.15, total=5))
+    assert (await message_of(client)).text == "slow"
+
+
+@pytest.mark.parametrize(
+    ("fault", "error_type"),
+    [
+        (Error(429, {"error": {"message": "slow down"}}, headers={"Retry-After": "0"}),
+         RateLimited),
+        (Error(429, b"", headers={"retry-after-ms": "1"}), RateLimited),
+        (Error(500, {"error": {"message": "boom", "type": "server_error"}}), ServerError),
+        (Error(503, b"<html>upstream down</html>", headers={"content-type": "text/html"}),
+         ServerError),
+        (Error(529, {"type": "error", "error": {"type": "overloaded_error",
+                                                "message": "Overloaded"}}), Overloaded),
+        (Error(408, b""), ServerError),
+        (Error(409, b""), ServerError),
+    ],
+)  # fmt: skip
+async def test_status_faults_retry_invisibly(
+    gateway: FakeGateway, http: httpx2.AsyncClient, fault: Error, error_type: type[LLMError]
+) -> None:
+    gateway.enqueue(fault, Stream(openai_chunks("recovered")))
+    retried: list[LLMError] = []
+    async with retrying_stream(
+        openai_client(gateway, http), REQUEST, NO_WAIT,
+        on_retry=lambda error, attempt, wait: retried.append(error),
+    ) as events:  # fmt: skip
+        seen = [event async for event in events]
+    assert texts(seen) == "recovered"
+    assert not any(isinstance(event, AttemptVoid) for event in seen)
+    assert [type(error) for error in retried] == [error_type]
+    assert len(gateway.requests) == 2
+
+
+async def test_rate_limit_carries_retry_after(
+    gateway: FakeGateway, http: httpx2.AsyncClient
+) -> None:
+    gateway.enqueue(Error(429, b"{}", headers={"Retry-After": "7", "x-request-id": "req_9"}))
+    with pytest.raises(RateLimited) as caught:
+        await events_of(openai_client(gateway, http), RetryPolicy(max_attempts=1))
+    assert (caught.value.retry_after, caught.value.status) == (7.0, 429)
+    assert caught.value.request_id == "req_9"
+
+
+async def test_x_should_retry_false_is_honoured(
+    gateway: FakeGateway, http: httpx2.AsyncClient
+) -> None:
+    gateway.enqueue(Error(500, b"{}", headers={"x-should-retry": "false"}))
+    with pytest.raises(ServerError):
+        await events_of(openai_client(gateway, http))
+    assert len(gateway.requests) == 1
+
+
+async def test_reset_after_output_voids_and_rewrites_without_duplicates(
+    gateway: FakeGateway, http: httpx2.AsyncClient
+) -> None:
+    chunks = openai_chunks("The quick brown fox jumps.")
+    gateway.enqueue(Stream.cut(chunks, after=4), Stream(chunks))
+    seen = await events_of(openai_client(gateway, http))
+    [void] = [index for index, event in enumerate(seen) if isinstance(event, AttemptVoid)]
+    assert texts(seen[:void]) == "The quick br"  # role chunk, then three 4-character pieces
+    assert texts(seen[void + 1 :]) == "The quick brown fox jumps."
+    void_event = seen[void]
+    assert isinstance(void_event, AttemptVoid)
+    assert void_event.attempt == 1
+    assert isinstance(seen[-1], StreamEnd)
+    assembler = MessageAssembler()
+    for event in seen:
+        assembler.feed(event)
+    assert assembler.message().text == "The quick brown fox jumps."
+
+
+async def test_stream_cut_before_end_marker_is_not_success(
+    gateway: FakeGateway, http: httpx2.AsyncClient
+) -> None:
+    gateway.enqueue(Stream(without_end(openai_chunks("almost"))))
+    with pytest.raises(StreamInterrupted):
+        await events_of(openai_client(gateway, http), RetryPolicy(max_attempts=1))
+
+
+async def test_anthropic_cut_before_message_stop_retries(
+    gateway: FakeGateway, http: httpx2.AsyncClient
+) -> None:
+    events = anthropic_events("whole answer")
+    gateway.enqueue(Stream(without_end(events)), Stream(events))
+    seen = await events_of(anthropic_client(gateway, http))
+    assert sum(isinstance(event, AttemptVoid) for event in seen) == 1
+    assert texts(seen[[type(e) for e in seen].index(AttemptVoid) + 1 :]) == "whole answer"
+
+
+async def test_stall_becomes_stalled_error_and_retries(
+    gateway: FakeGateway, http: httpx2.AsyncClient
+) -> None:
+    chunks = openai_chunks("after the stall")
+    gateway.enqueue(Stream.stalled(chunks, after=2), Stream(chunks))
+    client = openai_client(gateway, http, Timeouts(connect=1, read_idle=0.05, total=5))
+    retried: list[LLMError] = []
+    async with retrying_stream(
+        client, REQUEST, NO_WAIT, on_retry=lambda error, *_: retried.append(error)
+    ) as events:
+        seen = [event async for event in events]
+    assert [type(error) for error in retried] == [StreamStalled]
+    assert texts(seen).endswith("after the stall")
+
+
+async def test_no_headers_at_all_is_a_stall(gateway: FakeGateway, http: httpx2.AsyncClient) -> None:
+    gateway.enqueue(Hang())
+    client = openai_client(gateway, http, Timeouts(connect=1, read_idle=0.05, total=5))
+    with pytest.raises(StreamStalled, match=r"sent nothing for 0\.05 s"):
+        await events_of(client, RetryPolicy(max_attempts=1))
+
+
+async def test_total_deadline_ends_a_trickling_stream(
+    gateway: FakeGateway, http: httpx2.AsyncClient
+) -> None:
+    gateway.enqueue(Stream([KEEPALIVE] * 50, delay_between=0.02))
+    client = openai_client(gateway, http, Timeouts(connect=1, read_idle=1, total=0.1))
+    with pytest.raises(DeadlineExceeded):
+        await events_of(client)
+    assert len(gateway.requests) == 1
+
+
+async def test_in_band_errors_are_typed_and_retried(
+    gateway: FakeGateway, http: httpx2.AsyncClient
+) -> None:
+    chunks = openai_chunks("fine now")
+    gateway.enqueue(
+        Stream([chunks[0], chunks[1], openai_error_chunk("upstream hiccup")]), Stream(chunks)
+    )
+    seen = await events_of(openai_client(gateway, http))
+    assert texts(seen).endswith("fine now")
+    assert sum(isinstance(event, AttemptVoid) for event in seen) == 1
+
+
+async def test_anthropic_overloaded_event_is_overloaded(
+    gateway: FakeGateway, http: httpx2.AsyncClient
+) -> None:
+    events = anthropic_events("x")
+    gateway.enqueue(Stream([events[0], anthropic_error_event()]))
+    with pytest.raises(Overloaded, match="Overloaded"):
+        await events_of(anthropic_client(gateway, http), RetryPolicy(max_attempts=1))
+
+
+async def test_garbage_data_is_an_invalid_response(
+    gateway: FakeGateway, http: httpx2.AsyncClient
+) -> None:
+    gateway.enqueue(Stream([sse("<html>502 Bad Gateway</html>")]))
+    with pytest.raises(InvalidResponse):
+        await events_of(openai_client(gateway, http), RetryPolicy(max_attempts=1))
+
+
+async def test_json_instead_of_a_stream_is_an_error(
+    gateway: FakeGateway, http: httpx2.AsyncClient
+) -> None:
+    body = b'{"error": {"message": "model not loaded", "type": "server_error"}}'
+    gateway.enqueue(Stream([body], content_type="application/json"))
+    with pytest.raises(ServerError, match="model not loaded"):
+        await events_of(openai_client(gateway, http), RetryPolicy(max_attempts=1))
+
+
+async def test_context_too_long_never_retries(
+    gateway: FakeGateway, http: httpx2.AsyncClient
+) -> None:
+    gateway.enqueue(
+        Error.anthropic(400, "invalid_request_error", "prompt is too long: 210000 tokens > 200000")
+    )
+    with pytest.raises(ContextTooLong):
+        await events_of(anthropic_client(gateway, http))
+    assert len(gateway.requests) == 1
+
+
+async def test_bad_model_is_a_bad_request(gateway: FakeGateway, http: httpx2.AsyncClient) -> None:
+    gateway.enqueue(Error.openai(404, "The model `nope` does not exist", type="invalid_request"))
+    with pytest.raises(BadRequest, match="HTTP 404: The model `nope` does not exist"):
+        await events_of(openai_client(gateway, http))
+    assert len(gateway.requests) == 1
+
+
+async def test_401_never_retries_and_never_shows_the_key(
+    gateway: FakeGateway, http: httpx2.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    echoed = f"Incorrect API key provided: sk-abc***xyz. Also you sent {KEY}."
+    gateway.enqueue(Error.openai(401, echoed, type="invalid_request_error", code="invalid_api_key"))
+    client = openai_client(gateway, http)
+    with pytest.raises(AuthError) as caught:
+        await events_of(client)
+    assert len(gateway.requests) == 1
+    shown = " ".join([str(caught.value), repr(caught.value), repr(client), caplog.text])
+    assert "HTTP 401" in shown
+    assert "sk-abc" not in shown
+    assert KEY not in shown
+    assert "0123456789" not in shown
+
+
+async def test_connection_refused_is_connect_failed(http: httpx2.AsyncClient) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = LLMClient(
+        http=http, protocol=OpenAIProtocol(), base_url=f"http://127.0.0.1:{port}/v1",
+        api_key=KEY, timeouts=FAST,
+    )  # fmt: skip
+    with pytest.raises(ConnectFailed):
+        await events_of(client, RetryPolicy(max_attempts=2, base_delay=0))
+
+
+async def test_unusable_base_url_is_a_bad_request(http: httpx2.AsyncClient) -> None:
+    client = LLMClient(http=http, protocol=OpenAIProtocol(), base_url="ftp://x", api_key=KEY)
+    with pytest.raises(BadRequest, match="base URL"):
+        await events_of(client)
+
+
+async def test_leaving_early_closes_the_response(
+    gateway: FakeGateway, http: httpx2.AsyncClient
+) -> None:
+    gateway.enqueue(Stream(openai_chunks("a long answer " * 20), delay_between=0.001))
+    async with openai_client(gateway, http).stream(REQUEST) as events:
+        async for event in events:
+            if isinstance(event, TextDelta) and event.text:
+                break
+    gateway.enqueue(Stream(openai_chunks("next")))
+    assert (await message_of(openai_client(gateway, http))).text == "next"
