@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from core.errors import InvalidResponse, LLMError, StreamInterrupted
+from core.errors import InvalidResponse, StreamInterrupted
 from core.events import (
     FinishReason,
     ReasoningDelta,
@@ -54,12 +54,17 @@ from core.messages import (
     ToolResult,
     UserMessage,
 )
-from core.protocols.base import classify_error
+from core.protocols.payloads import (
+    error_body_details,
+    error_event,
+    in_band_error,
+    parse_arguments,
+    parse_object,
+)
 from core.sse import ServerSentEvent
 
 __all__ = ["AnthropicProtocol", "AnthropicStreamDecoder"]
 
-_loads = json.loads  # the one JSON parser of this module (swappable for orjson.loads)
 
 _FINISH: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -69,7 +74,6 @@ _FINISH: dict[str, FinishReason] = {
     "max_tokens": "length",
     "refusal": "content_filter",
 }
-_ERROR_FALLBACK = "the gateway reported an error"
 _TOOL_BLOCKS = ("tool_use", "server_tool_use")
 
 
@@ -122,22 +126,7 @@ class AnthropicProtocol:
         """``(error.type, error.message)`` from ``{"type": "error", "error": {...}}`` (also
         ``{"error": "..."}`` or a top-level ``message``); a body that is not JSON gives its
         first 200 chars."""
-        text = body.decode("utf-8", "replace").strip()
-        if not text:
-            return None, None
-        try:
-            value = _loads(text)
-        except (ValueError, RecursionError):
-            return None, text[:200]
-        if not isinstance(value, dict):
-            return None, text[:200]
-        error = value.get("error", value)
-        if isinstance(error, str):
-            return None, _short(error)
-        if not isinstance(error, dict):
-            return None, text[:200]
-        kind = error.get("type") or error.get("code")
-        return (str(kind) if kind else None), _short(error.get("message")) or text[:200]
+        return error_body_details(body)
 
 
 def _messages(request: ModelRequest) -> list[dict[str, Any]]:
@@ -211,17 +200,9 @@ class _ToolBlock:
 
     def ready(self) -> ToolCallReady:
         raw = "".join(self.parts)
-        arguments: dict[str, Any] | None
-        if not raw or raw.isspace():
-            arguments = self.initial or {}
-            if self.initial:
-                raw = json.dumps(self.initial, ensure_ascii=False)
-        else:
-            try:
-                value = _loads(raw)
-            except (ValueError, RecursionError):
-                value = None
-            arguments = value if isinstance(value, dict) else None
+        if self.initial and (not raw or raw.isspace()):
+            raw = json.dumps(self.initial, ensure_ascii=False)
+        arguments = parse_arguments(raw)
         return ToolCallReady(
             index=self.index, id=self.id, name=self.name, arguments=arguments, raw_arguments=raw
         )
@@ -257,10 +238,10 @@ class AnthropicStreamDecoder:
             return []
         data = event.data
         if event.event == "error":
-            raise _error_event(data)
+            raise error_event(data)
         if not data.startswith("{") and not data.strip():
             return []
-        message = _parse_object(data)
+        message = parse_object(data)
         try:
             return self._dispatch(message)
         except (AttributeError, KeyError, TypeError) as exc:
@@ -292,7 +273,7 @@ class AnthropicStreamDecoder:
         if kind == "message_stop":
             return self._end()
         if kind == "error":
-            raise _in_band_error(message.get("error"))
+            raise in_band_error(message.get("error"))
         return []  # ping, and types this decoder does not know
 
     def _block_delta(self, index: int, delta: dict[str, Any]) -> list[StreamEvent]:
@@ -366,42 +347,3 @@ class AnthropicStreamDecoder:
         out.append(StreamEnd(finish_reason=reason, raw_reason=raw))
         self._done = True
         return out
-
-
-def _parse_object(data: str) -> dict[str, Any]:
-    try:
-        value = _loads(data)
-    except (ValueError, RecursionError):
-        raise InvalidResponse(f"the gateway sent invalid JSON: {data[:80]!r}") from None
-    if not isinstance(value, dict):
-        raise InvalidResponse(f"the gateway sent JSON that is not an object: {data[:80]!r}")
-    return value
-
-
-def _error_event(data: str) -> LLMError:
-    """An SSE event named ``error``, whatever its JSON ``type`` (or non-JSON text)."""
-    try:
-        value = _loads(data)
-    except (ValueError, RecursionError):
-        return classify_error(status=None, kind=None, message=_short(data) or _ERROR_FALLBACK)
-    if isinstance(value, dict) and value.get("error") is not None:
-        value = value["error"]
-    return _in_band_error(value)
-
-
-def _in_band_error(error: Any) -> LLMError:
-    if isinstance(error, dict):
-        kind, message = error.get("type"), error.get("message")
-    else:
-        kind, message = None, error
-    return classify_error(
-        status=None,
-        kind=kind if isinstance(kind, str) else None,
-        message=_short(message) or _ERROR_FALLBACK,
-    )
-
-
-def _short(text: Any) -> str | None:
-    if not isinstance(text, str):
-        return None
-    return text.strip()[:300] or None

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from core.errors import InvalidResponse, LLMError, ServerError, StreamInterrupted
+from core.errors import InvalidResponse, StreamInterrupted
 from core.events import (
     FinishReason,
     ReasoningDelta,
@@ -42,12 +42,17 @@ from core.events import (
     Usage,
 )
 from core.messages import AssistantMessage, ModelRequest, SystemMessage, ToolResult, UserMessage
-from core.protocols.base import classify_error
+from core.protocols.payloads import (
+    error_body_details,
+    error_event,
+    in_band_error,
+    parse_arguments,
+    parse_object,
+)
 from core.sse import ServerSentEvent
 
 __all__ = ["OpenAIProtocol", "OpenAIStreamDecoder"]
 
-_loads = json.loads  # the one JSON parser of this module (swappable for orjson.loads)
 
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
@@ -56,7 +61,6 @@ _FINISH: dict[str, FinishReason] = {
     "function_call": "tool_calls",
     "content_filter": "content_filter",
 }
-_ERROR_FALLBACK = "the gateway reported an error"
 _EMPTY: dict[str, Any] = {}
 
 
@@ -106,24 +110,7 @@ class OpenAIProtocol:
     def error_details(self, body: bytes) -> tuple[str | None, str | None]:
         """``(type or code, message)`` from ``{"error": {...}}``, ``{"error": "..."}`` or a
         top-level ``{"message": ...}``; a body that is not JSON gives its first 200 chars."""
-        text = body.decode("utf-8", "replace").strip()
-        if not text:
-            return None, None
-        try:
-            value = _loads(text)
-        except (ValueError, RecursionError):
-            return None, text[:200]
-        if isinstance(value, list) and value:  # some gateways wrap the error in a list
-            value = value[0]
-        if not isinstance(value, dict):
-            return None, text[:200]
-        error = value.get("error", value)
-        if isinstance(error, str):
-            return None, _short(error)
-        if not isinstance(error, dict):
-            return None, text[:200]
-        kind = error.get("type") or error.get("code")
-        return (str(kind) if kind else None), _short(error.get("message")) or text[:200]
+        return error_body_details(body)
 
 
 def _messages(request: ModelRequest) -> list[dict[str, Any]]:
@@ -201,14 +188,14 @@ class OpenAIStreamDecoder:
             return []
         data = event.data
         if event.event == "error":
-            raise _error_event(data)
+            raise error_event(data)
         if not data.startswith("{"):
             text = data.strip()
             if text == "[DONE]":
                 return self._end()
             if not text:
                 return []
-        chunk = _parse_object(data)
+        chunk = parse_object(data)
         try:
             return self._chunk(chunk)
         except (AttributeError, KeyError, TypeError) as exc:
@@ -222,7 +209,7 @@ class OpenAIStreamDecoder:
     def _chunk(self, chunk: dict[str, Any]) -> list[StreamEvent]:
         error = chunk.get("error")
         if error is not None:
-            raise _in_band_error(error)
+            raise in_band_error(error)
         out: list[StreamEvent] = []
         choices = chunk.get("choices")
         if choices:
@@ -329,7 +316,7 @@ class OpenAIStreamDecoder:
                     index=call.index,
                     id=call.id,
                     name=call.name,
-                    arguments=_parse_arguments(raw),
+                    arguments=parse_arguments(raw),
                     raw_arguments=raw,
                 )
             )
@@ -347,61 +334,3 @@ class OpenAIStreamDecoder:
         out.append(StreamEnd(finish_reason=reason, raw_reason=raw))
         self._done = True
         return out
-
-
-def _parse_object(data: str) -> dict[str, Any]:
-    try:
-        value = _loads(data)
-    except (ValueError, RecursionError):
-        raise InvalidResponse(f"the gateway sent invalid JSON: {data[:80]!r}") from None
-    if not isinstance(value, dict):
-        raise InvalidResponse(f"the gateway sent JSON that is not an object: {data[:80]!r}")
-    return value
-
-
-def _parse_arguments(raw: str) -> dict[str, Any] | None:
-    if not raw or raw.isspace():
-        return {}
-    try:
-        value = _loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _error_event(data: str) -> LLMError:
-    """An SSE event named ``error``: ``{"error": {...}}``, ``{"message": ...}`` or text."""
-    try:
-        value = _loads(data)
-    except (ValueError, RecursionError):
-        return classify_error(status=None, kind=None, message=_short(data) or _ERROR_FALLBACK)
-    if isinstance(value, dict) and value.get("error") is not None:
-        value = value["error"]
-    return _in_band_error(value)
-
-
-def _in_band_error(error: Any) -> LLMError:
-    """The typed error for an in-band ``error`` value.
-
-    OpenAI puts the precise kind in ``code`` (``rate_limit_exceeded`` beside type ``tokens``)
-    and others in ``type``, so the code is tried first, then the type; a numeric code (as
-    OpenRouter sends) classifies like the HTTP status it names.
-    """
-    if isinstance(error, dict):
-        kind, code, message = error.get("type"), error.get("code"), error.get("message")
-    else:
-        kind, code, message = None, None, error
-    text = _short(message) or _ERROR_FALLBACK
-    status = code if isinstance(code, int) and 400 <= code < 600 else None
-    for candidate in (code, kind):
-        if candidate and isinstance(candidate, str):
-            found = classify_error(status=status, kind=candidate, message=text)
-            if type(found) is not ServerError:
-                return found
-    return classify_error(status=status, kind=str(kind or code or "") or None, message=text)
-
-
-def _short(text: Any) -> str | None:
-    if not isinstance(text, str):
-        return None
-    return text.strip()[:300] or None
