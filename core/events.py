@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 __all__ = [
     "AttemptVoid",
+    "EngineEvent",
     "FinishReason",
     "ReasoningDelta",
     "ReasoningRedacted",
@@ -27,6 +28,10 @@ __all__ = [
     "ToolCallDelta",
     "ToolCallReady",
     "ToolCallStarted",
+    "ToolFinished",
+    "ToolStarted",
+    "TurnFailed",
+    "TurnFinished",
     "Usage",
 ]
 
@@ -147,4 +152,67 @@ StreamEvent = (
     | Usage
     | StreamEnd
     | AttemptVoid
+)
+
+
+# Events of one conversation turn, as ``core.engine`` yields them to a renderer (LiveReply, the
+# terminal). A turn yields text and reasoning deltas, tool activity and attempt voids, and ends
+# with exactly one TurnFinished or TurnFailed.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolStarted:
+    """A tool began running. ``activity`` is a short line for a status display
+    ("Checking the weather in Paris")."""
+
+    call_id: str
+    name: str
+    arguments: dict[str, Any] | None
+    activity: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolFinished:
+    """A tool ended: ``ok`` or an error the model will read; ``summary`` is one short line."""
+
+    call_id: str
+    name: str
+    ok: bool
+    summary: str
+    elapsed: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TurnFinished:
+    """The turn's answer is complete.
+
+    ``text`` is the final answer (the last round's text); ``truncated`` says a length limit cut
+    it (the text then says so); ``stopped`` says the turn was cancelled and ``text`` is what had
+    been said; ``usage`` is summed over the turn's ``rounds`` model calls.
+    """
+
+    text: str
+    usage: Usage
+    rounds: int
+    truncated: bool = False
+    stopped: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TurnFailed:
+    """The turn could not produce an answer. ``message`` is short and fit to show a user;
+    ``partial_text`` is whatever text had been shown of the round that failed."""
+
+    message: str
+    partial_text: str = ""
+
+
+EngineEvent = (
+    TextDelta
+    | ReasoningDelta
+    | ToolStarted
+    | ToolFinished
+    | AttemptVoid
+    | TurnFinished
+    | TurnFailed
 )

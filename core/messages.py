@@ -6,7 +6,9 @@ Messages are pydantic models so the stores can serialize them; the wire protocol
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
+from urllib.parse import quote, unquote
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,6 +16,7 @@ from core.events import FinishReason
 
 __all__ = [
     "AssistantMessage",
+    "ConversationKey",
     "Message",
     "ModelRequest",
     "RedactedThinking",
@@ -25,6 +28,36 @@ __all__ = [
     "ToolSpec",
     "UserMessage",
 ]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConversationKey:
+    """Which conversation a message belongs to: one per thread.
+
+    - Slack: ``("slack", team, channel, thread_ts)``
+    - Discord: ``("discord", guild id or "dm", channel id, thread id or "-")``
+    - terminal: ``("console", "local", user, session id)``
+
+    ``str(key)`` is a stable form for stores (``slack:T1:C2:1700000000.000100``); each part is
+    percent-encoded so a ``:`` inside a part cannot make two keys collide.
+    """
+
+    platform: str
+    workspace: str
+    channel: str
+    thread: str
+
+    def __str__(self) -> str:
+        parts = (self.platform, self.workspace, self.channel, self.thread)
+        return ":".join(quote(part, safe="") for part in parts)
+
+    @classmethod
+    def parse(cls, text: str) -> ConversationKey:
+        parts = text.split(":")
+        if len(parts) != 4:
+            raise ValueError(f"not a conversation key: {text!r}")
+        platform, workspace, channel, thread = (unquote(part) for part in parts)
+        return cls(platform=platform, workspace=workspace, channel=channel, thread=thread)
 
 
 class _Frozen(BaseModel):
@@ -73,7 +106,11 @@ class TokenUsage(_Frozen):
 
 
 class AssistantMessage(_Frozen):
-    """What the model said in one call: text, reasoning, tool calls, how it ended."""
+    """What the model said in one call: text, reasoning, tool calls, how it ended.
+
+    ``stopped`` marks an answer cut short because the turn was cancelled (a Stop button);
+    ``text`` then holds what was said until then.
+    """
 
     role: Literal["assistant"] = "assistant"
     text: str = ""
@@ -82,6 +119,7 @@ class AssistantMessage(_Frozen):
     tool_calls: tuple[ToolCall, ...] = ()
     finish_reason: FinishReason | None = None
     usage: TokenUsage = TokenUsage()
+    stopped: bool = False
 
 
 class ToolResult(_Frozen):
