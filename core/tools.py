@@ -1,0 +1,557 @@
+"""Tools the model may call: plain typed functions, described to the model and run safely.
+
+    @tool(activity="Checking the weather in {city}", timeout=10)
+    async def get_weather(city: str, unit: Literal["celsius", "fahrenheit"] = "celsius") -> Weather:
+        \"\"\"Get the current weather in a city.
+
+        Args:
+            city: The city's name, e.g. "Paris".
+        \"\"\"
+
+    registry = ToolRegistry([get_weather])
+    registry.specs()                        # ToolSpec(name, description, JSON Schema) per tool
+    await registry.run_all(calls, context)  # one ToolOutcome per call, in order; never raises
+
+The JSON Schema comes from the signature through a pydantic model: types, defaults, ``Literal``
+and ``Enum`` choices, nested models, and descriptions from ``Annotated[..., Field(description=)]``
+or the docstring (Google ``Args:`` or reST ``:param x:``). A parameter typed :class:`ToolContext`
+is filled in by the registry and never shown to the model.
+
+A bad call never raises: invalid JSON, arguments that fail validation, an unknown tool, an
+exception, a timeout and a deliberate :class:`ToolFailure` each become a short error result the
+model can read and act on. Only cancellation propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from types import SimpleNamespace
+from typing import Annotated, Any, get_args, get_origin, get_type_hints, overload
+
+import pydantic_core
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic.fields import FieldInfo
+
+from core.messages import ConversationKey, ToolCall, ToolResult, ToolSpec
+
+__all__ = ["Tool", "ToolContext", "ToolFailure", "ToolOutcome", "ToolRegistry", "tool"]
+
+log = logging.getLogger("relaybot.tools")
+
+SUMMARY_CHARS = 100
+_MESSAGE_CHARS = 300
+_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolContext:
+    """Who asked and where. A tool gets it by declaring a parameter of this type."""
+
+    key: ConversationKey
+    user_id: str
+    user_name: str
+    platform: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolOutcome:
+    """One finished call: the result the model reads, a one-line ``summary`` for a status
+    display, and how long it took in seconds."""
+
+    result: ToolResult
+    summary: str
+    elapsed: float
+
+    @property
+    def ok(self) -> bool:
+        return not self.result.is_error
+
+
+class ToolFailure(Exception):
+    """Raised by a tool to fail on purpose: the model reads exactly this message."""
+
+
+class Tool:
+    """A typed function offered to the model, with its JSON Schema. Calling it calls the
+    function."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        activity: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.fn = fn
+        self.name: str = name or str(getattr(fn, "__name__", ""))
+        if not _TOOL_NAME.match(self.name):
+            raise ValueError(f"a tool name is 1-64 letters, digits, _ or -: {self.name!r}")
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"{self.name}: timeout must be positive, not {timeout!r}")
+        summary, param_docs = _parse_docstring(inspect.getdoc(fn))
+        self.description = summary if description is None else description
+        self.activity = activity
+        self.timeout = timeout
+        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            type(fn).__call__  # an object with an async __call__
+        )
+        self._signature = _Signature.of(fn, self.name, param_docs)
+        self.parameters = _schema_of(self._signature.model)
+        self.__doc__ = fn.__doc__
+
+    @property
+    def spec(self) -> ToolSpec:
+        return ToolSpec(name=self.name, description=self.description, parameters=self.parameters)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Tool {self.name}>"
+
+    def activity_for(self, arguments: dict[str, Any] | None) -> str:
+        """The status line for a call, e.g. "Checking the weather in Paris"."""
+        fallback = f"Running {self.name}"
+        if self.activity is None:
+            return fallback
+        values = {**self._signature.defaults, **(arguments or {})}
+        try:
+            text = self.activity.format_map({k: _display(v) for k, v in values.items()})
+        except (LookupError, ValueError, AttributeError, TypeError):
+            return fallback
+        return _shorten(text, SUMMARY_CHARS) or fallback
+
+    def _bind(self, arguments: dict[str, Any], context: ToolContext) -> _Bound:
+        """The model's arguments, validated, as the function's positional and keyword
+        arguments. Raises :class:`pydantic.ValidationError`."""
+        return self._signature.bind(arguments, context)
+
+
+@overload
+def tool(fn: Callable[..., Any]) -> Tool: ...
+@overload
+def tool(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    activity: str | None = None,
+    timeout: float | None = None,
+) -> Callable[[Callable[..., Any]], Tool]: ...
+def tool(
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    activity: str | None = None,
+    timeout: float | None = None,
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Make a :class:`Tool` of a function: ``@tool`` or ``@tool(activity="...", timeout=10)``.
+
+    ``activity`` is a format string over the arguments for a status line ("Checking the
+    weather in {city}"); the default is "Running <name>". ``timeout`` overrides the registry's.
+    """
+
+    def make(fn: Callable[..., Any]) -> Tool:
+        return Tool(fn, name=name, description=description, activity=activity, timeout=timeout)
+
+    return make if fn is None else make(fn)
+
+
+class ToolRegistry:
+    """The tools of a bot: their specs for the model, and a safe way to run the model's calls."""
+
+    def __init__(
+        self,
+        tools: Iterable[Tool] = (),
+        *,
+        default_timeout: float = 30.0,
+        max_result_chars: int = 16_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._tools: dict[str, Tool] = {}
+        self._default_timeout = default_timeout
+        self._max_result_chars = max_result_chars
+        self._clock = clock
+        for each in tools:
+            self.add(each)
+
+    def add(self, tool: Tool) -> None:
+        if tool.name in self._tools:
+            raise ValueError(f"a tool named {tool.name!r} is already registered")
+        self._tools[tool.name] = tool
+
+    def specs(self) -> tuple[ToolSpec, ...]:
+        return tuple(each.spec for each in self._tools.values())
+
+    def activity(self, call: ToolCall) -> str:
+        """A status line for ``call`` ("Checking the weather in Paris")."""
+        known = self._tools.get(call.name)
+        if known is None:
+            return _shorten(f"Running {call.name}", SUMMARY_CHARS)
+        return known.activity_for(call.arguments)
+
+    async def run_all(self, calls: Sequence[ToolCall], context: ToolContext) -> list[ToolOutcome]:
+        """Run the calls of one round concurrently; outcomes come back in call order."""
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(self.run(call, context), name=f"tool {call.name} {call.id}")
+                for call in calls
+            ]
+        return [task.result() for task in tasks]
+
+    async def run(self, call: ToolCall, context: ToolContext) -> ToolOutcome:
+        """Run one call. Every failure becomes an error result; only cancellation propagates."""
+        started = self._clock()
+        try:
+            value = await self._call(call, context)
+            content = _serialized(value)
+        except asyncio.CancelledError:
+            if _cancelling():
+                raise
+            return self._failed(call, "Cancelled", f"{call.name} was cancelled", started)
+        except _Refused as refused:
+            return self._failed(call, refused.kind, str(refused), started)
+        except ToolFailure as failure:
+            return self._failed(call, "ToolFailure", str(failure) or f"{call.name} failed", started)
+        except Exception as exc:
+            return self._failed(call, type(exc).__name__, _raised(call.name, exc), started)
+        result = ToolResult(
+            call_id=call.id, name=call.name, content=_capped(content, self._max_result_chars)
+        )
+        return ToolOutcome(
+            result=result, summary=_summary(value, content), elapsed=self._clock() - started
+        )
+
+    async def _call(self, call: ToolCall, context: ToolContext) -> Any:
+        known = self._tools.get(call.name)
+        if known is None:
+            available = ", ".join(self._tools) or "none"
+            name = _shorten(call.name, 64)
+            raise _Refused("UnknownTool", f"there is no tool named {name}; available: {available}")
+        if call.arguments is None:
+            raise _Refused("InvalidJSON", _json_problem(call.raw_arguments))
+        try:
+            bound = known._bind(call.arguments, context)
+        except ValidationError as invalid:
+            raise _Refused("ValidationError", _validation_problem(call.name, invalid)) from None
+        seconds = known.timeout or self._default_timeout
+        deadline = asyncio.timeout(seconds)
+        try:
+            async with deadline:
+                if known.is_async:
+                    return await known.fn(*bound.args, **bound.kwargs)
+                return await asyncio.to_thread(known.fn, *bound.args, **bound.kwargs)
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # the tool's own TimeoutError, reported like any exception
+            # A sync tool's thread cannot be stopped; it finishes in the background.
+            raise _Refused("Timeout", f"{call.name} did not finish within {seconds:g} s") from None
+
+    def _failed(self, call: ToolCall, kind: str, message: str, started: float) -> ToolOutcome:
+        elapsed = self._clock() - started
+        log.warning("tool %s failed: %s (%.2f s)", _shorten(call.name, 64), kind, elapsed)
+        content = _capped(message, self._max_result_chars)
+        result = ToolResult(call_id=call.id, name=call.name, content=content, is_error=True)
+        return ToolOutcome(result=result, summary=_shorten(message, SUMMARY_CHARS), elapsed=elapsed)
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter(tuple(self._tools.values()))
+
+
+class _Refused(Exception):
+    """The registry would not (or could not) finish the call: ``kind`` names why, for the log."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+# --- the signature as a pydantic model ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Bound:
+    args: list[Any]
+    kwargs: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Param:
+    name: str
+    field: str | None  # the model's field; None for the ToolContext parameter
+    positional_only: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Signature:
+    model: type[BaseModel]
+    params: tuple[_Param, ...]
+    defaults: dict[str, Any]
+
+    @classmethod
+    def of(cls, fn: Callable[..., Any], name: str, docs: dict[str, str]) -> _Signature:
+        signature = inspect.signature(fn)
+        hints = _parameter_hints(fn, name, signature)
+        fields: dict[str, Any] = {}
+        params: list[_Param] = []
+        defaults: dict[str, Any] = {}
+        for index, param in enumerate(signature.parameters.values()):
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                raise TypeError(f"tool {name}: *args and **kwargs cannot be described to a model")
+            positional_only = param.kind is param.POSITIONAL_ONLY
+            annotation = hints.get(param.name, Any)
+            if annotation is ToolContext:
+                params.append(_Param(param.name, None, positional_only))
+                continue
+            if param.name in docs and not _described(annotation, param.default):
+                annotation = Annotated[annotation, Field(description=docs[param.name])]
+            field = param.name
+            if field.startswith("_") or hasattr(BaseModel, field):  # would clash with pydantic
+                field = f"arg{index}"
+                annotation = Annotated[annotation, Field(alias=param.name)]
+            has_default = param.default is not param.empty
+            fields[field] = (annotation, param.default if has_default else ...)
+            if has_default and not isinstance(param.default, FieldInfo):
+                defaults[param.name] = param.default
+            params.append(_Param(param.name, field, positional_only))
+        config = ConfigDict(extra="forbid", protected_namespaces=())
+        model = create_model(f"{name}_arguments", __config__=config, **fields)
+        return cls(model, tuple(params), defaults)
+
+    def bind(self, arguments: dict[str, Any], context: ToolContext) -> _Bound:
+        values = self.model.model_validate(arguments)
+        bound = _Bound([], {})
+        for param in self.params:
+            value = context if param.field is None else getattr(values, param.field)
+            if param.positional_only:
+                bound.args.append(value)
+            else:
+                bound.kwargs[param.name] = value
+        return bound
+
+
+def _parameter_hints(
+    fn: Callable[..., Any], name: str, signature: inspect.Signature
+) -> dict[str, Any]:
+    """The parameters' annotations, resolved (the return annotation is never needed)."""
+    holder = SimpleNamespace(
+        __annotations__={
+            p.name: p.annotation
+            for p in signature.parameters.values()
+            if p.annotation is not p.empty
+        },
+        __globals__=getattr(inspect.unwrap(fn), "__globals__", {}),
+    )
+    try:
+        return get_type_hints(holder, include_extras=True)
+    except NameError as exc:
+        raise TypeError(f"tool {name}: cannot resolve a parameter's type ({exc})") from None
+
+
+def _described(annotation: Any, default: Any) -> bool:
+    metadata = get_args(annotation)[1:] if get_origin(annotation) is Annotated else ()
+    infos = [m for m in (*metadata, default) if isinstance(m, FieldInfo)]
+    return any(info.description for info in infos)
+
+
+_VALUES = frozenset({"default", "enum", "const", "examples"})  # values, not schemas
+_SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs"})
+
+
+class _Recursive(Exception):
+    pass
+
+
+def _schema_of(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON Schema without titles, with ``$ref``s inlined unless a type is recursive."""
+    raw = model.model_json_schema()
+    defs = raw.pop("$defs", {})
+    try:
+        schema: dict[str, Any] = _tidy(raw, defs, ())
+    except _Recursive:
+        schema = _tidy(raw, {}, ())
+        schema["$defs"] = _tidy(defs, {}, ())
+    order = ("type", "properties", "required", "additionalProperties")
+    return {key: schema[key] for key in order if key in schema} | schema
+
+
+def _tidy(node: Any, defs: dict[str, Any], seen: tuple[str, ...]) -> Any:
+    if isinstance(node, list):
+        return [_tidy(item, defs, seen) for item in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if defs and isinstance(ref, str) and ref.startswith("#/$defs/"):
+        name = ref.removeprefix("#/$defs/")
+        if name in seen:
+            raise _Recursive
+        siblings = {key: value for key, value in node.items() if key != "$ref"}
+        return _tidy(defs[name], defs, (*seen, name)) | _tidy(siblings, defs, seen)
+    tidy: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "title" and isinstance(value, str):
+            continue
+        if key in _VALUES:
+            tidy[key] = value
+        elif key in _SCHEMA_MAPS and isinstance(value, dict):
+            tidy[key] = {name: _tidy(sub, defs, seen) for name, sub in value.items()}
+        else:
+            tidy[key] = _tidy(value, defs, seen)
+    return tidy
+
+
+# --- docstrings -----------------------------------------------------------------------------------
+
+_GOOGLE_SECTION = re.compile(r"^(?:Args|Arguments|Parameters|Params|Keyword Args):\s*$")
+_GOOGLE_ITEM = re.compile(r"^\*{0,2}(\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
+_REST_PARAM = re.compile(r"^:param\s+(?:[^:]*\s)?(\w+)\s*:\s*(.*)$")
+_SECTION_START = re.compile(
+    r"^(?:(?:Args|Arguments|Parameters|Params|Keyword Args|Returns?|Yields?|Raises|Examples?"
+    r"|Notes?):\s*$|:\w)"
+)
+
+
+def _parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
+    """The first paragraph, and each parameter's description (Google ``Args:`` or reST)."""
+    lines = inspect.cleandoc(doc or "").splitlines()
+    paragraph: list[str] = []
+    for line in lines:
+        if not line.strip() or _SECTION_START.match(line.strip()):
+            break
+        paragraph.append(line.strip())
+    return " ".join(paragraph), _google_params(lines) | _rest_params(lines)
+
+
+def _google_params(lines: list[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    section: int | None = None  # indentation of the "Args:" line while inside that section
+    item: int | None = None  # indentation of its items
+    name: str | None = None
+    for line in lines:
+        text, indent = line.strip(), len(line) - len(line.lstrip())
+        if _GOOGLE_SECTION.match(text):
+            section, item, name = indent, None, None
+        elif section is None or not text:
+            continue
+        elif indent <= section:
+            section = None
+        elif (item is None or indent == item) and (match := _GOOGLE_ITEM.match(text)):
+            item, name = indent, match[1]
+            params[name] = match[2].strip()
+        elif name is not None:
+            params[name] = f"{params[name]} {text}".strip()
+    return params
+
+
+def _rest_params(lines: list[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    name: str | None = None
+    for line in lines:
+        text = line.strip()
+        if match := _REST_PARAM.match(text):
+            name = match[1]
+            params[name] = match[2].strip()
+        elif not text or text.startswith(":") or not line[:1].isspace():
+            name = None
+        elif name is not None:
+            params[name] = f"{params[name]} {text}".strip()
+    return params
+
+
+# --- results and error messages -------------------------------------------------------------------
+
+
+def _serialized(value: Any) -> str:
+    if value is None:
+        return "done"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, BaseModel):
+        return value.model_dump_json()
+    return pydantic_core.to_json(value, fallback=str).decode()
+
+
+def _capped(content: str, limit: int) -> str:
+    if len(content) <= limit:
+        return content
+    total = len(content)
+    kept = max(0, limit - len(f"\n[result cut: {limit} of {total} characters]"))
+    return f"{content[:kept]}\n[result cut: {kept} of {total} characters]"
+
+
+def _summary(value: Any, content: str) -> str:
+    summary = getattr(value, "summary", None)
+    if callable(summary):
+        try:
+            summary = summary()
+        except Exception:
+            summary = None
+    if isinstance(summary, str) and summary.strip():
+        return _shorten(summary, SUMMARY_CHARS)
+    first_line = next((line for line in content.splitlines() if line.strip()), "")
+    return _shorten(first_line, SUMMARY_CHARS) or "done"
+
+
+def _json_problem(raw: str) -> str:
+    try:
+        parsed = json.loads(raw)
+    except ValueError as exc:
+        return f"the arguments were not valid JSON: {exc}; send one JSON object"
+    kinds = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    kind = kinds.get(type(parsed), "a number")
+    return f"the arguments were {kind}, not a JSON object; send one JSON object"
+
+
+def _validation_problem(name: str, error: ValidationError) -> str:
+    problems = [
+        f"{'.'.join(str(part) for part in each['loc']) or 'arguments'}: {each['msg']}"
+        for each in error.errors(include_url=False, include_input=False)
+    ]
+    more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+    return f"invalid arguments for {name}: {'; '.join(problems[:10])}{more}"
+
+
+_URL_QUERY = re.compile(r"(https?://[^\s?#'\"]*)[?#][^\s'\"]*")
+_URL_USERINFO = re.compile(r"(https?://)[^\s/@'\"]+@")
+
+
+def _raised(name: str, exc: Exception) -> str:
+    """What a tool's exception says, without URL queries or credentials that could hold a key."""
+    message = _URL_USERINFO.sub(r"\1", _URL_QUERY.sub(r"\1?…", str(exc)))
+    message = _shorten(message, _MESSAGE_CHARS)
+    kind = type(exc).__name__
+    return f"{name} raised {kind}: {message}" if message else f"{name} raised {kind}"
+
+
+def _display(value: Any) -> Any:
+    if isinstance(value, Enum):
+        value = value.value
+    return _shorten(value, 60) if isinstance(value, str) else value
+
+
+def _shorten(text: str, limit: int) -> str:
+    """One line of at most ``limit`` characters (an ellipsis marks a cut)."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+def _cancelling() -> bool:
+    """Whether this task is being cancelled (rather than a tool raising CancelledError itself)."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
