@@ -1,0 +1,86 @@
+"""Conversation stores: where threads remember what was said.
+
+``await open_store(url)`` gives a :class:`ConversationStore` for a store URL:
+
+- ``memory://`` — :class:`MemoryStore`, this process only, gone on exit.
+- ``sqlite:///<path>`` — :class:`SqliteStore`, one file, made with its directories if
+  missing. As in SQLAlchemy the path is everything after ``sqlite:///``, so ``sqlite:///a.db`` is
+  relative to the working directory and ``sqlite:////var/lib/relaybot/a.db`` is absolute
+  (``f"sqlite:///{path}"`` is right for either); ``~`` is expanded; ``sqlite:///:memory:`` is an
+  SQLite database in memory. No percent-decoding, no host, no query parameters.
+- ``redis://`` — not available yet.
+
+A malformed URL or an unknown scheme is a ``ValueError`` (a configuration mistake, found
+before any file is touched: :func:`validate_store_url` checks one without opening it); a file
+that cannot serve as a store is a :class:`StoreError` when it is opened. Errors name the scheme,
+never the whole URL, which could hold a password.
+
+Trimming a history to a token budget is :mod:`core.store.trim`; the per-key turn lock both
+in-process stores share is :mod:`core.store.locks`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Literal
+
+from core.store.base import ConversationStore, StoreError
+from core.store.locks import KeyedLock
+from core.store.memory import MemoryStore
+from core.store.sqlite import SqliteStore
+
+__all__ = [
+    "ConversationStore",
+    "KeyedLock",
+    "MemoryStore",
+    "SqliteStore",
+    "StoreError",
+    "open_store",
+    "validate_store_url",
+]
+
+_EXPECTED = "memory:// or sqlite:///path/to/file.db"
+
+
+async def open_store(url: str, *, clock: Callable[[], float] = time.time) -> ConversationStore:
+    """Open the store ``url`` names (see the module docs); ``clock`` times claims.
+
+    Raises ``ValueError`` for a URL it does not understand, :class:`StoreError` for a store
+    that cannot be used. The caller closes the store.
+    """
+    kind, path = _parse(url)
+    if kind == "memory":
+        return MemoryStore(clock=clock)
+    return await SqliteStore.open(path, clock=clock)
+
+
+def validate_store_url(url: str) -> str:
+    """``url`` unchanged if :func:`open_store` understands it, else ``ValueError`` (no I/O)."""
+    _parse(url)
+    return url
+
+
+def _parse(url: str) -> tuple[Literal["memory", "sqlite"], str]:
+    scheme, separator, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not separator or not scheme.replace("+", "").isalnum():
+        raise ValueError(f"a store URL starts with a scheme: {_EXPECTED}")
+    if scheme == "memory":
+        if rest:
+            raise ValueError("memory:// takes nothing after the scheme")
+        return "memory", ""
+    if scheme == "sqlite":
+        if not rest.startswith("/"):
+            raise ValueError(
+                "a sqlite URL has no host: write sqlite:///relative/file.db"
+                " or sqlite:////absolute/file.db"
+            )
+        if not rest[1:]:
+            raise ValueError(f"the sqlite URL names no file: {_EXPECTED}")
+        if "?" in rest:
+            raise ValueError("a sqlite URL takes no query parameters")
+        return "sqlite", rest[1:]
+    if scheme in {"redis", "rediss"} or scheme.startswith("redis+"):
+        raise ValueError(f"the redis store is not available yet; use {_EXPECTED}")
+    raise ValueError(f"unknown store URL scheme {scheme!r}; expected {_EXPECTED}")
