@@ -186,9 +186,10 @@ class ToolFinished:
 class TurnFinished:
     """The turn's answer is complete.
 
-    ``text`` is the final answer (the last round's text); ``truncated`` says a length limit cut
-    it (the text then says so); ``stopped`` says the turn was cancelled and ``text`` is what had
-    been said; ``usage`` is summed over the turn's ``rounds`` model calls.
+    ``text`` is the whole visible answer — exactly the text deltas of the turn, after voids:
+    the text of every round, rounds separated by a blank line. ``truncated`` says a length
+    limit cut it (the text then says so); ``usage`` is summed over the turn's ``rounds`` model
+    calls. ``stopped`` is for renderers that report a cancelled turn themselves.
     """
 
     text: str

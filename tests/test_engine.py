@@ -1,0 +1,431 @@
+"""ConversationEngine: turns over a real loopback gateway, real tools and real stores."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from core.client import LLMClient, Timeouts
+from core.engine import ConversationEngine, EngineConfig, TurnRequest
+from core.events import (
+    AttemptVoid,
+    EngineEvent,
+    TextDelta,
+    ToolFinished,
+    ToolStarted,
+    TurnFailed,
+    TurnFinished,
+    Usage,
+)
+from core.messages import (
+    AssistantMessage,
+    ConversationKey,
+    Message,
+    ToolResult,
+    UserMessage,
+)
+from core.protocols import AnthropicProtocol, OpenAIProtocol
+from core.retry import RetryPolicy
+from core.store.base import ConversationStore
+from core.store.memory import MemoryStore
+from core.store.sqlite import SqliteStore
+from core.tools import Tool, ToolRegistry, tool
+from tests.fakes.llm_gateway import Error, FakeGateway, Stream
+from tests.fakes.streams import anthropic_events, openai_chunks
+
+KEY = ConversationKey(platform="slack", workspace="T1", channel="C1", thread="1700000000.000100")
+NOW = datetime(2026, 11, 25, 14, 30, tzinfo=UTC)
+CONFIG = EngineConfig(model="fake/model", system_prompt="You are a test bot.", max_rounds=4)
+NO_WAIT = RetryPolicy(max_attempts=3, base_delay=0.0, max_delay=0.0, deadline=10.0)
+
+
+def ask(text: str, *, key: ConversationKey = KEY, tz: str | None = None) -> TurnRequest:
+    return TurnRequest(
+        key=key, user_id="U1", user_name="Ada", text=text, platform="slack", timezone=tz
+    )
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[FakeGateway]:
+    async with FakeGateway() as gw:
+        yield gw
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient() as client:
+        yield client
+
+
+class Harness:
+    def __init__(self, gateway: FakeGateway, http: httpx2.AsyncClient) -> None:
+        self.gateway = gateway
+        self.http = http
+        self.store: ConversationStore = MemoryStore()
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.registry = ToolRegistry([self.lookup_tool()])
+
+    def lookup_tool(self) -> Tool:
+        calls = self.calls
+
+        @tool(activity="Looking up {topic}")
+        async def lookup(topic: str) -> str:
+            """Look a topic up."""
+            calls.append(("lookup", {"topic": topic}))
+            return f"{topic}: 42"
+
+        return lookup
+
+    def engine(
+        self, *, anthropic: bool = False, config: EngineConfig = CONFIG
+    ) -> ConversationEngine:
+        client = LLMClient(
+            http=self.http,
+            protocol=AnthropicProtocol() if anthropic else OpenAIProtocol(),
+            base_url=self.gateway.url if anthropic else self.gateway.url + "/v1",
+            api_key="sk-test",
+            timeouts=Timeouts(connect=1, read_idle=1, total=5),
+        )
+        return ConversationEngine(
+            client=client, store=self.store, tools=self.registry, config=config,
+            retry=NO_WAIT, now=lambda: NOW,
+        )  # fmt: skip
+
+    async def turn(self, request: TurnRequest, **engine: Any) -> list[EngineEvent]:
+        async with aclosing(self.engine(**engine).run_turn(request)) as events:
+            return [event async for event in events]
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [request.json or {} for request in self.gateway.requests]
+
+
+@pytest.fixture
+def harness(gateway: FakeGateway, http: httpx2.AsyncClient) -> Harness:
+    return Harness(gateway, http)
+
+
+def text_of(events: list[EngineEvent]) -> str:
+    """What a renderer shows: text deltas, rewound at every void."""
+    shown: list[str] = []
+    mark = 0
+    for event in events:
+        if isinstance(event, TextDelta):
+            shown.append(event.text)
+        elif isinstance(event, AttemptVoid):
+            del shown[mark:]
+        elif isinstance(event, ToolFinished | TurnFinished):
+            mark = len(shown)
+    return "".join(shown)
+
+
+def last(events: list[EngineEvent]) -> EngineEvent:
+    return events[-1]
+
+
+async def test_plain_turn_is_saved_and_the_next_turn_continues_it(harness: Harness) -> None:
+    harness.gateway.enqueue(Stream(openai_chunks("Hello Ada!")), Stream(openai_chunks("Yes.")))
+    first = await harness.turn(ask("Hi"))
+    assert last(first) == TurnFinished(
+        text="Hello Ada!", usage=Usage(input_tokens=10, output_tokens=5), rounds=1
+    )
+    assert text_of(first) == "Hello Ada!"
+    await harness.turn(ask("Do you remember me?"))
+    second = harness.bodies()[1]["messages"]
+    assert [m["role"] for m in second] == ["system", "user", "assistant", "user"]
+    assert second[2]["content"] == "Hello Ada!"
+    history = await harness.store.load(KEY)
+    assert [type(m).__name__ for m in history] == [
+        "UserMessage", "AssistantMessage", "UserMessage", "AssistantMessage"
+    ]  # fmt: skip
+
+
+async def test_system_prompt_carries_date_time_and_time_zone(harness: Harness) -> None:
+    harness.gateway.enqueue(Stream(openai_chunks("ok")))
+    await harness.turn(ask("time?", tz="Europe/Paris"))
+    system = harness.bodies()[0]["messages"][0]["content"]
+    assert system.startswith("You are a test bot.")
+    assert "Current date and time: Wednesday, 25 November 2026, 14:30 UTC." in system
+    assert "The user's time zone is Europe/Paris; their local time is Wednesday 15:30." in system
+
+
+async def test_tool_round_trip_openai(harness: Harness) -> None:
+    harness.gateway.enqueue(
+        Stream(
+            openai_chunks("Let me look.", tool_calls=[("call_1", "lookup", '{"topic":"life"}')])
+        ),
+        Stream(openai_chunks("The answer is 42.")),
+    )
+    events = await harness.turn(ask("What is the answer to life?"))
+    [finished] = [e for e in events if isinstance(e, ToolFinished)]
+    assert [e for e in events if isinstance(e, ToolStarted | ToolFinished)] == [
+        ToolStarted(
+            call_id="call_1", name="lookup", arguments={"topic": "life"}, activity="Looking up life"
+        ),
+        ToolFinished(
+            call_id="call_1", name="lookup", ok=True, summary="life: 42", elapsed=finished.elapsed
+        ),
+    ]
+    assert text_of(events) == "Let me look.\n\nThe answer is 42."
+    final = last(events)
+    assert isinstance(final, TurnFinished)
+    assert (final.text, final.rounds) == ("Let me look.\n\nThe answer is 42.", 2)
+    assert final.usage.input_tokens == 20
+    second = harness.bodies()[1]["messages"]
+    assert second[-2]["tool_calls"][0]["function"] == {
+        "name": "lookup", "arguments": '{"topic": "life"}'
+    }  # fmt: skip
+    assert second[-1] == {"role": "tool", "tool_call_id": "call_1", "content": "life: 42"}
+    assert harness.calls == [("lookup", {"topic": "life"})]
+    history = await harness.store.load(KEY)
+    assert [m.role for m in history] == ["user", "assistant", "tool", "assistant"]
+
+
+async def test_tool_round_trip_anthropic_sends_thinking_back(harness: Harness) -> None:
+    harness.gateway.enqueue(
+        Stream(anthropic_events(thinking="Need the tool.", signature="sig-1",
+                                tool_uses=[("toolu_1", "lookup", '{"topic":"mars"}')])),
+        Stream(anthropic_events("Mars: 42.")),
+    )  # fmt: skip
+    events = await harness.turn(ask("Tell me about Mars"), anthropic=True)
+    assert isinstance(last(events), TurnFinished)
+    second = harness.bodies()[1]["messages"]
+    assert second[-2] == {
+        "role": "assistant",
+        "content": [
+            {"type": "thinking", "thinking": "Need the tool.", "signature": "sig-1"},
+            {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {"topic": "mars"}},
+        ],
+    }
+    assert second[-1] == {
+        "role": "user",
+        "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "mars: 42"}],
+    }
+
+
+async def test_parallel_tool_calls_overlap(harness: Harness) -> None:
+    """Each tool waits for the other to start: the round finishes only if they overlap."""
+    started = {"a": asyncio.Event(), "b": asyncio.Event()}
+
+    @tool
+    async def meet(name: str) -> str:
+        """Wait for the other one."""
+        started[name].set()
+        await asyncio.wait_for(started["b" if name == "a" else "a"].wait(), 2)
+        return f"{name} met"
+
+    harness.registry.add(meet)
+    harness.gateway.enqueue(
+        Stream(openai_chunks(tool_calls=[("c1", "meet", '{"name":"a"}'),
+                                         ("c2", "meet", '{"name":"b"}')])),
+        Stream(openai_chunks("Both met.")),
+    )  # fmt: skip
+    events = await harness.turn(ask("meet"))
+    kinds = [type(e).__name__ for e in events if isinstance(e, ToolStarted | ToolFinished)]
+    assert kinds == ["ToolStarted", "ToolStarted", "ToolFinished", "ToolFinished"]
+    assert isinstance(last(events), TurnFinished)
+    tool_messages = harness.bodies()[1]["messages"][-2:]
+    assert [m["content"] for m in tool_messages] == ["a met", "b met"]
+
+
+async def test_broken_streams_never_rerun_tools_or_duplicate_text(harness: Harness) -> None:
+    first = openai_chunks("Checking.", tool_calls=[("call_1", "lookup", '{"topic":"x"}')])
+    second = openai_chunks("Found it: x is 42.")
+    harness.gateway.enqueue(
+        Stream.cut(first, after=3), Stream(first),  # broken after text
+        Stream.cut(second, after=4), Stream(second),  # broken after the tool ran
+    )  # fmt: skip
+    events = await harness.turn(ask("x?"))
+    assert sum(isinstance(e, AttemptVoid) for e in events) == 2
+    assert harness.calls == [("lookup", {"topic": "x"})]
+    final = last(events)
+    assert isinstance(final, TurnFinished)
+    assert final.text == text_of(events) == "Checking.\n\nFound it: x is 42."
+
+
+async def test_two_turns_on_one_key_run_in_order(harness: Harness) -> None:
+    """Turn two arrives while turn one is mid-stream: it waits, then sees turn one's answer."""
+    one_streaming, release = asyncio.Event(), asyncio.Event()
+    harness.gateway.enqueue(
+        Stream(openai_chunks("first answer")), Stream(openai_chunks("second answer"))
+    )
+    engine = harness.engine()
+
+    async def run(text: str) -> None:
+        async with aclosing(engine.run_turn(ask(text))) as events:
+            async for _ in events:
+                one_streaming.set()
+                await release.wait()
+
+    one = asyncio.create_task(run("one"))
+    await one_streaming.wait()
+    two = asyncio.create_task(run("two"))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert len(harness.gateway.requests) == 1
+    release.set()
+    await asyncio.gather(one, two)
+    second = harness.bodies()[1]["messages"]
+    assert [m.get("content") for m in second[1:]] == ["one", "first answer", "two"]
+
+
+async def test_restart_continues_the_thread_from_sqlite(harness: Harness, tmp_path: Path) -> None:
+    path = tmp_path / "relaybot.db"
+    harness.store = await SqliteStore.open(path)
+    harness.gateway.enqueue(Stream(openai_chunks("Noted: blue.")), Stream(openai_chunks("Blue.")))
+    await harness.turn(ask("My favourite colour is blue."))
+    await harness.store.close()
+    harness.store = await SqliteStore.open(path)
+    await harness.turn(ask("What is my favourite colour?"))
+    await harness.store.close()
+    contents = [m.get("content") for m in harness.bodies()[1]["messages"][1:]]
+    assert contents == [
+        "My favourite colour is blue.",
+        "Noted: blue.",
+        "What is my favourite colour?",
+    ]
+
+
+async def test_context_too_long_trims_harder_and_retries_once(harness: Harness) -> None:
+    old = [UserMessage(text=f"old message {n} " + "x" * 400) for n in range(20)]
+    await harness.store.append(KEY, old)
+    too_long = Error.openai(400, "This model's maximum context length is 100 tokens",
+                            code="context_length_exceeded")  # fmt: skip
+    harness.gateway.enqueue(too_long, Stream(openai_chunks("Short now.")))
+    events = await harness.turn(ask("go on"))
+    assert isinstance(last(events), TurnFinished)
+    sizes = [len(body["messages"]) for body in harness.bodies()]
+    assert sizes[1] < sizes[0]
+    assert harness.bodies()[1]["messages"][-1] == {"role": "user", "content": "go on"}
+
+
+async def test_context_too_long_twice_tells_the_user(harness: Harness) -> None:
+    too_long = Error.openai(400, "prompt is too long", code="context_length_exceeded")
+    harness.gateway.enqueue(too_long, too_long)
+    events = await harness.turn(ask("go on"))
+    assert last(events) == TurnFailed(
+        message="This thread is too long for me to continue. Please start a new thread."
+    )
+
+
+async def test_length_cut_answer_says_so(harness: Harness) -> None:
+    harness.gateway.enqueue(Stream(openai_chunks("A long story", finish_reason="length")))
+    events = await harness.turn(ask("tell me a story"))
+    final = last(events)
+    assert isinstance(final, TurnFinished)
+    assert final.truncated
+    assert (
+        final.text
+        == text_of(events)
+        == ("A long story\n\n_(The answer was cut off because it reached the length limit.)_")
+    )
+
+
+async def test_failed_model_call_is_a_visible_message(harness: Harness) -> None:
+    harness.gateway.enqueue(Error.openai(401, "Incorrect API key provided: sk-te***st"))
+    events = await harness.turn(ask("hi"))
+    assert events == [
+        TurnFailed(message="I can't reach the language model: the gateway rejected my "
+                           "credentials. An admin needs to check the API key.")
+    ]  # fmt: skip
+    assert [m.role for m in await harness.store.load(KEY)] == ["user"]
+
+
+async def test_last_round_answers_without_tools(harness: Harness) -> None:
+    looping = openai_chunks(tool_calls=[("c", "lookup", '{"topic":"again"}')])
+    config = EngineConfig(model="m", system_prompt="s", max_rounds=2)
+    harness.gateway.enqueue(Stream(looping), Stream(openai_chunks("Enough lookups.")))
+    events = await harness.turn(ask("loop"), config=config)
+    assert [body["tool_choice"] for body in harness.bodies()] == ["auto", "none"]
+    assert isinstance(last(events), TurnFinished)
+
+
+async def test_cancelling_a_turn_stops_tools_and_saves_what_was_said(harness: Harness) -> None:
+    tool_started = asyncio.Event()
+    tool_cancelled = threading.Event()
+
+    @tool
+    async def slow() -> str:
+        """Never finishes on its own."""
+        tool_started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            tool_cancelled.set()
+            raise
+        return "unreachable"
+
+    harness.registry.add(slow)
+    harness.gateway.enqueue(
+        Stream(openai_chunks("Working on it.", tool_calls=[("c", "slow", "{}")]))
+    )
+    task = asyncio.create_task(harness.turn(ask("do the slow thing")))
+    await asyncio.wait_for(tool_started.wait(), 2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert tool_cancelled.is_set()
+    history: list[Message] = await harness.store.load(KEY)
+    assert [m.role for m in history] == ["user", "assistant", "tool", "assistant"]
+    assert isinstance(history[1], AssistantMessage)
+    assert history[1].text == "Working on it."
+    assert isinstance(history[2], ToolResult)
+    assert history[2].is_error
+    assert isinstance(history[3], AssistantMessage)
+    assert history[3].stopped
+
+
+async def test_cancelling_mid_stream_keeps_the_partial_text(harness: Harness) -> None:
+    chunks = openai_chunks("Partial answer that goes on and on")
+    harness.gateway.enqueue(Stream.stalled(chunks, after=3))
+    engine = harness.engine()
+    seen: list[EngineEvent] = []
+    two_seen = asyncio.Event()
+
+    async def consume() -> None:
+        async with aclosing(engine.run_turn(ask("go"))) as events:
+            async for event in events:
+                seen.append(event)
+                if len(seen) == 2:
+                    two_seen.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(two_seen.wait(), 2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    history = await harness.store.load(KEY)
+    assert isinstance(history[-1], AssistantMessage)
+    assert history[-1].stopped
+    assert history[-1].text == text_of(seen)
+
+
+async def test_request_gate_caps_concurrent_model_calls(harness: Harness) -> None:
+    """With a cap of one, a model call starts only after the previous one finished."""
+    harness.gateway.enqueue(*[Stream(openai_chunks(f"answer {n}")) for n in range(3)])
+    engine = ConversationEngine(
+        client=harness.engine()._client, store=harness.store, tools=harness.registry,
+        config=CONFIG, retry=NO_WAIT, now=lambda: NOW, request_gate=asyncio.Semaphore(1),
+    )  # fmt: skip
+    in_flight: list[int] = []
+    finished = 0
+
+    async def run(n: int) -> None:
+        nonlocal finished
+        key = ConversationKey(platform="slack", workspace="T1", channel="C1", thread=str(n))
+        async with aclosing(engine.run_turn(ask("hi", key=key))) as events:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    in_flight.append(len(harness.gateway.requests) - finished)
+            finished += 1
+
+    await asyncio.gather(*(run(n) for n in range(3)))
+    assert len(harness.gateway.requests) == 3
+    assert set(in_flight) == {1}
