@@ -12,10 +12,8 @@
     registry.specs()                        # ToolSpec(name, description, JSON Schema) per tool
     await registry.run_all(calls, context)  # one ToolOutcome per call, in order; never raises
 
-The JSON Schema comes from the signature through a pydantic model: types, defaults, ``Literal``
-and ``Enum`` choices, nested models, and descriptions from ``Annotated[..., Field(description=)]``
-or the docstring (Google ``Args:`` or reST ``:param x:``). A parameter typed :class:`ToolContext`
-is filled in by the registry and never shown to the model.
+The JSON Schema comes from the signature and docstring (see :mod:`core.tool_schema`). A parameter
+typed :class:`ToolContext` is filled in by the registry and never shown to the model.
 
 A bad call never raises: invalid JSON, arguments that fail validation, an unknown tool, an
 exception, a timeout and a deliberate :class:`ToolFailure` each become a short error result the
@@ -33,14 +31,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from types import SimpleNamespace
-from typing import Annotated, Any, get_args, get_origin, get_type_hints, overload
+from typing import Any, overload
 
 import pydantic_core
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
-from pydantic.fields import FieldInfo
+from pydantic import BaseModel, ValidationError
 
 from core.messages import ConversationKey, ToolCall, ToolResult, ToolSpec
+from core.tool_schema import ToolArguments, parse_docstring
 
 __all__ = ["Tool", "ToolContext", "ToolFailure", "ToolOutcome", "ToolRegistry", "tool"]
 
@@ -98,15 +95,15 @@ class Tool:
             raise ValueError(f"a tool name is 1-64 letters, digits, _ or -: {self.name!r}")
         if timeout is not None and not timeout > 0:
             raise ValueError(f"{self.name}: timeout must be positive, not {timeout!r}")
-        summary, param_docs = _parse_docstring(inspect.getdoc(fn))
-        self.description = summary if description is None else description
+        doc = parse_docstring(inspect.getdoc(fn))
+        self.description = doc.summary if description is None else description
         self.activity = activity
         self.timeout = timeout
         self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
             type(fn).__call__  # an object with an async __call__
         )
-        self._signature = _Signature.of(fn, self.name, param_docs)
-        self.parameters = _schema_of(self._signature.model)
+        self._arguments = ToolArguments(fn, name=self.name, docs=doc.params, context=ToolContext)
+        self.parameters = self._arguments.schema
         self.__doc__ = fn.__doc__
 
     @property
@@ -124,17 +121,12 @@ class Tool:
         fallback = f"Running {self.name}"
         if self.activity is None:
             return fallback
-        values = {**self._signature.defaults, **(arguments or {})}
+        values = {**self._arguments.defaults, **(arguments or {})}
         try:
             text = self.activity.format_map({k: _display(v) for k, v in values.items()})
         except (LookupError, ValueError, AttributeError, TypeError):
             return fallback
         return _shorten(text, SUMMARY_CHARS) or fallback
-
-    def _bind(self, arguments: dict[str, Any], context: ToolContext) -> _Bound:
-        """The model's arguments, validated, as the function's positional and keyword
-        arguments. Raises :class:`pydantic.ValidationError`."""
-        return self._signature.bind(arguments, context)
 
 
 @overload
@@ -241,7 +233,7 @@ class ToolRegistry:
         if call.arguments is None:
             raise _Refused("InvalidJSON", _json_problem(call.raw_arguments))
         try:
-            bound = known._bind(call.arguments, context)
+            args, kwargs = known._arguments.bind(call.arguments, context)
         except ValidationError as invalid:
             raise _Refused("ValidationError", _validation_problem(call.name, invalid)) from None
         seconds = known.timeout or self._default_timeout
@@ -249,8 +241,8 @@ class ToolRegistry:
         try:
             async with deadline:
                 if known.is_async:
-                    return await known.fn(*bound.args, **bound.kwargs)
-                return await asyncio.to_thread(known.fn, *bound.args, **bound.kwargs)
+                    return await known.fn(*args, **kwargs)
+                return await asyncio.to_thread(known.fn, *args, **kwargs)
         except TimeoutError:
             if not deadline.expired():
                 raise  # the tool's own TimeoutError, reported like any exception
@@ -280,198 +272,6 @@ class _Refused(Exception):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
-
-
-# --- the signature as a pydantic model ----------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Bound:
-    args: list[Any]
-    kwargs: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class _Param:
-    name: str
-    field: str | None  # the model's field; None for the ToolContext parameter
-    positional_only: bool
-
-
-@dataclass(frozen=True, slots=True)
-class _Signature:
-    model: type[BaseModel]
-    params: tuple[_Param, ...]
-    defaults: dict[str, Any]
-
-    @classmethod
-    def of(cls, fn: Callable[..., Any], name: str, docs: dict[str, str]) -> _Signature:
-        signature = inspect.signature(fn)
-        hints = _parameter_hints(fn, name, signature)
-        fields: dict[str, Any] = {}
-        params: list[_Param] = []
-        defaults: dict[str, Any] = {}
-        for index, param in enumerate(signature.parameters.values()):
-            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-                raise TypeError(f"tool {name}: *args and **kwargs cannot be described to a model")
-            positional_only = param.kind is param.POSITIONAL_ONLY
-            annotation = hints.get(param.name, Any)
-            if annotation is ToolContext:
-                params.append(_Param(param.name, None, positional_only))
-                continue
-            if param.name in docs and not _described(annotation, param.default):
-                annotation = Annotated[annotation, Field(description=docs[param.name])]
-            field = param.name
-            if field.startswith("_") or hasattr(BaseModel, field):  # would clash with pydantic
-                field = f"arg{index}"
-                annotation = Annotated[annotation, Field(alias=param.name)]
-            has_default = param.default is not param.empty
-            fields[field] = (annotation, param.default if has_default else ...)
-            if has_default and not isinstance(param.default, FieldInfo):
-                defaults[param.name] = param.default
-            params.append(_Param(param.name, field, positional_only))
-        config = ConfigDict(extra="forbid", protected_namespaces=())
-        model = create_model(f"{name}_arguments", __config__=config, **fields)
-        return cls(model, tuple(params), defaults)
-
-    def bind(self, arguments: dict[str, Any], context: ToolContext) -> _Bound:
-        values = self.model.model_validate(arguments)
-        bound = _Bound([], {})
-        for param in self.params:
-            value = context if param.field is None else getattr(values, param.field)
-            if param.positional_only:
-                bound.args.append(value)
-            else:
-                bound.kwargs[param.name] = value
-        return bound
-
-
-def _parameter_hints(
-    fn: Callable[..., Any], name: str, signature: inspect.Signature
-) -> dict[str, Any]:
-    """The parameters' annotations, resolved (the return annotation is never needed)."""
-    holder = SimpleNamespace(
-        __annotations__={
-            p.name: p.annotation
-            for p in signature.parameters.values()
-            if p.annotation is not p.empty
-        },
-        __globals__=getattr(inspect.unwrap(fn), "__globals__", {}),
-    )
-    try:
-        return get_type_hints(holder, include_extras=True)
-    except NameError as exc:
-        raise TypeError(f"tool {name}: cannot resolve a parameter's type ({exc})") from None
-
-
-def _described(annotation: Any, default: Any) -> bool:
-    metadata = get_args(annotation)[1:] if get_origin(annotation) is Annotated else ()
-    infos = [m for m in (*metadata, default) if isinstance(m, FieldInfo)]
-    return any(info.description for info in infos)
-
-
-_VALUES = frozenset({"default", "enum", "const", "examples"})  # values, not schemas
-_SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs"})
-
-
-class _Recursive(Exception):
-    pass
-
-
-def _schema_of(model: type[BaseModel]) -> dict[str, Any]:
-    """The model's JSON Schema without titles, with ``$ref``s inlined unless a type is recursive."""
-    raw = model.model_json_schema()
-    defs = raw.pop("$defs", {})
-    try:
-        schema: dict[str, Any] = _tidy(raw, defs, ())
-    except _Recursive:
-        schema = _tidy(raw, {}, ())
-        schema["$defs"] = _tidy(defs, {}, ())
-    order = ("type", "properties", "required", "additionalProperties")
-    return {key: schema[key] for key in order if key in schema} | schema
-
-
-def _tidy(node: Any, defs: dict[str, Any], seen: tuple[str, ...]) -> Any:
-    if isinstance(node, list):
-        return [_tidy(item, defs, seen) for item in node]
-    if not isinstance(node, dict):
-        return node
-    ref = node.get("$ref")
-    if defs and isinstance(ref, str) and ref.startswith("#/$defs/"):
-        name = ref.removeprefix("#/$defs/")
-        if name in seen:
-            raise _Recursive
-        siblings = {key: value for key, value in node.items() if key != "$ref"}
-        return _tidy(defs[name], defs, (*seen, name)) | _tidy(siblings, defs, seen)
-    tidy: dict[str, Any] = {}
-    for key, value in node.items():
-        if key == "title" and isinstance(value, str):
-            continue
-        if key in _VALUES:
-            tidy[key] = value
-        elif key in _SCHEMA_MAPS and isinstance(value, dict):
-            tidy[key] = {name: _tidy(sub, defs, seen) for name, sub in value.items()}
-        else:
-            tidy[key] = _tidy(value, defs, seen)
-    return tidy
-
-
-# --- docstrings -----------------------------------------------------------------------------------
-
-_GOOGLE_SECTION = re.compile(r"^(?:Args|Arguments|Parameters|Params|Keyword Args):\s*$")
-_GOOGLE_ITEM = re.compile(r"^\*{0,2}(\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
-_REST_PARAM = re.compile(r"^:param\s+(?:[^:]*\s)?(\w+)\s*:\s*(.*)$")
-_SECTION_START = re.compile(
-    r"^(?:(?:Args|Arguments|Parameters|Params|Keyword Args|Returns?|Yields?|Raises|Examples?"
-    r"|Notes?):\s*$|:\w)"
-)
-
-
-def _parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
-    """The first paragraph, and each parameter's description (Google ``Args:`` or reST)."""
-    lines = inspect.cleandoc(doc or "").splitlines()
-    paragraph: list[str] = []
-    for line in lines:
-        if not line.strip() or _SECTION_START.match(line.strip()):
-            break
-        paragraph.append(line.strip())
-    return " ".join(paragraph), _google_params(lines) | _rest_params(lines)
-
-
-def _google_params(lines: list[str]) -> dict[str, str]:
-    params: dict[str, str] = {}
-    section: int | None = None  # indentation of the "Args:" line while inside that section
-    item: int | None = None  # indentation of its items
-    name: str | None = None
-    for line in lines:
-        text, indent = line.strip(), len(line) - len(line.lstrip())
-        if _GOOGLE_SECTION.match(text):
-            section, item, name = indent, None, None
-        elif section is None or not text:
-            continue
-        elif indent <= section:
-            section = None
-        elif (item is None or indent == item) and (match := _GOOGLE_ITEM.match(text)):
-            item, name = indent, match[1]
-            params[name] = match[2].strip()
-        elif name is not None:
-            params[name] = f"{params[name]} {text}".strip()
-    return params
-
-
-def _rest_params(lines: list[str]) -> dict[str, str]:
-    params: dict[str, str] = {}
-    name: str | None = None
-    for line in lines:
-        text = line.strip()
-        if match := _REST_PARAM.match(text):
-            name = match[1]
-            params[name] = match[2].strip()
-        elif not text or text.startswith(":") or not line[:1].isspace():
-            name = None
-        elif name is not None:
-            params[name] = f"{params[name]} {text}".strip()
-    return params
 
 
 # --- results and error messages -------------------------------------------------------------------
