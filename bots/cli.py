@@ -1,9 +1,12 @@
 """The ``relaybot`` command line (also ``python -m bots``).
 
-``relaybot ask PROMPT`` streams one answer to the terminal; ``--once --json`` prints the
-assembled assistant message of one model call as a JSON object. This module is a composition
-root: it reads the environment, builds the HTTP client, the protocol and the LLM client, and
-wires them together.
+- ``relaybot ask PROMPT`` runs one conversation turn — the model, and the tools it asks for —
+  and streams the answer to the terminal. ``--once --json`` makes one model call without
+  tools and prints the assembled assistant message as one JSON object.
+- ``relaybot offline-llm --port N`` serves the offline model for any compatible client.
+
+Settings come from ``--config`` / ``RELAYBOT_CONFIG``, the environment and the flags (see
+``core.settings``). Failures print one line starting with ``relaybot:`` and exit non-zero.
 """
 
 from __future__ import annotations
@@ -12,130 +15,202 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
+from contextlib import aclosing
 from typing import Any, TextIO
 
+from bots.offline_llm import run_offline_llm
+from bots.runtime import Runtime
 from core.assembly import MessageAssembler
-from core.client import LLMClient, Timeouts, new_http_client
+from core.engine import TurnRequest
 from core.errors import LLMError
-from core.events import AttemptVoid, StreamEnd, TextDelta
-from core.messages import AssistantMessage, ModelRequest, UserMessage
-from core.protocols import protocol_for
-from core.retry import RetryPolicy, retrying_stream
+from core.events import (
+    AttemptVoid,
+    EngineEvent,
+    ReasoningDelta,
+    TextDelta,
+    ToolFinished,
+    ToolStarted,
+    TurnFailed,
+    TurnFinished,
+    Usage,
+)
+from core.messages import AssistantMessage, ConversationKey, ModelRequest, UserMessage
+from core.retry import retrying_stream
+from core.settings import Settings, SettingsError, load_settings
+from core.store.base import StoreError
+from core.store.memory import MemoryStore
 
 __all__ = ["main"]
 
-DEFAULT_BASE_URLS = {
-    "openai": "https://api.ofox.ai/v1",
-    "anthropic": "https://api.ofox.ai/anthropic",
-}
-DEFAULT_MODELS = {"openai": "openai/gpt-4o", "anthropic": "anthropic/claude-sonnet-4.5"}
-KEY_VARIABLE = "OFOX_API_KEY"
 
-
-class UsageError(Exception):
-    """A mistake in how the command was called: one line, exit status 2."""
+class TurnFailedError(Exception):
+    """The turn ended in a message for the user: printed as one line, exit status 1."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="relaybot", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", metavar="PATH", help="TOML settings file (or RELAYBOT_CONFIG)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     commands = parser.add_subparsers(dest="command", required=True)
-    ask = commands.add_parser("ask", help="stream one answer to the terminal")
+
+    ask = commands.add_parser("ask", help="answer one prompt, streaming, with tools")
     ask.add_argument("prompt", help="what to ask")
-    ask.add_argument("--protocol", choices=sorted(DEFAULT_BASE_URLS), default="openai")
+    ask.add_argument("--protocol", choices=["anthropic", "openai"])
     ask.add_argument("--base-url", help="gateway base URL (default: OfoxAI for the protocol)")
-    ask.add_argument("--model", help="model name (default: a sensible one for the protocol)")
+    ask.add_argument("--model", help="model name as the gateway spells it")
     ask.add_argument("--system", help="system prompt")
-    ask.add_argument("--max-tokens", type=int, default=4096)
+    ask.add_argument("--max-tokens", type=int)
     ask.add_argument("--temperature", type=float)
+    ask.add_argument("--timeout", type=float, help="total seconds per model call")
+    ask.add_argument("--idle-timeout", type=float, help="longest silence in a stream, seconds")
+    ask.add_argument("--attempts", type=int, help="attempts before giving up on a failure")
     ask.add_argument("--once", action="store_true", help="one model call, no tools")
-    ask.add_argument("--json", action="store_true", help="print the assembled message as JSON")
-    ask.add_argument("--timeout", type=float, default=600.0, help="total seconds per call")
-    ask.add_argument("--idle-timeout", type=float, default=60.0, help="longest silence, seconds")
-    ask.add_argument("--attempts", type=int, default=4, help="attempts before giving up")
+    ask.add_argument("--json", action="store_true", help="with --once: print the message as JSON")
+
+    offline = commands.add_parser("offline-llm", help="serve the offline model")
+    offline.add_argument("--host", default="127.0.0.1")
+    offline.add_argument("--port", type=int, default=8080)
+    offline.add_argument("--pace", type=float, default=0.03, help="seconds between words")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
+    logging.basicConfig(  # a failed turn is reported by its own line, not a log record
+        level=logging.DEBUG if args.verbose else logging.ERROR,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        return asyncio.run(ask(args, stdout=sys.stdout, stderr=sys.stderr))
-    except UsageError as error:
+        if args.command == "offline-llm":
+            return asyncio.run(_offline_llm(args))
+        if args.json and not args.once:
+            raise SettingsError("--json needs --once (tools are not run in JSON mode)")
+        settings = load_settings(args.config, overrides=_ask_overrides(args))
+        return asyncio.run(ask(args, settings, stdout=sys.stdout, stderr=sys.stderr))
+    except SettingsError as error:
         print(f"relaybot: {error}", file=sys.stderr)
         return 2
-    except LLMError as error:
+    except (LLMError, StoreError, TurnFailedError) as error:
         print(f"relaybot: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
 
 
-async def ask(args: argparse.Namespace, *, stdout: TextIO, stderr: TextIO) -> int:
-    if args.json and not args.once:
-        raise UsageError("--json needs --once (tools are not run in JSON mode)")
-    base_url = args.base_url or DEFAULT_BASE_URLS[args.protocol]
-    api_key = os.environ.get(KEY_VARIABLE, "")
-    if not api_key and args.base_url is None:
-        raise UsageError(f"set {KEY_VARIABLE} to your OfoxAI key, or pass --base-url")
-    request = ModelRequest(
-        model=args.model or DEFAULT_MODELS[args.protocol],
-        messages=(UserMessage(text=args.prompt),),
-        system=args.system,
-        max_tokens=args.max_tokens,
-        temperature=args.temperature,
-    )
-    timeouts = Timeouts(total=args.timeout, read_idle=args.idle_timeout)
-    policy = RetryPolicy(max_attempts=max(1, args.attempts))
+def _ask_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags that were given, as nested settings (they win over file and environment)."""
+    llm = {
+        "protocol": args.protocol,
+        "base_url": args.base_url,
+        "model": args.model,
+        "system_prompt": args.system,
+        "max_tokens": args.max_tokens,
+        "temperature": args.temperature,
+    }
+    timeouts = {"total": args.timeout, "read_idle": args.idle_timeout}
+    retry = {"max_attempts": args.attempts}
+    overrides: dict[str, Any] = {k: v for k, v in llm.items() if v is not None}
+    for name, section in (("timeouts", timeouts), ("retry", retry)):
+        given = {k: v for k, v in section.items() if v is not None}
+        if given:
+            overrides[name] = given
+    return {"llm": overrides} if overrides else {}
 
-    def on_retry(error: LLMError, attempt: int, wait: float) -> None:
-        print(f"relaybot: {error} — retrying in {wait:.1f} s", file=stderr)
 
-    async with new_http_client(max_connections=4) as http:
-        client = LLMClient(
-            http=http,
-            protocol=protocol_for(args.protocol),
-            base_url=base_url,
-            api_key=api_key,
-            timeouts=timeouts,
-        )
-        live = stdout.isatty() and not args.json
-        assembler = MessageAssembler()
-        async with retrying_stream(client, request, policy, on_retry=on_retry) as events:
-            async for event in events:
-                assembler.feed(event)
-                if live:
-                    _show_live(event, stdout, stderr)
-    message = assembler.message()
-    if args.json:
-        print(json.dumps(message_json(message), ensure_ascii=False), file=stdout)
-    elif not live:
-        stdout.write(message.text + "\n")
-    else:
-        stdout.write("\n")
-    if message.finish_reason == "length" and not args.json:
-        print("relaybot: the answer was cut at the token limit (--max-tokens)", file=stderr)
+async def _offline_llm(args: argparse.Namespace) -> int:
+    def announce(line: str) -> None:
+        print(line, flush=True)
+
+    await run_offline_llm(host=args.host, port=args.port, pace=args.pace, announce=announce)
     return 0
 
 
-def _show_live(event: object, stdout: TextIO, stderr: TextIO) -> None:
-    """Stream text to a terminal. A retried call restarts below a visible marker."""
-    match event:
-        case TextDelta(text=text):
-            stdout.write(text)
-            stdout.flush()
-        case AttemptVoid():
-            stdout.write("\n")
-            stdout.flush()
-            print("relaybot: (the answer restarts here)", file=stderr)
-        case StreamEnd():
-            stdout.flush()
+async def ask(
+    args: argparse.Namespace, settings: Settings, *, stdout: TextIO, stderr: TextIO
+) -> int:
+    def announce(line: str) -> None:
+        print(f"relaybot: {line}", file=stderr, flush=True)
+
+    async with Runtime.start(settings, announce=announce, store=MemoryStore()) as runtime:
+        if args.once:
+            message = await _one_call(runtime, args.prompt, stdout=stdout, live=not args.json)
+            if args.json:
+                print(json.dumps(message_json(message), ensure_ascii=False), file=stdout)
+            return 0
+        request = TurnRequest(
+            key=ConversationKey(platform="console", workspace="local", channel="ask", thread="1"),
+            user_id="local",
+            user_name="you",
+            text=args.prompt,
+            platform="a terminal",
+        )
+        view = TerminalView(stdout, stderr, show_reasoning=settings.llm.show_reasoning)
+        async with aclosing(runtime.engine.run_turn(request)) as events:
+            async for event in events:
+                view.show(event)
+    return 0
+
+
+async def _one_call(
+    runtime: Runtime, prompt: str, *, stdout: TextIO, live: bool
+) -> AssistantMessage:
+    llm = runtime.settings.llm
+    request = ModelRequest(
+        model=runtime.endpoint.model,
+        messages=(UserMessage(text=prompt),),
+        system=llm.system_prompt,
+        max_tokens=llm.max_tokens,
+        temperature=llm.temperature,
+    )
+    assembler = MessageAssembler()
+    view = TerminalView(stdout, sys.stderr, show_reasoning=False)
+    async with retrying_stream(runtime.client, request, llm.retry_policy()) as events:
+        async for event in events:
+            assembler.feed(event)
+            if live and isinstance(event, TextDelta | AttemptVoid):
+                view.show(event)
+    message = assembler.message()
+    if live:
+        truncated = message.finish_reason == "length"
+        view.show(TurnFinished(text=message.text, usage=Usage(), rounds=1, truncated=truncated))
+    return message
+
+
+class TerminalView:
+    """Engine events on a terminal. On a TTY the answer streams as it comes; piped, only the
+    finished answer is written, so a retried stream never appears twice in the output."""
+
+    def __init__(self, stdout: TextIO, stderr: TextIO, *, show_reasoning: bool) -> None:
+        self.stdout = stdout
+        self.stderr = stderr
+        self.live = stdout.isatty()
+        self.show_reasoning = show_reasoning
+
+    def show(self, event: EngineEvent) -> None:
+        match event:
+            case TextDelta(text=text) if self.live:
+                self.stdout.write(text)
+                self.stdout.flush()
+            case ReasoningDelta(text=text) if self.show_reasoning:
+                self.stderr.write(text)
+            case AttemptVoid() if self.live:
+                self.stdout.write("\n")
+                print("relaybot: (the answer restarts here)", file=self.stderr)
+            case ToolStarted(activity=activity):
+                print(f"… {activity}", file=self.stderr, flush=True)
+            case ToolFinished(ok=ok, summary=summary):
+                print(f"{'✓' if ok else '✗'} {summary}", file=self.stderr, flush=True)
+            case TurnFinished(text=text, truncated=truncated):
+                self.stdout.write("\n" if self.live else text + "\n")
+                self.stdout.flush()
+                if truncated:
+                    print("relaybot: the answer was cut at the token limit", file=self.stderr)
+            case TurnFailed(message=message):
+                if self.live:
+                    self.stdout.write("\n")
+                raise TurnFailedError(message)
 
 
 def message_json(message: AssistantMessage) -> dict[str, Any]:

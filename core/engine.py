@@ -223,7 +223,8 @@ class _Turn:
         )
         separator = bool("".join(self.shown))
         attempt_text: list[str] = []
-        async with engine._gate, retrying_stream(engine._client, request, engine._retry) as events:
+        stream = retrying_stream(engine._client, request, engine._retry, on_retry=self._retrying)
+        async with engine._gate, stream as events:
             async for event in events:
                 self.assembler.feed(event)
                 match event:
@@ -289,6 +290,10 @@ class _Turn:
         self.completed = True
         yield TurnFinished(text=text, usage=self.usage, rounds=rounds, truncated=truncated)
 
+    def _retrying(self, error: LLMError, attempt: int, wait: float) -> None:
+        log.info("retrying a model call for %s in %.2f s after attempt %d: %s",
+                 self.request.key, wait, attempt, error)  # fmt: skip
+
     def _failed(self, message: str) -> TurnFailed:
         self.completed = True
         return TurnFailed(message=message, partial_text="".join(self.shown))
@@ -318,7 +323,7 @@ def user_message_for(error: LLMError) -> str:
         return "The answer took too long, so I stopped it. Please try again."
     if isinstance(error, BadRequest):
         return f"The language model rejected the request: {error.message}"
-    return "The language model is unavailable right now. Please try again in a moment."
+    return f"The language model is unavailable right now ({error.message}). Please try again."
 
 
 def _empty_answer(message: AssistantMessage) -> str:

@@ -192,6 +192,7 @@ class LLMSettings(_Section):
     max_rounds: int = Field(default=8, ge=1, le=32)
     context_budget_tokens: int = Field(default=100_000, ge=1_000)
     max_concurrent_requests: int = Field(default=32, ge=1)
+    offline_pace: float = Field(default=0.03, ge=0, le=5)
     timeouts: TimeoutSettings = TimeoutSettings()
     retry: RetrySettings = RetrySettings()
 

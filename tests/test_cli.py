@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.fakes.llm_gateway import Error, FakeGateway, Stream
+from tests.fakes.open_meteo import FakeOpenMeteo
 from tests.fakes.streams import anthropic_events, openai_chunks, without_end
 
 KEY = "sk-cli-secret-0123456789"
@@ -25,10 +26,13 @@ class Run:
     stderr: str
 
 
-async def relaybot(*args: str, key: str | None = KEY) -> Run:
-    env = {k: v for k, v in os.environ.items() if k != "OFOX_API_KEY"}
+async def relaybot(*args: str, key: str | None = KEY, **settings: str) -> Run:
+    """Run the command with a clean environment: only ``key`` and ``settings`` (as
+    ``RELAYBOT_...`` variables) configure it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAYBOT_", "OFOX_API_KEY"))}
     if key is not None:
         env["OFOX_API_KEY"] = key
+    env.update({f"RELAYBOT_{name.upper()}": value for name, value in settings.items()})
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bots", *args, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -95,7 +99,7 @@ async def test_piped_answer_is_written_once_after_a_retry(gateway: FakeGateway) 
     run = await relaybot("ask", "--base-url", gateway.url + "/v1", *FAST, "q")
     assert run.status == 0
     assert run.stdout == "A complete answer.\n"
-    assert "retrying" in run.stderr
+    assert run.stderr == ""
 
 
 async def test_rejected_key_is_one_line_without_the_key(gateway: FakeGateway) -> None:
@@ -103,8 +107,10 @@ async def test_rejected_key_is_one_line_without_the_key(gateway: FakeGateway) ->
     run = await relaybot("ask", "--base-url", gateway.url + "/v1", *FAST, "q")
     assert run.status == 1
     assert run.stdout == ""
-    assert run.stderr.count("\n") == 1
-    assert run.stderr.startswith("relaybot: the model gateway answered HTTP 401")
+    assert run.stderr == (
+        "relaybot: I can't reach the language model: the gateway rejected my credentials. "
+        "An admin needs to check the API key.\n"
+    )
     assert KEY not in run.stderr
     assert "Traceback" not in run.stderr
 
@@ -115,7 +121,8 @@ async def test_partial_answer_is_never_success(gateway: FakeGateway) -> None:
     assert run.status == 1
     assert run.stdout == ""
     assert run.stderr.splitlines()[-1] == (
-        "relaybot: the model's stream ended before it was complete"
+        "relaybot: The language model is unavailable right now (the model's stream ended "
+        "before it was complete). Please try again."
     )
 
 
@@ -125,11 +132,56 @@ async def test_unreachable_gateway() -> None:
         port = probe.getsockname()[1]
     run = await relaybot("ask", "--attempts", "1", "--base-url", f"http://127.0.0.1:{port}", "q")
     assert run.status == 1
-    assert run.stderr.startswith("relaybot: could not connect to the model gateway")
+    assert run.stderr.startswith(
+        "relaybot: The language model is unavailable right now (could not connect to the model "
+        "gateway"
+    )
+    assert run.stderr.count("\n") == 1
     assert "Traceback" not in run.stderr
 
 
-async def test_missing_key_for_the_default_gateway() -> None:
-    run = await relaybot("ask", "q", key=None)
+async def test_no_key_asks_the_offline_model_which_uses_get_weather() -> None:
+    async with FakeOpenMeteo() as weather:
+        run = await relaybot(
+            "ask", "What's the weather in Paris?", key=None, llm__offline_pace="0",
+            tools__weather_geocoding_url=weather.url, tools__weather_forecast_url=weather.url,
+        )  # fmt: skip
+        assert [query.params["name"] for query in weather.requests[:1]] == ["Paris"]
+    assert run.status == 0, run.stderr
+    announce, started, finished = run.stderr.splitlines()
+    assert announce.startswith(
+        "relaybot: no OFOX_API_KEY or base URL is configured, so the offline model answers"
+    )
+    assert started == "… Checking the weather in Paris"
+    assert finished.startswith("✓ Paris, France: ")
+    assert "In Paris, France it is " in run.stdout
+
+
+async def test_offline_weather_without_network_says_so() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    run = await relaybot(
+        "ask", "What's the weather in Paris?", key=None, llm__offline_pace="0",
+        tools__weather_geocoding_url=closed, tools__weather_forecast_url=closed,
+    )  # fmt: skip
+    assert run.status == 0, run.stderr
+    assert run.stderr.splitlines()[-1] == "✗ the weather service is unreachable right now"
+    assert "the weather service is unreachable right now" in run.stdout
+
+
+async def test_bad_setting_is_one_line() -> None:
+    run = await relaybot("ask", "q", llm__max_tokens="-5")
     assert run.status == 2
-    assert run.stderr == "relaybot: set OFOX_API_KEY to your OfoxAI key, or pass --base-url\n"
+    assert run.stderr == (
+        "relaybot: config error: llm.max_tokens: Input should be greater than 0 (got '-5') "
+        "[from RELAYBOT_LLM__MAX_TOKENS]\n"
+    )
+
+
+async def test_json_needs_once() -> None:
+    run = await relaybot("ask", "--json", "q")
+    assert (run.status, run.stderr) == (
+        2,
+        "relaybot: --json needs --once (tools are not run in JSON mode)\n",
+    )
