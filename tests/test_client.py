@@ -378,3 +378,21 @@ async def test_leaving_early_closes_the_response(
                 break
     gateway.enqueue(Stream(openai_chunks("next")))
     assert (await message_of(openai_client(gateway, http))).text == "next"
+
+
+@pytest.mark.parametrize("anthropic", [False, True])
+async def test_keyless_endpoint_gets_no_auth_header(
+    gateway: FakeGateway, http: httpx2.AsyncClient, anthropic: bool
+) -> None:
+    """Ollama, llama.cpp and the offline model take no key: send none rather than a blank."""
+    client = LLMClient(
+        http=http,
+        protocol=AnthropicProtocol() if anthropic else OpenAIProtocol(),
+        base_url=gateway.url if anthropic else gateway.url + "/v1",
+        api_key="",
+    )
+    gateway.enqueue(Stream(anthropic_events("ok") if anthropic else openai_chunks("ok")))
+    assert (await message_of(client)).text == "ok"
+    headers = gateway.requests[0].headers
+    assert "authorization" not in headers
+    assert "x-api-key" not in headers

@@ -50,10 +50,8 @@ Where the SDK is wrong, a named test asserts relaybot's answer and pins the SDK'
   JSON of a tool_use block hit by ``max_tokens`` into a complete-looking input that lacks the
   cut field.
 
-Where relaybot is wrong, an ``xfail(strict=True)`` test asserts the right answer:
-
-- ``test_server_tool_use_is_not_a_client_tool_call`` — a ``server_tool_use`` block (Anthropic
-  ran the tool) comes out of ``core.protocols.anthropic`` as a client ``ToolCall``.
+``test_server_tool_use_is_not_a_client_tool_call`` — a ``server_tool_use`` block (a tool
+Anthropic ran itself) is not a client ``ToolCall``, as the SDK agrees.
 """
 
 from __future__ import annotations
@@ -548,14 +546,9 @@ async def test_tool_use_cut_by_max_tokens_is_not_half_parsed(gateway: FakeGatewa
     )
 
 
-# --- where relaybot is wrong ----------------------------------------------------------------
+# --- server tools ------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core.protocols.anthropic turns a server_tool_use block (a tool Anthropic already "
-    "ran) into a client ToolCall; the SDK keeps it apart as a ServerToolUseBlock",
-)
 async def test_server_tool_use_is_not_a_client_tool_call(gateway: FakeGateway) -> None:
     stream = corpus.ANTHROPIC_SERVER_TOOL_USE
     expected = Answer(

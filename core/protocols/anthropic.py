@@ -15,10 +15,12 @@ Accumulation rules of :class:`AnthropicStreamDecoder`:
 
 - Blocks are numbered by their ``index``; tool calls carry the block index, and reasoning
   events carry it as ``block``.
-- A ``tool_use`` (or ``server_tool_use``) block is ``ToolCallStarted`` at its start, one
+- A ``tool_use`` block is ``ToolCallStarted`` at its start, one
   ``ToolCallDelta`` per non-empty ``input_json_delta``, and ``ToolCallReady`` at its stop, the
   accumulated JSON parsed once: blank → the ``input`` of the block's start if that was a
   non-empty object, else ``{}``; a JSON object → that dict; anything else → ``None``.
+- ``server_tool_use`` blocks and their results (a tool Anthropic ran itself, such as web
+  search) are not client tool calls: they produce no events; their text around them does.
 - A tool block still open at ``message_stop`` (the model hit ``max_tokens`` inside it) is made
   ready there, before ``StreamEnd``, with whatever parsed (usually ``None``: cut-off JSON).
 - Usage is cumulative: ``message_start`` gives the first counts, each ``message_delta`` usage
@@ -39,7 +41,6 @@ from core.events import (
     ReasoningSignature,
     StreamEnd,
     StreamEvent,
-    TextDelta,
     ToolCallDelta,
     ToolCallReady,
     ToolCallStarted,
@@ -60,6 +61,7 @@ from core.protocols.payloads import (
     in_band_error,
     parse_arguments,
     parse_object,
+    text_delta,
 )
 from core.sse import ServerSentEvent
 
@@ -74,7 +76,7 @@ _FINISH: dict[str, FinishReason] = {
     "max_tokens": "length",
     "refusal": "content_filter",
 }
-_TOOL_BLOCKS = ("tool_use", "server_tool_use")
+_TOOL_BLOCKS = ("tool_use",)
 
 
 class AnthropicProtocol:
@@ -86,12 +88,15 @@ class AnthropicProtocol:
     path = "/v1/messages"
 
     def headers(self, api_key: str) -> dict[str, str]:
-        return {
-            "x-api-key": api_key,
+        """No ``x-api-key`` header without a key (a keyless local endpoint)."""
+        headers = {
             "anthropic-version": "2023-06-01",
             "content-type": "application/json",
             "accept": "text/event-stream",
         }
+        if api_key:
+            headers["x-api-key"] = api_key
+        return headers
 
     def request_body(self, request: ModelRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -255,7 +260,11 @@ class AnthropicStreamDecoder:
     def _dispatch(self, message: dict[str, Any]) -> list[StreamEvent]:
         kind = message.get("type")
         if kind == "content_block_delta":
-            return self._block_delta(message.get("index") or 0, message["delta"])
+            delta = message["delta"]
+            if delta.get("type") == "text_delta":  # the commonest event by far
+                text = delta.get("text")
+                return [text_delta(text)] if text else []
+            return self._block_delta(message.get("index") or 0, delta)
         if kind == "content_block_start":
             return self._block_start(message.get("index") or 0, message["content_block"])
         if kind == "content_block_stop":
@@ -278,9 +287,6 @@ class AnthropicStreamDecoder:
 
     def _block_delta(self, index: int, delta: dict[str, Any]) -> list[StreamEvent]:
         kind = delta.get("type")
-        if kind == "text_delta":
-            text = delta.get("text")
-            return [TextDelta(text=text)] if text else []
         if kind == "input_json_delta":
             fragment = delta.get("partial_json")
             tool = self._tools.get(index)
@@ -300,7 +306,7 @@ class AnthropicStreamDecoder:
         kind = block.get("type")
         if kind == "text":
             text = block.get("text")
-            return [TextDelta(text=text)] if text else []
+            return [text_delta(text)] if text else []
         if kind in _TOOL_BLOCKS:
             tool = self._tools[index] = _ToolBlock(index, block)
             self._tool_seen = True

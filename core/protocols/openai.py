@@ -35,7 +35,6 @@ from core.events import (
     ReasoningDelta,
     StreamEnd,
     StreamEvent,
-    TextDelta,
     ToolCallDelta,
     ToolCallReady,
     ToolCallStarted,
@@ -48,6 +47,7 @@ from core.protocols.payloads import (
     in_band_error,
     parse_arguments,
     parse_object,
+    text_delta,
 )
 from core.sse import ServerSentEvent
 
@@ -73,11 +73,11 @@ class OpenAIProtocol:
     path = "/chat/completions"
 
     def headers(self, api_key: str) -> dict[str, str]:
-        return {
-            "authorization": f"Bearer {api_key}",
-            "content-type": "application/json",
-            "accept": "text/event-stream",
-        }
+        """No ``authorization`` header without a key (Ollama, llama.cpp, the offline model)."""
+        headers = {"content-type": "application/json", "accept": "text/event-stream"}
+        if api_key:
+            headers["authorization"] = f"Bearer {api_key}"
+        return headers
 
     def request_body(self, request: ModelRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -233,25 +233,32 @@ class OpenAIStreamDecoder:
     def _choice(self, choice: dict[str, Any], out: list[StreamEvent]) -> None:
         delta = choice.get("delta")
         if delta:
-            reasoning = delta.get("reasoning")
-            if reasoning:
-                out.append(ReasoningDelta(text=reasoning))
-            other = delta.get("reasoning_content")
-            if other and other != reasoning:
-                out.append(ReasoningDelta(text=other))
             content = delta.get("content")
-            if content:
-                out.append(TextDelta(text=content))
-            refusal = delta.get("refusal")
-            if refusal:
-                out.append(TextDelta(text=refusal))
-            tool_calls = delta.get("tool_calls")
-            if tool_calls:
-                self._tool_calls(tool_calls, out)
+            if content and len(delta) == 1:  # the commonest chunk by far: text alone
+                out.append(text_delta(content))
+            else:
+                self._delta(delta, content, out)
         finish = choice.get("finish_reason")
         if finish and isinstance(finish, str):
             self._finish = finish
             self._ready_all(out)
+
+    def _delta(self, delta: dict[str, Any], content: Any, out: list[StreamEvent]) -> None:
+        """Every field of a delta, in the order of the events: reasoning, text, tool calls."""
+        reasoning = delta.get("reasoning")
+        if reasoning:
+            out.append(ReasoningDelta(text=reasoning))
+        other = delta.get("reasoning_content")
+        if other and other != reasoning:
+            out.append(ReasoningDelta(text=other))
+        if content:
+            out.append(text_delta(content))
+        refusal = delta.get("refusal")
+        if refusal:
+            out.append(text_delta(refusal))
+        tool_calls = delta.get("tool_calls")
+        if tool_calls:
+            self._tool_calls(tool_calls, out)
 
     def _tool_calls(self, items: list[Any], out: list[StreamEvent]) -> None:
         for item in items:
