@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from contextlib import aclosing
 from typing import Any, TextIO
 
-from bots.offline_llm import run_offline_llm
+from bots.offline import run_offline_llm
 from bots.runtime import Runtime
 from core.assembly import MessageAssembler
 from core.engine import TurnRequest

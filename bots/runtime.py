@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import httpx2
 
-from bots.offline_llm import MODEL_NAME, OfflineLLMServer
+from bots.offline import MODEL_NAME, OfflineLLMServer
 from bots.tools.weather import weather_tool
 from core.client import LLMClient, new_http_client
 from core.engine import ConversationEngine, EngineConfig
