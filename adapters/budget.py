@@ -1,0 +1,219 @@
+"""``EditBudget``: token buckets shared by every live reply of a scope.
+
+A platform limits edits per scope, not per reply: Slack's ``chat.update`` per workspace, Discord
+per channel and per bot. Every ``LiveReply`` of a scope spends from one bucket, so N concurrent
+replies split the platform's budget instead of each assuming it owns it. A reply names its
+scopes narrowest first (``SurfaceLimits.budget_scopes``, e.g. ``("discord.channel:123",
+"discord.global")``) and takes one token from each, all at once.
+
+``EditBudget`` is the small interface; ``TokenBucketBudget`` keeps the buckets in this process,
+and a Redis-backed budget can replace it when several processes share a workspace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Protocol
+
+from adapters.clock import Clock, RealClock
+
+__all__ = ["DEFAULT_RATES", "EditBudget", "Rate", "TokenBucketBudget"]
+
+_EPSILON = 1e-9
+"""Float slack: a bucket this close to a whole token has one (so a wait never rounds to 0 s)."""
+
+_SWEEP_EVERY = 60.0
+"""Seconds between two sweeps of the idle, full buckets."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rate:
+    """``per_second`` calls sustained, and up to ``burst`` at once after a quiet spell.
+
+    Over any window of ``w`` seconds a bucket grants at most ``burst + per_second * w`` calls.
+    """
+
+    per_second: float
+    burst: float
+
+    def __post_init__(self) -> None:
+        if not (0 < self.per_second < math.inf):
+            raise ValueError(f"per_second must be positive and finite, not {self.per_second}")
+        if not (1 <= self.burst < math.inf):
+            raise ValueError(f"burst must be at least 1 and finite, not {self.burst}")
+
+    @classmethod
+    def per(cls, count: float, seconds: float, *, burst: float | None = None) -> Rate:
+        """``count`` calls per ``seconds``; with no ``burst``, one call at a time."""
+        if seconds <= 0:
+            raise ValueError(f"seconds must be positive, not {seconds}")
+        return cls(per_second=count / seconds, burst=1.0 if burst is None else burst)
+
+
+DEFAULT_RATES: Mapping[str, Rate] = MappingProxyType(
+    {
+        # Each keeps burst + count <= the platform's limit, so no window of the platform's
+        # length ever holds more calls than it allows.
+        # Slack Tier 3 (chat.update): about 50 a minute per workspace.
+        "slack.workspace": Rate.per(45, 60, burst=5),
+        # Discord: 5 message creates/edits per 5 s per channel. A burst of 2 lets a lone reply
+        # show its first text right after its placeholder.
+        "discord.channel": Rate.per(3, 5, burst=2),
+        # Discord: 50 requests a second per bot, all routes; 10 a second are left for the calls
+        # no budget charges (threads, reactions, typing). A global 429 pauses the whole bot.
+        "discord.global": Rate.per(30, 1, burst=10),
+    }
+)
+"""Rates by scope kind: the part of a scope's name before ``:``. Other kinds are unlimited."""
+
+
+class EditBudget(Protocol):
+    """Rate budgets shared by every reply that names the same scopes."""
+
+    async def acquire(self, scopes: Sequence[str]) -> None:
+        """Wait until every scope has a token, then take one from each, all at once.
+
+        A reply never holds a narrow scope's token while it waits for a broad one. Callers
+        naming the same scopes are served in arrival order; a cancelled caller takes nothing
+        and holds nobody up. Scopes with no rate never wait.
+        """
+        ...
+
+    def pause(self, scopes: Sequence[str], seconds: float) -> None:
+        """The platform answered 429 with ``retry_after=seconds``: nobody acquires from the
+        first scope given (the one the 429 was for) until ``seconds`` from now. Its bucket is
+        emptied: one token is due when the pause ends (or one token's time from now, if later).
+        Broader scopes listed after the first are not paused."""
+        ...
+
+    def available(self, scope: str) -> float:
+        """Tokens in ``scope``'s bucket now (``inf`` for a scope with no rate)."""
+        ...
+
+
+@dataclass(slots=True)
+class _Bucket:
+    rate: Rate
+    tokens: float
+    since: float
+    """When ``tokens`` was counted; in the future while paused (it refills from then)."""
+
+    def refill(self, now: float) -> None:
+        if now > self.since:
+            gained = (now - self.since) * self.rate.per_second
+            self.tokens = min(self.rate.burst, self.tokens + gained)
+            self.since = now
+
+    def wait(self, now: float) -> float:
+        """Seconds until this bucket holds a whole token."""
+        self.refill(now)
+        if self.tokens >= 1 - _EPSILON:
+            return 0.0
+        return max(self.since, now) - now + (1 - self.tokens) / self.rate.per_second
+
+    def drain(self, now: float, seconds: float) -> None:
+        """Empty the bucket so its next token is due no sooner than ``seconds`` from now."""
+        self.refill(now)
+        self.tokens = 0.0
+        self.since = max(self.since, now, now + seconds - 1 / self.rate.per_second)
+
+    def full(self, now: float) -> bool:
+        self.refill(now)
+        return self.tokens >= self.rate.burst
+
+
+@dataclass(slots=True)
+class _Line:
+    """The callers waiting on one set of scopes, in arrival order; the lock's holder is next."""
+
+    turn: asyncio.Lock = field(default_factory=asyncio.Lock)
+    waiting: int = 0
+
+
+class TokenBucketBudget:
+    """``EditBudget`` in this process: one continuously refilled bucket per scope name.
+
+    ``rates`` override ``DEFAULT_RATES`` by kind (``"slack.workspace"``) or for one scope
+    (``"slack.workspace:T123"``). Buckets are made when a scope is first used and dropped once
+    they are full again, so a bot in many channels keeps only its busy ones.
+
+    Each set of scopes has its own line, served in arrival order; only its head sleeps, until
+    its tokens are due. Lines that share a broad scope (two Discord channels, one global
+    bucket) take it in the order their waits end, so a reply stuck on a busy channel never
+    holds up a reply in a quiet one.
+    """
+
+    def __init__(
+        self, rates: Mapping[str, Rate] | None = None, *, clock: Clock | None = None
+    ) -> None:
+        self._rates = {**DEFAULT_RATES, **(rates or {})}
+        self._clock: Clock = clock or RealClock()
+        self._buckets: dict[str, _Bucket] = {}
+        self._lines: dict[tuple[str, ...], _Line] = {}
+        self._swept = self._clock.now()
+
+    async def acquire(self, scopes: Sequence[str]) -> None:
+        rates = {scope: rate for scope in scopes if (rate := self._rate(scope)) is not None}
+        key = tuple(rates)
+        if not rates or (key not in self._lines and self._try_take(rates) == 0):
+            return
+        line = self._lines.setdefault(key, _Line())
+        line.waiting += 1
+        try:
+            async with line.turn:
+                while (wait := self._try_take(rates)) > 0:
+                    await self._clock.sleep(wait)
+        finally:
+            line.waiting -= 1
+            if line.waiting == 0:
+                del self._lines[key]
+
+    def pause(self, scopes: Sequence[str], seconds: float) -> None:
+        if not scopes or (rate := self._rate(scopes[0])) is None:
+            return  # a scope with no rate has no bucket to hold a pause; the caller waits
+        now = self._clock.now()
+        self._sweep_if_due(now)
+        self._bucket(scopes[0], rate, now).drain(now, max(0.0, seconds))
+
+    def available(self, scope: str) -> float:
+        if (rate := self._rate(scope)) is None:
+            return math.inf
+        if (bucket := self._buckets.get(scope)) is None:
+            return rate.burst
+        bucket.refill(self._clock.now())
+        return max(0.0, bucket.tokens)
+
+    def _try_take(self, rates: Mapping[str, Rate]) -> float:
+        """Take a token from every scope if each has one and return 0; else the seconds until
+        they all might."""
+        now = self._clock.now()
+        self._sweep_if_due(now)
+        buckets = [self._bucket(scope, rate, now) for scope, rate in rates.items()]
+        wait = max(bucket.wait(now) for bucket in buckets)
+        if wait == 0:
+            for bucket in buckets:
+                bucket.tokens -= 1
+        return wait
+
+    def _rate(self, scope: str) -> Rate | None:
+        rate = self._rates.get(scope)
+        return rate if rate is not None else self._rates.get(scope.partition(":")[0])
+
+    def _bucket(self, scope: str, rate: Rate, now: float) -> _Bucket:
+        bucket = self._buckets.get(scope)
+        if bucket is None:
+            bucket = self._buckets[scope] = _Bucket(rate, tokens=rate.burst, since=now)
+        return bucket
+
+    def _sweep_if_due(self, now: float) -> None:
+        """Drop the full buckets (a new one would be the same), at most once a minute.
+
+        Never between looking buckets up and taking from them: a dropped bucket would lose
+        the charge."""
+        if now - self._swept >= _SWEEP_EVERY:
+            self._swept = now
+            self._buckets = {s: b for s, b in self._buckets.items() if not b.full(now)}
