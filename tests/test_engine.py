@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -13,6 +14,7 @@ from typing import Any
 import httpx2
 import pytest
 
+from bots.tools.weather import weather_tool
 from core.client import LLMClient, Timeouts
 from core.engine import ConversationEngine, EngineConfig, TurnRequest
 from core.events import (
@@ -39,6 +41,7 @@ from core.store.memory import MemoryStore
 from core.store.sqlite import SqliteStore
 from core.tools import Tool, ToolRegistry, tool
 from tests.fakes.llm_gateway import Error, FakeGateway, Stream
+from tests.fakes.open_meteo import FakeOpenMeteo
 from tests.fakes.streams import anthropic_events, openai_chunks
 
 KEY = ConversationKey(platform="slack", workspace="T1", channel="C1", thread="1700000000.000100")
@@ -429,3 +432,49 @@ async def test_request_gate_caps_concurrent_model_calls(harness: Harness) -> Non
     await asyncio.gather(*(run(n) for n in range(3)))
     assert len(harness.gateway.requests) == 3
     assert set(in_flight) == {1}
+
+
+@pytest.mark.parametrize("anthropic", [False, True], ids=["openai", "anthropic"])
+async def test_weather_turn_end_to_end(harness: Harness, anthropic: bool) -> None:
+    """The real get_weather against a loopback Open-Meteo, in both protocols."""
+    async with FakeOpenMeteo() as weather:
+        harness.registry.add(
+            weather_tool(http=harness.http, geocoding_url=weather.url, forecast_url=weather.url)
+        )
+        arguments = '{"city": "Paris"}'
+        if anthropic:
+            first = anthropic_events(
+                thinking="The user wants the weather.", signature="sig-w",
+                tool_uses=[("toolu_w", "get_weather", arguments)],
+            )  # fmt: skip
+            second = anthropic_events("It is mild in Paris.")
+        else:
+            first = openai_chunks(tool_calls=[("call_w", "get_weather", arguments)])
+            second = openai_chunks("It is mild in Paris.")
+        harness.gateway.enqueue(Stream(first), Stream(second))
+        events = await harness.turn(ask("What's the weather in Paris?"), anthropic=anthropic)
+
+    [finished] = [e for e in events if isinstance(e, ToolFinished)]
+    assert finished.ok
+    assert finished.summary.startswith("Paris, France: ")
+    assert last(events) == TurnFinished(
+        text="It is mild in Paris.", usage=Usage(input_tokens=20, output_tokens=10), rounds=2
+    )
+    second_call = harness.bodies()[1]["messages"]
+    if anthropic:
+        assert second_call[-2]["content"][0] == {
+            "type": "thinking", "thinking": "The user wants the weather.", "signature": "sig-w"
+        }  # fmt: skip
+        [result] = second_call[-1]["content"]
+        assert result["tool_use_id"] == "toolu_w"
+        content = result["content"]
+    else:
+        assert second_call[-1]["tool_call_id"] == "call_w"
+        content = second_call[-1]["content"]
+    assert json.loads(content)["place"] == "Paris"
+    history = await harness.store.load(KEY)
+    assert [m.role for m in history] == ["user", "assistant", "tool", "assistant"]
+    assert isinstance(history[1], AssistantMessage)
+    assert history[1].tool_calls[0].arguments == {"city": "Paris"}
+    assert isinstance(history[2], ToolResult)
+    assert json.loads(history[2].content)["country"] == "France"
