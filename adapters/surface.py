@@ -58,11 +58,19 @@ class SurfaceLimits:
     rendered text plus the status line). ``edit_interval`` is the shortest gap between two edits
     of one message. ``budget_scopes`` name the shared rate budgets every edit of this reply
     spends from, broadest last, e.g. ``("discord.channel:123", "discord.global")``.
+    ``post_scopes`` are those a new message spends from, when they differ (Slack limits
+    ``chat.postMessage`` apart from the workspace's ``chat.update``); ``None`` means the same.
     """
 
     max_length: int
     edit_interval: float
     budget_scopes: tuple[str, ...] = ()
+    post_scopes: tuple[str, ...] | None = None
+
+    def scopes_for(self, *, post: bool) -> tuple[str, ...]:
+        if post and self.post_scopes is not None:
+            return self.post_scopes
+        return self.budget_scopes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

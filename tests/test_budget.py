@@ -126,7 +126,8 @@ async def test_the_global_bucket_is_shared_by_two_channels(clock: FakeClock) -> 
 
 
 async def test_no_channel_token_is_held_while_waiting_for_the_global_one(clock: FakeClock) -> None:
-    budget = TokenBucketBudget({"discord.global": Rate.per(1, 1)}, clock=clock)
+    rates = {"discord.global": Rate.per(1, 1), "discord.channel": Rate.per(3, 5, burst=2)}
+    budget = TokenBucketBudget(rates, clock=clock)
     await budget.acquire(("discord.global",))
     waiter = asyncio.create_task(budget.acquire(("discord.channel:7", "discord.global")))
     await clock.advance(0.5)
@@ -212,7 +213,7 @@ async def test_rates_override_a_kind_or_one_scope(clock: FakeClock) -> None:
 
 
 async def test_idle_full_buckets_are_dropped(clock: FakeClock) -> None:
-    budget = TokenBucketBudget(clock=clock)
+    budget = TokenBucketBudget({"discord.channel": Rate.per(3, 5, burst=2)}, clock=clock)
     for channel in range(100):
         await budget.acquire((f"discord.channel:{channel}",))
     budget.pause(("discord.channel:paused",), 120)

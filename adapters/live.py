@@ -1,0 +1,353 @@
+"""``LiveReply``: one answer streamed into a chat platform by editing its message as it grows.
+
+The bot feeds engine events; ``feed`` only updates a little state and wakes the flusher, so the
+model stream is never slowed by the platform. One flusher task per reply makes every platform
+call, one at a time:
+
+- the placeholder at once, the first text as soon as it arrives, later edits at most once per
+  ``limits.edit_interval`` (from the previous call's start), each call within the shared
+  ``EditBudget``; the newest state is rendered right before each call, and a message whose
+  draft has not changed is never sent again;
+- text past a message's limit continues in a new message; the full ones are frozen (sent once
+  more, final) and the status line and Stop button stay on the last;
+- ``SurfaceRateLimited`` pauses the budget, waits its ``retry_after``, then sends the newest
+  text; ``MessageGone`` / ``SurfaceForbidden`` end the reply (``on_gone``, one log line,
+  nothing more sent); other ``SurfaceError`` retry with backoff, the final state at most
+  ``final_attempts`` times.
+
+Leaving the ``async with`` block waits until the final state is delivered: the answer, a short
+error when the turn failed or the block raised, or "Stopped." when it was cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from types import TracebackType
+
+from adapters.budget import EditBudget
+from adapters.clock import Clock, RealClock
+from adapters.surface import (
+    Draft,
+    MessageGone,
+    MessageRef,
+    Surface,
+    SurfaceError,
+    SurfaceForbidden,
+    SurfaceRateLimited,
+)
+from adapters.text import close_markdown, neutralize_mentions, split_message
+from core.events import (
+    AttemptVoid,
+    EngineEvent,
+    ReasoningDelta,
+    TextDelta,
+    ToolFinished,
+    ToolStarted,
+    TurnFailed,
+    TurnFinished,
+)
+
+__all__ = ["LiveReply"]
+
+log = logging.getLogger("relaybot.live")
+
+STATUS_ROOM = 200
+"""Characters of every message kept for the status line (at most a quarter of the message).
+The text is split to the rest whatever the status, so a frozen message never moves."""
+STATUS_GAP = 4
+"""What a surface may add between the text and the status line (a blank line, emphasis)."""
+REASONING_SHOWN = 80
+FAILED = "Something went wrong."
+STOPPED = "Stopped."
+RUNNING = "…"
+
+
+@dataclass(frozen=True, slots=True)
+class _Post:
+    index: int
+    draft: Draft
+
+
+@dataclass(frozen=True, slots=True)
+class _Edit:
+    index: int
+    draft: Draft
+
+
+@dataclass(frozen=True, slots=True)
+class _Delete:
+    index: int
+
+
+_Call = _Post | _Edit | _Delete
+
+
+class LiveReply:
+    """One reply, kept in step with the engine events fed to it (see the module docstring).
+
+    ``on_gone`` is called once when the platform says the reply can no longer be written (the
+    bot cancels the turn); ``name`` names the flusher task and the log lines.
+    """
+
+    def __init__(
+        self,
+        surface: Surface,
+        budget: EditBudget,
+        *,
+        clock: Clock | None = None,
+        placeholder: str | None = "Thinking…",
+        show_reasoning: bool = False,
+        on_gone: Callable[[], None] | None = None,
+        name: str = "reply",
+        final_attempts: int = 6,
+        retry_delay: float = 1.0,
+    ) -> None:
+        self._surface = surface
+        self._budget = budget
+        self._clock: Clock = clock or RealClock()
+        self._placeholder = placeholder
+        self._show_reasoning = show_reasoning
+        self._on_gone = on_gone
+        self._name = name
+        self._final_attempts = final_attempts
+        self._retry_delay = retry_delay
+        # What the events said.
+        self._body = ""
+        self._mark = 0  # len(body) when the current model call began
+        self._tools: dict[str, tuple[str, str]] = {}  # call id -> (activity, "…" | " — done")
+        self._reasoning = ""
+        self._status: str | None = None
+        self._error = False
+        self._final = False
+        self._changed = asyncio.Event()
+        # What the platform shows.
+        self._refs: list[MessageRef] = []
+        self._sent: list[Draft] = []
+        self._last_call = -math.inf
+        self._failures = 0
+        self._final_failures = 0
+        self._gone = False
+        self._gave_up = False
+        self._flusher: asyncio.Task[None] | None = None
+
+    @property
+    def messages(self) -> tuple[MessageRef, ...]:
+        """The messages posted so far, in order."""
+        return tuple(self._refs)
+
+    @property
+    def gone(self) -> bool:
+        """The platform said the message is gone or the bot may not write here."""
+        return self._gone
+
+    async def __aenter__(self) -> LiveReply:
+        self._flusher = asyncio.create_task(self._run(), name=f"live reply {self._name}")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Deliver the final state (even while being cancelled), then let ``exc`` propagate."""
+        if self._flusher is None:
+            return
+        if not (self._gone or self._final):
+            if isinstance(exc, asyncio.CancelledError):
+                self._end(self._body, STOPPED, error=False)
+            else:
+                self._end(self._body, FAILED, error=True)
+        cancelled = await _outlast_cancellation(self._flusher)
+        if cancelled and not isinstance(exc, asyncio.CancelledError):
+            raise asyncio.CancelledError
+
+    # --- the events --------------------------------------------------------------------------
+
+    def feed(self, event: EngineEvent) -> None:
+        """Take one engine event into the reply's state; never blocks, never raises."""
+        if self._gone or self._final:
+            return
+        match event:
+            case TextDelta(text=text) if text:
+                self._body += text
+                self._tools.clear()
+                self._reasoning = ""
+                self._status = None
+            case AttemptVoid():
+                self._body = self._body[: self._mark]
+            case ToolStarted(call_id=call_id, activity=activity):
+                if RUNNING not in (state for _, state in self._tools.values()):
+                    self._tools.clear()  # a new round of tools
+                self._tools[call_id] = (activity, RUNNING)
+                self._tool_status()
+            case ToolFinished(call_id=call_id, name=name, ok=ok):
+                activity = self._tools.get(call_id, (name, ""))[0]
+                self._tools[call_id] = (activity, " — done" if ok else " — failed")
+                self._tool_status()
+            case ReasoningDelta(text=text) if self._show_reasoning:
+                self._reasoning = (self._reasoning + text)[-REASONING_SHOWN:]
+                self._status = "Thinking: " + " ".join(self._reasoning.split())
+            case TurnFinished(text=text, stopped=stopped):
+                self._end(text, STOPPED if stopped else None, error=False)
+            case TurnFailed(message=message, partial_text=partial):
+                self._end(self._body or partial, message, error=True)
+            case _:
+                return
+        self._changed.set()
+
+    def _tool_status(self) -> None:
+        self._mark = len(self._body)  # text before a tool is from a finished model call
+        self._status = " · ".join(activity + state for activity, state in self._tools.values())
+
+    def _end(self, body: str, status: str | None, *, error: bool) -> None:
+        self._body, self._status, self._error, self._final = body, status, error, True
+        self._changed.set()
+
+    # --- what the messages should show -------------------------------------------------------
+
+    def _drafts(self) -> list[Draft]:
+        """Every message's draft for the newest state: the frozen pieces, then the last one."""
+        status = self._status
+        if status is None and not self._body and not self._final:
+            status = self._placeholder
+        text = neutralize_mentions(self._surface.render(self._body))
+        if not (text or status or self._final):
+            return []
+        max_length = self._surface.limits.max_length
+        room = min(STATUS_ROOM, max_length // 4)
+        *frozen, last = (split_message(text, max_length - room) if text else None) or [""]
+        if not self._final:
+            last = close_markdown(last)
+        status = _clip(status, max_length - len(last) - STATUS_GAP)
+        return [
+            *(Draft(text=piece, final=True) for piece in frozen),
+            Draft(text=last, status=status, final=self._final, error=self._error),
+        ]
+
+    def _next_call(self, start: int) -> _Call | None:
+        """The first call, from message ``start`` on, that brings the platform to the newest
+        state; surplus messages (after a rewind) go first."""
+        drafts = self._drafts()
+        if not drafts:
+            return None  # nothing to show: what is shown stays until there is
+        if len(self._refs) > len(drafts):
+            return _Delete(len(self._refs) - 1)
+        for index in range(min(start, len(self._refs)), len(drafts)):
+            if index == len(self._refs):
+                return _Post(index, drafts[index])
+            if drafts[index] != self._sent[index]:
+                return _Edit(index, drafts[index])
+        return None
+
+    # --- the flusher -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            while not (self._gone or self._gave_up):
+                if self._next_call(0) is None:
+                    if self._final:
+                        return  # delivered
+                    self._changed.clear()
+                    await self._changed.wait()
+                    continue
+                await self._pace()
+                await self._flush()
+        except Exception:
+            log.exception("live reply %s: the flusher failed", self._name)
+
+    async def _pace(self) -> None:
+        """Wait out the edit interval since the last call — except for the first text."""
+        if self._body and not any(draft.text for draft in self._sent):
+            return
+        due = self._last_call + self._surface.limits.edit_interval
+        if (wait := due - self._clock.now()) > 0:
+            await self._clock.sleep(wait)
+
+    async def _flush(self) -> None:
+        """One pass over the messages, in order: one call for each that differs."""
+        index = 0
+        while (planned := self._next_call(index)) is not None:
+            await self._budget.acquire(self._scopes(planned))
+            call = self._next_call(index)  # the newest state, after waiting for the budget
+            if call is None or not await self._send(call):
+                return
+            index = min(index, len(self._refs)) if isinstance(call, _Delete) else call.index + 1
+
+    def _scopes(self, call: _Call) -> tuple[str, ...]:
+        return self._surface.limits.scopes_for(post=isinstance(call, _Post))
+
+    async def _send(self, call: _Call) -> bool:
+        """Make one platform call. False when it failed: the wait it asked for is over (or the
+        reply is gone, or the final state was given up)."""
+        final = self._final
+        self._last_call = self._clock.now()
+        try:
+            await self._perform(call)
+        except SurfaceRateLimited as error:
+            self._budget.pause(self._scopes(call)[:1], error.retry_after)
+            delay = error.retry_after
+        except (MessageGone, SurfaceForbidden) as error:
+            self._lose(error)
+            return False
+        except SurfaceError as error:
+            delay = self._retry_delay * 2 ** min(self._failures, 3)
+            log.info("live reply %s: %s failed (%s); retrying in %.1f s",
+                     self._name, type(call).__name__.strip("_").lower(), error, delay)  # fmt: skip
+        else:
+            self._failures = self._final_failures = 0
+            return True
+        self._failures += 1
+        self._final_failures += final
+        if self._final_failures >= self._final_attempts:
+            log.warning("live reply %s: gave up delivering its final text after %d attempts",
+                        self._name, self._final_failures)  # fmt: skip
+            self._gave_up = True
+            return False
+        await self._clock.sleep(delay)
+        return False
+
+    async def _perform(self, call: _Call) -> None:
+        match call:
+            case _Post(draft=draft):
+                self._refs.append(await self._surface.post(draft))
+                self._sent.append(draft)
+            case _Edit(index=index, draft=draft):
+                await self._surface.edit(self._refs[index], draft)
+                self._sent[index] = draft
+            case _Delete(index=index):
+                with suppress(MessageGone):  # already what we wanted
+                    await self._surface.delete(self._refs[index])
+                del self._refs[index], self._sent[index]
+
+    def _lose(self, error: SurfaceError) -> None:
+        self._gone = True
+        if isinstance(error, SurfaceForbidden):
+            log.warning("live reply %s: may not write here any more (%s)", self._name, error)
+        else:
+            log.info("live reply %s: its message is gone; stopping the turn", self._name)
+        if self._on_gone is not None:
+            self._on_gone()
+
+
+def _clip(status: str | None, width: int) -> str | None:
+    if status is None or len(status) <= width:
+        return status
+    return status[: max(width - 1, 0)] + "…"
+
+
+async def _outlast_cancellation(task: asyncio.Task[None]) -> bool:
+    """Wait for ``task`` to end, even while the caller is being cancelled (the final delivery
+    is bounded by ``final_attempts``). True when a cancellation arrived meanwhile."""
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = cancelled or not task.done()
+    return cancelled
