@@ -3,6 +3,7 @@
 - ``relaybot ask PROMPT`` runs one conversation turn — the model, and the tools it asks for —
   and streams the answer to the terminal. ``--once --json`` makes one model call without
   tools and prints the assembled assistant message as one JSON object.
+- ``relaybot console`` chats in the terminal: one conversation per session, kept in the store.
 - ``relaybot offline-llm --port N`` serves the offline model for any compatible client.
 
 Settings come from ``--config`` / ``RELAYBOT_CONFIG``, the environment and the flags (see
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from contextlib import aclosing
 from typing import Any, TextIO
 
+from bots.console_bot import run_console
 from bots.offline import run_offline_llm
 from bots.runtime import Runtime
 from core.assembly import MessageAssembler
@@ -55,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    commands.add_parser("console", help="chat in the terminal (/reset, /exit)")
+
     ask = commands.add_parser("ask", help="answer one prompt, streaming, with tools")
     ask.add_argument("prompt", help="what to ask")
     ask.add_argument("--protocol", choices=["anthropic", "openai"])
@@ -85,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "offline-llm":
             return asyncio.run(_offline_llm(args))
+        if args.command == "console":
+            return asyncio.run(run_console(load_settings(args.config)))
         if args.json and not args.once:
             raise SettingsError("--json needs --once (tools are not run in JSON mode)")
         settings = load_settings(args.config, overrides=_ask_overrides(args))
