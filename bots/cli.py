@@ -193,18 +193,21 @@ class TerminalView:
         self.stderr = stderr
         self.live = stdout.isatty()
         self.show_reasoning = show_reasoning
+        self.mid_line = False  # the streamed text on screen does not end with a newline
 
     def show(self, event: EngineEvent) -> None:
         match event:
-            case TextDelta(text=text) if self.live:
+            case TextDelta(text=text) if self.live and text:
                 self.stdout.write(text)
                 self.stdout.flush()
+                self.mid_line = not text.endswith("\n")
             case ReasoningDelta(text=text) if self.show_reasoning:
                 self.stderr.write(text)
             case AttemptVoid() if self.live:
-                self.stdout.write("\n")
+                self._end_line()
                 print("relaybot: (the answer restarts here)", file=self.stderr)
             case ToolStarted(activity=activity):
+                self._end_line()
                 print(f"… {activity}", file=self.stderr, flush=True)
             case ToolFinished(ok=ok, summary=summary):
                 print(f"{'✓' if ok else '✗'} {summary}", file=self.stderr, flush=True)
@@ -217,6 +220,14 @@ class TerminalView:
                 if self.live:
                     self.stdout.write("\n")
                 raise TurnFailedError(message)
+
+
+    def _end_line(self) -> None:
+        """Start status lines on a line of their own, below the streamed text."""
+        if self.mid_line:
+            self.stdout.write("\n")
+            self.stdout.flush()
+            self.mid_line = False
 
 
 def message_json(message: AssistantMessage) -> dict[str, Any]:
