@@ -221,7 +221,6 @@ class TerminalView:
                     self.stdout.write("\n")
                 raise TurnFailedError(message)
 
-
     def _end_line(self) -> None:
         """Start status lines on a line of their own, below the streamed text."""
         if self.mid_line:
