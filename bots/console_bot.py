@@ -18,10 +18,9 @@ from contextlib import aclosing, suppress
 
 from rich.console import Console
 
-from adapters.budget import TokenBucketBudget
 from adapters.console_surface import ConsoleSurface
 from adapters.live import LiveReply
-from bots.runtime import Runtime
+from bots.runtime import Runtime, edit_budget
 from core.engine import TurnRequest
 from core.messages import ConversationKey
 from core.settings import Settings
@@ -39,7 +38,7 @@ class ConsoleBot:
         self._runtime = runtime
         self._console = console
         self._interactive = interactive
-        self._budget = TokenBucketBudget()
+        self._budget = edit_budget(runtime.settings)
         self._session = _new_session()
 
     async def run(self, read_line: Callable[[], str | None]) -> None:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import httpx2
 
+from adapters.budget import Rate, TokenBucketBudget
+from adapters.clock import Clock
 from bots.offline import MODEL_NAME, OfflineLLMServer
 from bots.tools.weather import weather_tool
 from core.client import LLMClient, new_http_client
@@ -24,7 +26,7 @@ from core.store import open_store
 from core.store.base import ConversationStore
 from core.tools import ToolRegistry
 
-__all__ = ["ModelEndpoint", "Runtime", "build_tools", "model_endpoint"]
+__all__ = ["ModelEndpoint", "Runtime", "build_tools", "edit_budget", "edit_rates", "model_endpoint"]
 
 Announce = Callable[[str], None]
 
@@ -67,6 +69,19 @@ async def model_endpoint(settings: Settings, *, announce: Announce) -> AsyncIter
         yield ModelEndpoint(
             protocol=llm.protocol, base_url=base_url, api_key="", model=MODEL_NAME, offline=True
         )
+
+
+def edit_rates(settings: Settings) -> dict[str, Rate]:
+    """The configured edit rates, by scope kind (``slack_workspace`` → ``slack.workspace``)."""
+    return {
+        name.replace("_", "."): Rate.per(rate.count, rate.seconds, burst=rate.burst)
+        for name, rate in settings.edit_budget
+    }
+
+
+def edit_budget(settings: Settings, *, clock: Clock | None = None) -> TokenBucketBudget:
+    """The process's shared edit budget, at the configured rates."""
+    return TokenBucketBudget(edit_rates(settings), clock=clock)
 
 
 def build_tools(settings: Settings, http: httpx2.AsyncClient) -> ToolRegistry:

@@ -231,6 +231,23 @@ class StoreSettings(_Section):
         return "sqlite:///" + path.as_posix()
 
 
+class RateSettings(_Section):
+    """``count`` calls per ``seconds``, with bursts of up to ``burst``."""
+
+    count: float = Field(gt=0)
+    seconds: float = Field(gt=0)
+    burst: float = Field(default=1.0, ge=1)
+
+
+class EditBudgetSettings(_Section):
+    """The shared rate budgets of message edits (see ``adapters.budget``). Keep ``burst +
+    count`` within the platform's limit for its window, or edits will meet 429s."""
+
+    slack_workspace: RateSettings = RateSettings(count=45, seconds=60, burst=5)
+    discord_channel: RateSettings = RateSettings(count=4, seconds=5, burst=1)
+    discord_global: RateSettings = RateSettings(count=30, seconds=1, burst=10)
+
+
 class SlackSettings(_Section):
     bot_token: Secret = None
     app_token: Secret = None
@@ -351,6 +368,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     tools: ToolSettings = ToolSettings()
     store: StoreSettings = StoreSettings()
+    edit_budget: EditBudgetSettings = EditBudgetSettings()
     slack: SlackSettings = SlackSettings()
     discord: DiscordSettings = DiscordSettings()
     log_level: LogLevel = "INFO"

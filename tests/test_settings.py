@@ -432,3 +432,11 @@ def test_the_example_file_mentions_every_setting() -> None:
         if f"{loc[-1]} =" not in text and tokens.get(loc, "\0") not in text
     ]
     assert missing == []
+
+
+def test_edit_budget_defaults_are_the_adapters_defaults() -> None:
+    """The settings' defaults and adapters.budget.DEFAULT_RATES must not drift apart."""
+    from adapters.budget import DEFAULT_RATES
+    from bots.runtime import edit_rates
+
+    assert edit_rates(load_settings(environ={})) == dict(DEFAULT_RATES)
