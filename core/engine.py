@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -118,8 +119,9 @@ class ConversationEngine:
         async with self._store.turn_lock(request.key):
             turn = _Turn(self, request, await self._store.load(request.key))
             try:
-                async for event in turn.run():
-                    yield event
+                async with aclosing(turn.run()) as events:
+                    async for event in events:
+                        yield event
             finally:
                 await turn.save()
 
@@ -186,8 +188,9 @@ class _Turn:
             rounds += 1
             last = rounds == config.max_rounds
             try:
-                async for event in self._model_call(last=last):
-                    yield event
+                async with aclosing(self._model_call(last=last)) as events:
+                    async for event in events:
+                        yield event
             except ContextTooLong:
                 self.assembler = MessageAssembler()
                 if shrunk:
@@ -208,12 +211,14 @@ class _Turn:
             self.new.append(message)
             self.usage = _add(self.usage, message)
             if message.tool_calls and not last:
-                async for event in self._run_tools(message.tool_calls):
-                    yield event
+                async with aclosing(self._run_tools(message.tool_calls)) as events:
+                    async for event in events:
+                        yield event
                 continue
             self.new.extend(_not_run(call) for call in message.tool_calls)
-            async for event in self._finish(message, rounds):
-                yield event
+            async with aclosing(self._finish(message, rounds)) as events:
+                async for event in events:
+                    yield event
             return
 
     async def _model_call(self, *, last: bool) -> AsyncGenerator[EngineEvent, None]:

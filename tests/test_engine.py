@@ -478,3 +478,35 @@ async def test_weather_turn_end_to_end(harness: Harness, anthropic: bool) -> Non
     assert history[1].tool_calls[0].arguments == {"city": "Paris"}
     assert isinstance(history[2], ToolResult)
     assert json.loads(history[2].content)["country"] == "France"
+
+
+async def test_leaving_a_turn_early_stops_its_tools_and_keeps_history_paired(
+    harness: Harness,
+) -> None:
+    """A consumer that stops reading (and closes the turn) while a tool still runs: the tool
+    is cancelled and every call is answered in history, so the next request is well-formed."""
+    slow_started, slow_cancelled = asyncio.Event(), asyncio.Event()
+
+    @tool
+    async def slow() -> str:
+        """Never finishes on its own."""
+        slow_started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            slow_cancelled.set()
+        return "unreachable"
+
+    harness.registry.add(slow)
+    calls = [("c1", "lookup", '{"topic":"x"}'), ("c2", "slow", "{}")]
+    harness.gateway.enqueue(Stream(openai_chunks("On it.", tool_calls=calls)))
+    async with aclosing(harness.engine().run_turn(ask("go"))) as events:
+        async for event in events:
+            if isinstance(event, ToolFinished):  # lookup is done; slow still runs
+                await asyncio.wait_for(slow_started.wait(), 2)
+                break
+    assert slow_cancelled.is_set()
+    history = await harness.store.load(KEY)
+    assert [m.role for m in history] == ["user", "assistant", "tool", "tool", "assistant"]
+    results = [m for m in history if isinstance(m, ToolResult)]
+    assert [(r.call_id, r.is_error) for r in results] == [("c1", False), ("c2", True)]
