@@ -198,7 +198,7 @@ class _Turn:
                                        "Please start a new thread.")  # fmt: skip
                     return
                 shrunk, rounds = True, rounds - 1
-                self.budget = max(1, self._window_tokens() // 2)
+                self.budget = max(1, min(self.budget, self._window_tokens()) // 2)
                 log.info("context too long for %s; trimming to %d tokens", self.request.key,
                          self.budget)  # fmt: skip
                 continue

@@ -510,3 +510,16 @@ async def test_leaving_a_turn_early_stops_its_tools_and_keeps_history_paired(
     assert [m.role for m in history] == ["user", "assistant", "tool", "tool", "assistant"]
     results = [m for m in history if isinstance(m, ToolResult)]
     assert [(r.call_id, r.is_error) for r in results] == [("c1", False), ("c2", True)]
+
+
+async def test_context_too_long_trims_below_the_budget_already_in_force(harness: Harness) -> None:
+    """History far over the budget: the retry is trimmed harder than the first request was."""
+    old = [UserMessage(text=f"old message {n} " + "x" * 400) for n in range(20)]
+    await harness.store.append(KEY, old)
+    too_long = Error.openai(400, "maximum context length exceeded", code="context_length_exceeded")
+    harness.gateway.enqueue(too_long, Stream(openai_chunks("Short now.")))
+    config = EngineConfig(model="m", system_prompt="s", context_budget_tokens=1000)
+    events = await harness.turn(ask("go on"), config=config)
+    assert isinstance(last(events), TurnFinished)
+    sizes = [len(body["messages"]) for body in harness.bodies()]
+    assert sizes[1] < sizes[0] < len(old)
