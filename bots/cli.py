@@ -141,7 +141,9 @@ async def ask(
 
     async with Runtime.start(settings, announce=announce, store=MemoryStore()) as runtime:
         if args.once:
-            message = await _one_call(runtime, args.prompt, stdout=stdout, live=not args.json)
+            message = await _one_call(
+                runtime, args.prompt, stdout=stdout, stderr=stderr, live=not args.json
+            )
             if args.json:
                 print(json.dumps(message_json(message), ensure_ascii=False), file=stdout)
             return 0
@@ -160,7 +162,7 @@ async def ask(
 
 
 async def _one_call(
-    runtime: Runtime, prompt: str, *, stdout: TextIO, live: bool
+    runtime: Runtime, prompt: str, *, stdout: TextIO, stderr: TextIO, live: bool
 ) -> AssistantMessage:
     llm = runtime.settings.llm
     request = ModelRequest(
@@ -171,7 +173,7 @@ async def _one_call(
         temperature=llm.temperature,
     )
     assembler = MessageAssembler()
-    view = TerminalView(stdout, sys.stderr, show_reasoning=False)
+    view = TerminalView(stdout, stderr, show_reasoning=False)
     async with retrying_stream(runtime.client, request, llm.retry_policy()) as events:
         async for event in events:
             assembler.feed(event)
