@@ -9,7 +9,9 @@ call, one at a time:
   ``EditBudget``; the newest state is rendered right before each call, and a message whose
   draft has not changed is never sent again;
 - text past a message's limit continues in a new message; the full ones are frozen (sent once
-  more, final) and the status line and Stop button stay on the last;
+  more, final) and the status line and Stop button stay on the last; ``MessageTooLong`` (the
+  platform counts longer than we do) lowers this reply's limit to 80 % and sends again, re-split
+  — down to ``SHRINK_FLOOR``, after which it counts as a failed call;
 - ``SurfaceRateLimited`` pauses the budget, waits its ``retry_after``, then sends the newest
   text; ``MessageGone`` / ``SurfaceForbidden`` end the reply (``on_gone``, one log line,
   nothing more sent); other ``SurfaceError`` retry with backoff, the final state at most
@@ -35,6 +37,7 @@ from adapters.surface import (
     Draft,
     MessageGone,
     MessageRef,
+    MessageTooLong,
     Surface,
     SurfaceError,
     SurfaceForbidden,
@@ -65,6 +68,10 @@ REASONING_SHOWN = 80
 FAILED = "Something went wrong."
 STOPPED = "Stopped."
 RUNNING = "…"
+SHRINK = 0.8
+"""After ``MessageTooLong``, the reply's messages are split to this share of their limit."""
+SHRINK_FLOOR = 500
+"""The length ``MessageTooLong`` never lowers a reply's limit below."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +133,7 @@ class LiveReply:
         self._final = False
         self._changed = asyncio.Event()
         # What the platform shows.
+        self._max_length = surface.limits.max_length  # lowered by MessageTooLong
         self._refs: list[MessageRef] = []
         self._sent: list[Draft] = []
         self._last_call = -math.inf
@@ -219,7 +227,7 @@ class LiveReply:
         text = neutralize_mentions(self._surface.render(self._body))
         if not (text or status or self._final):
             return []
-        max_length = self._surface.limits.max_length
+        max_length = self._max_length
         room = min(STATUS_ROOM, max_length // 4)
         *frozen, last = (split_message(text, max_length - room) if text else None) or [""]
         if not self._final:
@@ -296,6 +304,8 @@ class LiveReply:
             self._lose(error)
             return False
         except SurfaceError as error:
+            if isinstance(error, MessageTooLong) and self._shrink():
+                return False  # sent again, split smaller: not a failure
             delay = self._retry_delay * 2 ** min(self._failures, 3)
             log.info("live reply %s: %s failed (%s); retrying in %.1f s",
                      self._name, type(call).__name__.strip("_").lower(), error, delay)  # fmt: skip
@@ -324,6 +334,15 @@ class LiveReply:
                 with suppress(MessageGone):  # already what we wanted
                     await self._surface.delete(self._refs[index])
                 del self._refs[index], self._sent[index]
+
+    def _shrink(self) -> bool:
+        """Lower this reply's message limit after ``MessageTooLong``; False at the floor."""
+        if self._max_length <= SHRINK_FLOOR:
+            return False
+        self._max_length = max(SHRINK_FLOOR, int(self._max_length * SHRINK))
+        log.info("live reply %s: message too long; splitting to %d characters",
+                 self._name, self._max_length)  # fmt: skip
+        return True
 
     def _lose(self, error: SurfaceError) -> None:
         self._gone = True

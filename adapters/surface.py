@@ -8,6 +8,8 @@ platform's own exceptions.
     SurfaceError            a platform call failed (a 5xx, a network error): worth retrying
     ├── SurfaceRateLimited  the platform said slow down; ``retry_after`` seconds
     ├── MessageGone         the message (or its thread) was deleted: stop that reply quietly
+    ├── MessageTooLong      the platform counts the message longer than its limit: split
+                            smaller and send again
     └── SurfaceForbidden    the bot may not write here any more: bot removed, channel archived,
                             token revoked, thread locked — nothing more is posted
 """
@@ -21,6 +23,7 @@ __all__ = [
     "Draft",
     "MessageGone",
     "MessageRef",
+    "MessageTooLong",
     "Surface",
     "SurfaceError",
     "SurfaceForbidden",
@@ -44,6 +47,11 @@ class SurfaceRateLimited(SurfaceError):
 
 class MessageGone(SurfaceError):
     pass
+
+
+class MessageTooLong(SurfaceError):
+    """The platform refused a message as too long, though it was within ``limits.max_length``
+    as we count it (a platform counting bytes, entities or rendered blocks differently)."""
 
 
 class SurfaceForbidden(SurfaceError):

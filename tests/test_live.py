@@ -21,12 +21,13 @@ from adapters.clock import FakeClock, settle
 from adapters.live import LiveReply
 from adapters.surface import (
     Draft,
+    MessageTooLong,
     SurfaceError,
     SurfaceForbidden,
     SurfaceLimits,
     SurfaceRateLimited,
 )
-from adapters.text import join_pieces, restore_mentions
+from adapters.text import join_pieces, restore_mentions, split_message
 from core.events import (
     AttemptVoid,
     EngineEvent,
@@ -375,6 +376,32 @@ async def test_final_edit_gives_up_after_its_attempts(caplog: pytest.LogCaptureF
     assert [r.getMessage() for r in caplog.records] == [
         "live reply reply: gave up delivering its final text after 3 attempts"
     ]
+
+
+async def test_message_too_long_is_split_smaller_and_sent_again() -> None:
+    scene = Scene(final_attempts=1)  # were it counted as a failure, the reply would give up
+    scene.surface.fail_next("edit", MessageTooLong("msg_too_long"))
+    answer = "\n\n".join(f"Paragraph {n}: " + "words " * 40 for n in range(7))  # 1,783: fits
+    await scene.run([(0.0, finished(answer))])
+    first, second = split_message(answer, 1600 - 200)  # 80 % of 2,000, the status room apart
+    assert scene.surface.calls == [
+        Call(0.0, "post", "m1", PLACEHOLDER),
+        Call(0.0, "edit", "m1", Draft(text=answer, final=True), failed="MessageTooLong"),
+        Call(0.0, "edit", "m1", Draft(text=first, final=True)),
+        Call(0.0, "post", "m2", Draft(text=second, final=True)),
+    ]
+    assert scene.surface.visible() == [first, second]
+    assert max(len(first), len(second)) <= 1600
+    assert join_pieces([first, second]) == answer
+
+
+async def test_message_too_long_counts_as_a_failure_once_the_limit_is_at_its_floor() -> None:
+    scene = Scene(final_attempts=2)
+    for _ in range(20):
+        scene.surface.fail_next("edit", MessageTooLong("msg_too_long"))
+    await scene.run([(0.0, finished("A short answer that Slack keeps refusing."))])
+    # 2,000 → 1,600 → 1,280 → 1,024 → 819 → 655 → 524 → 500: 7 free tries, then 2 counted.
+    assert [c.failed for c in scene.surface.calls] == [None, *["MessageTooLong"] * 9]
 
 
 # --- gone --------------------------------------------------------------------------------------
