@@ -1,0 +1,397 @@
+"""A loopback Slack Web API that keeps the messages it was sent, answers as Slack does, and
+injects faults.
+
+    async with FakeSlack(token="xoxb-test") as slack:
+        client = AsyncWebClient(token="xoxb-test", base_url=slack.api_url)
+        asked = slack.seed_message("C1", "U1", "<@UBOT> hello")
+        slack.fail("chat.update", ratelimited(retry_after=2), error("msg_too_long"))
+        ...
+        assert [m.text for m in slack.thread("C1", asked)] == ["<@UBOT> hello", "Hi!"]
+        assert [c.method for c in slack.calls] == ["chat.postMessage", "chat.update", ...]
+
+Every method is ``GET`` or ``POST /api/<method>``; its arguments are read from the query, a
+form body or a JSON body, as Slack reads them. The bot token goes in ``Authorization: Bearer``
+(or a ``token`` argument): none answers ``not_authed``, another ``invalid_auth``. Methods:
+``auth.test``, ``chat.postMessage``, ``chat.update``, ``chat.delete``, ``users.info``,
+``conversations.replies``, ``assistant.threads.setStatus``, ``reactions.add``,
+``chat.postEphemeral``; any other
+answers ``unknown_method``. Answers are ``200`` with ``{"ok": ...}`` unless a fault says else.
+
+Scripted faults (:func:`error`, :func:`ratelimited`, :func:`http_error`, :func:`disconnect`)
+are taken per method, one per call, before the normal answer. Every call is recorded in
+:attr:`FakeSlack.calls`, the error it was answered with included.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType, TracebackType
+from typing import Any
+
+from aiohttp import web
+
+__all__ = [
+    "BOT_ID",
+    "BOT_USER",
+    "TEAM",
+    "USERS",
+    "FakeSlack",
+    "Fault",
+    "Message",
+    "RecordedCall",
+    "disconnect",
+    "error",
+    "http_error",
+    "ratelimited",
+]
+
+TEAM, BOT_USER, BOT_ID, APP_ID = "T1", "UBOT", "BBOT", "A1"
+_FIRST_TS = 1_700_000_000_000_100  # microseconds: "1700000000.000100"
+
+
+def _user(uid: str, name: str, real: str, display: str, tz: str, **flags: bool) -> dict[str, Any]:
+    return {
+        "id": uid, "team_id": TEAM, "name": name, "real_name": real, "tz": tz, "deleted": False,
+        "is_admin": False, "is_owner": False, "is_bot": False, **flags,
+        "profile": {"real_name": real, "display_name": display, "team": TEAM},
+    }  # fmt: skip
+
+
+USERS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
+    {
+        "U1": _user("U1", "ada", "Ada Lovelace", "ada", "Europe/London"),
+        "U2": _user("U2", "jeanne", "Jeanne Martin", "Jeanne", "Europe/Paris"),
+        "U3": _user("U3", "grace", "Grace Hopper", "", "America/New_York", is_admin=True),
+        BOT_USER: _user(BOT_USER, "relaybot", "relaybot", "relaybot", "UTC", is_bot=True),
+    }
+)
+"""Slack user objects as ``users.info`` returns them: U3 is a workspace admin with no display
+name; UBOT is the bot itself."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Message:
+    """A message as Slack keeps it now. A reply's ``thread_ts`` is its parent's ts (``None`` for
+    a top-level message); the bot's own posts have ``bot_id``."""
+
+    channel: str
+    ts: str
+    text: str
+    user: str
+    thread_ts: str | None = None
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+    bot_id: str | None = None
+    edited: bool = False
+
+    @property
+    def markdown(self) -> str:
+        """The text of its ``markdown`` blocks, joined ("" when it has none)."""
+        return "".join(b["text"] for b in self.blocks if b.get("type") == "markdown")
+
+    def payload(self) -> dict[str, Any]:
+        """The message as Slack sends it in API answers."""
+        body: dict[str, Any] = {"type": "message", "user": self.user, "text": self.text}
+        body |= {"ts": self.ts, "team": TEAM}
+        if self.thread_ts is not None:
+            body["thread_ts"] = self.thread_ts
+        if self.blocks:
+            body["blocks"] = self.blocks
+        if self.bot_id is not None:
+            body |= {"bot_id": self.bot_id, "app_id": APP_ID}
+        if self.edited:
+            body["edited"] = {"user": self.user, "ts": self.ts}
+        return body
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordedCall:
+    """One call as the fake saw it: ``args`` merged from query, form and JSON (the token left
+    out), ``at`` its ``time.monotonic()``, ``error`` the Slack error it was answered with
+    (``"http 500"`` for a bare status, ``"disconnect"``), ``None`` when it succeeded."""
+
+    method: str
+    args: dict[str, Any]
+    at: float
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Fault:
+    """An answer given instead of the normal one; ``status == 0`` cuts the connection."""
+
+    status: int
+    body: dict[str, Any] | None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        if self.body is not None:
+            return str(self.body["error"])
+        return f"http {self.status}" if self.status else "disconnect"
+
+
+def error(code: str) -> Fault:
+    """``200 {"ok": false, "error": code}``: ``message_not_found``, ``msg_too_long``…"""
+    return Fault(200, {"ok": False, "error": code})
+
+
+def ratelimited(retry_after: int = 1) -> Fault:
+    """``429`` with ``Retry-After`` and ``{"ok": false, "error": "ratelimited"}``."""
+    return Fault(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)})
+
+
+def http_error(status: int = 500) -> Fault:
+    """A bare HTTP error with an HTML body, as a failing edge sends it."""
+    return Fault(status, None)
+
+
+def disconnect() -> Fault:
+    """The connection is cut before any answer (slack_sdk's default handler retries once)."""
+    return Fault(0, None)
+
+
+class _Refused(Exception):
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+
+class FakeSlack:
+    """An aiohttp server on ``127.0.0.1`` (port 0 = ephemeral); :attr:`api_url` is what
+    ``AsyncWebClient(base_url=...)`` takes."""
+
+    def __init__(
+        self,
+        *,
+        token: str = "xoxb-test",
+        users: Mapping[str, Mapping[str, Any]] = USERS,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.calls: list[RecordedCall] = []
+        self.api_url = ""
+        self.statuses: dict[tuple[str, str], str] = {}
+        """The assistant status shown under each ``(channel, thread_ts)``; a reply clears it."""
+        self._token, self._users, self._host, self._port = token, users, host, port
+        self._messages: dict[str, dict[str, Message]] = defaultdict(dict)
+        self._faults: dict[str, deque[Fault]] = defaultdict(deque)
+        self._removed: set[str] = set()
+        self._posted = 0
+        self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._chat_post_message,
+            "chat.update": self._chat_update,
+            "chat.delete": self._chat_delete,
+            "chat.postEphemeral": self._chat_post_ephemeral,
+            "users.info": self._users_info,
+            "conversations.replies": self._conversations_replies,
+            "assistant.threads.setStatus": self._assistant_threads_set_status,
+            "reactions.add": self._reactions_add,
+        }
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._handle)
+        self._runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, shutdown_timeout=0.5
+        )
+
+    async def __aenter__(self) -> FakeSlack:
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self._host, self._port).start()
+        host, port = self._runner.addresses[0][:2]
+        self.api_url = f"http://{host}:{port}/api/"
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._runner.cleanup()
+
+    # --- what tests use ------------------------------------------------------------------------
+
+    def fail(self, method: str, *faults: Fault) -> None:
+        """Script the next calls of ``method`` (e.g. ``"chat.update"``), one fault each."""
+        self._faults[method].extend(faults)
+
+    def remove_bot(self, channel: str) -> None:
+        """The bot is removed from ``channel``: every later write there is ``not_in_channel``."""
+        self._removed.add(channel)
+
+    def seed_message(self, channel: str, user: str, text: str, thread_ts: str | None = None) -> str:
+        """A user's message, as if they had sent it; its ``ts``."""
+        return self._store(
+            Message(channel=channel, ts="", text=text, user=user, thread_ts=thread_ts)
+        )
+
+    def message(self, channel: str, ts: str) -> Message | None:
+        """The message as shown now, ``None`` when there is none (or it was deleted)."""
+        return self._messages[channel].get(ts)
+
+    def thread(self, channel: str, thread_ts: str) -> list[Message]:
+        """The thread's parent and its replies, oldest first, as shown now."""
+        kept = self._messages[channel].values()
+        return [m for m in kept if thread_ts in (m.ts, m.thread_ts)]
+
+    def methods(self) -> list[str]:
+        """The methods called so far, in order."""
+        return [call.method for call in self.calls]
+
+    # --- the HTTP side -------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        method = request.match_info["method"]
+        args = await _args(request)
+        bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        token = args.pop("token", None) or bearer or None
+        call = RecordedCall(method=method, args=args, at=time.monotonic())
+        if self._faults[method]:
+            fault = self._faults[method].popleft()
+            self.calls.append(replace(call, error=fault.name))
+            return _answer(request, fault)
+        try:
+            if token is None:
+                raise _Refused("not_authed")
+            if token != self._token:
+                raise _Refused("invalid_auth")
+            if (handler := self._methods.get(method)) is None:
+                raise _Refused("unknown_method")
+            body = handler(args)
+        except _Refused as refused:
+            self.calls.append(replace(call, error=refused.code))
+            return web.json_response({"ok": False, "error": refused.code})
+        self.calls.append(call)
+        return web.json_response({"ok": True, **body})
+
+    # --- the methods ---------------------------------------------------------------------------
+
+    def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"url": "https://t1.slack.com/", "team": "Team One", "user": "relaybot",
+                "team_id": TEAM, "user_id": BOT_USER, "bot_id": BOT_ID,
+                "is_enterprise_install": False}  # fmt: skip
+
+    def _chat_post_message(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._writable(args)
+        text, blocks = _content(args, text="", blocks=[])
+        if not (text or blocks):
+            raise _Refused("no_text")
+        thread_ts = args.get("thread_ts") or None
+        new = Message(channel=channel, ts="", text=text, user=BOT_USER, thread_ts=thread_ts,
+                      blocks=blocks, bot_id=BOT_ID)  # fmt: skip
+        ts = self._store(new)
+        if thread_ts is not None:
+            self.statuses.pop((channel, thread_ts), None)
+        return {"channel": channel, "ts": ts, "message": self._messages[channel][ts].payload()}
+
+    def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        old = self._own(args)
+        text, blocks = _content(args, text=old.text, blocks=old.blocks)
+        new = replace(old, text=text, blocks=blocks, edited=True)
+        self._messages[old.channel][old.ts] = new
+        return {"channel": old.channel, "ts": old.ts, "text": text, "message": new.payload()}
+
+    def _chat_delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        old = self._own(args, "cant_delete_message")
+        del self._messages[old.channel][old.ts]
+        return {"channel": old.channel, "ts": old.ts}
+
+    def _chat_post_ephemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Shown to one user only, and never stored: it is not part of the thread."""
+        self._writable(args)
+        if str(args.get("user")) not in self._users:
+            raise _Refused("user_not_in_channel")
+        return {"message_ts": f"{_FIRST_TS // 1_000_000}.999999"}
+
+    def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        if (user := self._users.get(str(args.get("user")))) is None:
+            raise _Refused("user_not_found")
+        return {"user": dict(user)}
+
+    def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = self._channel(args), str(args.get("ts"))
+        messages = [m.payload() for m in self.thread(channel, ts)]
+        if not messages:
+            raise _Refused("thread_not_found")
+        if len(messages) > 1:
+            messages[0] |= {"thread_ts": ts, "reply_count": len(messages) - 1}
+        return {"messages": messages, "has_more": False, "response_metadata": {"next_cursor": ""}}
+
+    def _assistant_threads_set_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._writable(args, key="channel_id")
+        self.statuses[(channel, str(args.get("thread_ts")))] = str(args.get("status", ""))
+        return {}
+
+    def _reactions_add(self, args: dict[str, Any]) -> dict[str, Any]:
+        if str(args.get("timestamp")) not in self._messages[self._writable(args)]:
+            raise _Refused("message_not_found")
+        return {}
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _store(self, message: Message) -> str:
+        micros = _FIRST_TS + 100 * self._posted
+        self._posted += 1
+        ts = f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
+        self._messages[message.channel][ts] = replace(message, ts=ts)
+        return ts
+
+    def _channel(self, args: dict[str, Any], key: str = "channel") -> str:
+        if not (channel := str(args.get(key) or "")):
+            raise _Refused("channel_not_found")
+        return channel
+
+    def _writable(self, args: dict[str, Any], key: str = "channel") -> str:
+        channel = self._channel(args, key)
+        if channel in self._removed:
+            raise _Refused("not_in_channel")
+        return channel
+
+    def _own(self, args: dict[str, Any], refusal: str = "cant_update_message") -> Message:
+        """The bot's message named by ``channel`` and ``ts``, to change."""
+        found = self._messages[self._writable(args)].get(str(args.get("ts")))
+        if found is None:
+            raise _Refused("message_not_found")
+        if found.bot_id != BOT_ID:
+            raise _Refused(refusal)
+        return found
+
+
+async def _args(request: web.Request) -> dict[str, Any]:
+    args: dict[str, Any] = dict(request.query)
+    if request.content_type == "application/json":
+        args.update(await request.json())
+    elif request.method == "POST":
+        args.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
+    return args
+
+
+def _content(
+    args: dict[str, Any], *, text: str, blocks: list[dict[str, Any]]
+) -> tuple[str, list[dict[str, Any]]]:
+    """The text and blocks a write asks for; what it leaves out stays as it was (``chat.update``
+    keeps blocks not sent). Slack's size limits apply."""
+    text = str(args.get("text", text))
+    raw = args.get("blocks", blocks)
+    blocks = json.loads(raw) if isinstance(raw, str) else list(raw)
+    if not all(isinstance(b, dict) and isinstance(b.get("type"), str) for b in blocks):
+        raise _Refused("invalid_blocks")
+    if len(text) > 40_000:
+        raise _Refused("msg_too_long")
+    if sum(len(b.get("text", "")) for b in blocks if b["type"] == "markdown") > 12_000:
+        raise _Refused("msg_blocks_too_long")
+    return text, blocks
+
+
+def _answer(request: web.Request, fault: Fault) -> web.StreamResponse:
+    if fault.status == 0:
+        if request.transport is not None:
+            request.transport.abort()
+        return web.Response(status=599)
+    if fault.body is None:
+        return web.Response(status=fault.status, text="<html>Server Error</html>",
+                            content_type="text/html", headers=fault.headers)  # fmt: skip
+    return web.json_response(fault.body, status=fault.status, headers=fault.headers)
