@@ -4,6 +4,9 @@
   and streams the answer to the terminal. ``--once --json`` makes one model call without
   tools and prints the assembled assistant message as one JSON object.
 - ``relaybot console`` chats in the terminal: one conversation per session, kept in the store.
+- ``relaybot slack`` runs the Slack bot over Socket Mode (``SLACK_BOT_TOKEN``,
+  ``SLACK_APP_TOKEN``); ``relaybot slack --http --port N`` serves Slack's events at
+  ``/slack/events`` instead (``SLACK_SIGNING_SECRET``), with ``GET /health``.
 - ``relaybot offline-llm --port N`` serves the offline model for any compatible client.
 
 Settings come from ``--config`` / ``RELAYBOT_CONFIG``, the environment and the flags (see
@@ -24,6 +27,8 @@ from typing import Any, TextIO
 from bots.console_bot import run_console
 from bots.offline import run_offline_llm
 from bots.runtime import Runtime
+from bots.slack_server import run_slack
+from bots.slack_workspace import SlackUnreachable
 from core.assembly import MessageAssembler
 from core.engine import TurnRequest
 from core.errors import LLMError
@@ -73,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--once", action="store_true", help="one model call, no tools")
     ask.add_argument("--json", action="store_true", help="with --once: print the message as JSON")
 
+    slack = commands.add_parser("slack", help="run the Slack bot (Socket Mode, or --http)")
+    slack.add_argument("--http", action="store_true", help="serve Slack's HTTP events instead")
+    slack.add_argument("--host", default="0.0.0.0", help="with --http: address to listen on")
+    slack.add_argument("--port", type=int, default=3000, help="with --http: port to listen on")
+
     offline = commands.add_parser("offline-llm", help="serve the offline model")
     offline.add_argument("--host", default="127.0.0.1")
     offline.add_argument("--port", type=int, default=8080)
@@ -91,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_offline_llm(args))
         if args.command == "console":
             return asyncio.run(run_console(load_settings(args.config)))
+        if args.command == "slack":
+            return asyncio.run(_slack(args))
         if args.json and not args.once:
             raise SettingsError("--json needs --once (tools are not run in JSON mode)")
         settings = load_settings(args.config, overrides=_ask_overrides(args))
@@ -98,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"relaybot: {error}", file=sys.stderr)
         return 2
-    except (LLMError, StoreError, TurnFailedError) as error:
+    except (LLMError, StoreError, TurnFailedError, SlackUnreachable) as error:
         print(f"relaybot: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -123,6 +135,20 @@ def _ask_overrides(args: argparse.Namespace) -> dict[str, Any]:
         if given:
             overrides[name] = given
     return {"llm": overrides} if overrides else {}
+
+
+async def _slack(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    if not args.verbose:  # a long-running bot reports at its configured level
+        logging.getLogger().setLevel(settings.log_level)
+        logging.getLogger("httpx2").setLevel(logging.WARNING)  # not a line per model request
+
+    def announce(line: str) -> None:
+        print(f"relaybot: {line}", file=sys.stderr, flush=True)
+
+    return await run_slack(
+        settings, http=args.http, host=args.host, port=args.port, announce=announce
+    )
 
 
 async def _offline_llm(args: argparse.Namespace) -> int:

@@ -249,10 +249,19 @@ class EditBudgetSettings(_Section):
 
 
 class SlackSettings(_Section):
+    """The Slack bot: tokens, where it answers, and how its replies are paced."""
+
     bot_token: Secret = None
     app_token: Secret = None
     signing_secret: Secret = None
     api_url: HttpUrl | None = None
+    allowed_channels: tuple[str, ...] = ()
+    allowed_users: tuple[str, ...] = ()
+    direct_messages: bool = True
+    follow_ups: bool = True
+    max_input_chars: int = Field(default=8000, ge=100)
+    edit_interval: float = Field(default=1.0, gt=0)
+    user_cache_seconds: float = Field(default=3600.0, ge=0)
 
 
 class DiscordSettings(_Section):

@@ -73,9 +73,16 @@ def test_defaults() -> None:
         "max_result_chars": 16000,
     }
     assert settings.store.url is None
-    assert settings.slack.model_dump() == dict.fromkeys(
-        ["bot_token", "app_token", "signing_secret", "api_url"]
-    )
+    assert settings.slack.model_dump() == {
+        **dict.fromkeys(["bot_token", "app_token", "signing_secret", "api_url"]),
+        "allowed_channels": (),
+        "allowed_users": (),
+        "direct_messages": True,
+        "follow_ups": True,
+        "max_input_chars": 8000,
+        "edit_interval": 1.0,
+        "user_cache_seconds": 3600.0,
+    }
     assert settings.discord.model_dump() == dict.fromkeys(["bot_token", "api_url", "gateway_url"])
     assert settings.log_level == "INFO"
 

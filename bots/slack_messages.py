@@ -1,0 +1,222 @@
+"""Slack message events as the bot reads them: who wrote what, where — and in plain words.
+
+Pure functions over Slack's payloads, no I/O:
+
+- :func:`user_message` turns an ``app_mention`` or ``message`` event into a
+  :class:`SlackMessage`, or ``None`` when it is not a person's new message (a bot, the bot
+  itself, an edit, a deletion, a join...). ``file_share`` and ``thread_broadcast`` are a
+  person's messages.
+- :func:`plain_text` turns Slack's markup into what a model should read: the bot's own mention
+  removed, ``<@U1>`` → ``@Ada``, ``<#C1|general>`` → ``#general``, ``<https://x|label>`` →
+  ``label (https://x)``, and ``&lt;`` ``&gt;`` ``&amp;`` unescaped.
+- :func:`thread_history` turns a thread read back from ``conversations.replies`` into the
+  conversation's messages: the bot's as assistant turns, everyone else's as user turns.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from core.messages import AssistantMessage, Message, UserMessage
+
+__all__ = [
+    "PERSON_SUBTYPES",
+    "SlackMessage",
+    "authors",
+    "mentioned_users",
+    "message_markdown",
+    "plain_text",
+    "thread_history",
+    "user_message",
+]
+
+PERSON_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
+"""Message subtypes a person sends; every other subtype (edits, deletions, joins, bot
+messages...) is something that happened to a message, not a new one."""
+
+_TOKEN = re.compile(r"<([^<>]*)>")
+_USER_TOKEN = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^<>]*)?>")
+_UNESCAPE = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SlackMessage:
+    """A person's message the bot may answer.
+
+    ``thread_ts`` is the thread it was posted in (``None`` at the top level); ``mentions_bot``
+    says it @mentions the bot; ``parent_user`` is the author of the thread's first message,
+    when Slack says so; ``files`` are the names of attached files.
+    """
+
+    team: str
+    channel: str
+    channel_type: str
+    user: str
+    ts: str
+    thread_ts: str | None
+    text: str
+    mentions_bot: bool
+    parent_user: str | None = None
+    files: tuple[str, ...] = ()
+
+    @property
+    def thread(self) -> str:
+        """The thread the answer goes to: the one it is in, or the one under it."""
+        return self.thread_ts or self.ts
+
+    @property
+    def direct(self) -> bool:
+        """A direct message between one person and the bot."""
+        return self.channel_type == "im"
+
+    @property
+    def in_thread(self) -> bool:
+        """A reply inside a thread (not the message that starts one)."""
+        return self.thread_ts is not None and self.thread_ts != self.ts
+
+
+def user_message(
+    event: Mapping[str, Any], *, team: str, bot_user_id: str | None
+) -> SlackMessage | None:
+    """The person's message in ``event`` (``app_mention`` or ``message``), or ``None``."""
+    kind = event.get("type")
+    if kind not in ("app_mention", "message") or event.get("subtype") not in PERSON_SUBTYPES:
+        return None
+    user, channel, ts = event.get("user"), event.get("channel"), event.get("ts")
+    if not (isinstance(user, str) and isinstance(channel, str) and isinstance(ts, str)):
+        return None
+    if event.get("bot_id") or event.get("bot_profile") or user == bot_user_id:
+        return None
+    text = event.get("text") or ""
+    files = tuple(str(f.get("name") or "a file") for f in event.get("files") or ())
+    mentions = kind == "app_mention" or (
+        bot_user_id is not None and bot_user_id in mentioned_users(text)
+    )
+    return SlackMessage(
+        team=team,
+        channel=channel,
+        channel_type=str(event.get("channel_type") or _channel_type(channel)),
+        user=user,
+        ts=ts,
+        thread_ts=event.get("thread_ts"),
+        text=text,
+        mentions_bot=mentions,
+        parent_user=event.get("parent_user_id"),
+        files=files,
+    )
+
+
+def _channel_type(channel: str) -> str:
+    """``app_mention`` events carry no ``channel_type``; the id's first letter tells."""
+    return {"D": "im", "G": "group"}.get(channel[:1], "channel")
+
+
+def mentioned_users(text: str) -> list[str]:
+    """The user ids ``text`` mentions (``<@U123>``), in order, each once."""
+    return list(dict.fromkeys(_USER_TOKEN.findall(text)))
+
+
+def plain_text(text: str, *, bot_user_id: str | None, names: Mapping[str, str]) -> str:
+    """Slack markup as plain words (see the module docstring). ``names`` maps user ids to
+    display names; an unknown id keeps the label Slack gave, or the id."""
+    if bot_user_id:
+        text = re.sub(rf"[ \t]?<@{re.escape(bot_user_id)}(?:\|[^<>]*)?>[:,]?", "", text)
+    pieces: list[str] = []
+    end = 0
+    for token in _TOKEN.finditer(text):
+        pieces.append(_unescape(text[end : token.start()]))
+        pieces.append(_token_text(token.group(1), names))
+        end = token.end()
+    pieces.append(_unescape(text[end:]))
+    return "".join(pieces).strip()
+
+
+def _token_text(token: str, names: Mapping[str, str]) -> str:
+    target, _, label = token.partition("|")
+    label = _unescape(label)
+    if target.startswith("@"):
+        user = target[1:]
+        return "@" + (names.get(user) or label.lstrip("@") or user)
+    if target.startswith("#"):
+        return "#" + (label or target[1:])
+    if target.startswith("!"):
+        special = target[1:].split("^")[0]
+        if special in ("here", "channel", "everyone"):
+            return "@" + special
+        return label or special
+    link = _unescape(target)
+    if not label or label == link:
+        return link
+    if link.startswith("mailto:") and label == link.removeprefix("mailto:"):
+        return label
+    return f"{label} ({link})"
+
+
+def _unescape(text: str) -> str:
+    for escaped, char in _UNESCAPE:
+        text = text.replace(escaped, char)
+    return text
+
+
+def message_markdown(message: Mapping[str, Any]) -> str:
+    """What a posted message says: its ``markdown`` blocks (the bot's replies), else its
+    ``text``."""
+    blocks = [
+        str(block.get("text") or "")
+        for block in message.get("blocks") or ()
+        if isinstance(block, Mapping) and block.get("type") == "markdown"
+    ]
+    return "\n\n".join(b for b in blocks if b) or str(message.get("text") or "")
+
+
+def thread_history(
+    replies: Iterable[Mapping[str, Any]],
+    *,
+    before: str,
+    bot_user_id: str | None,
+    bot_id: str | None,
+    names: Mapping[str, str],
+) -> list[Message]:
+    """The messages of a thread read back from Slack that were posted before ``before`` (the
+    message being answered): the bot's as assistant turns, people's as user turns. Edits,
+    joins and other bots' messages are left out."""
+    history: list[Message] = []
+    for reply in sorted(replies, key=lambda r: _ts(r.get("ts"))):
+        if _ts(reply.get("ts")) >= _ts(before):
+            break
+        is_bot = (bot_id is not None and reply.get("bot_id") == bot_id) or (
+            bot_user_id is not None and reply.get("user") == bot_user_id
+        )
+        if is_bot:
+            if text := message_markdown(reply).strip():
+                history.append(AssistantMessage(text=text))
+            continue
+        if reply.get("bot_id") or reply.get("subtype") not in PERSON_SUBTYPES:
+            continue
+        user = str(reply.get("user") or "")
+        text = plain_text(str(reply.get("text") or ""), bot_user_id=bot_user_id, names=names)
+        if user and text:
+            history.append(UserMessage(text=text, author_id=user, author_name=names.get(user)))
+    return history
+
+
+def _ts(value: object) -> Decimal:
+    """A Slack timestamp (``"1700000000.000100"``) as a number that orders exactly."""
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return Decimal(0)
+
+
+def authors(replies: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Every user id a thread's people wrote as or mentioned (to look their names up)."""
+    found: set[str] = set()
+    for reply in replies:
+        if isinstance(user := reply.get("user"), str):
+            found.add(user)
+        found.update(mentioned_users(str(reply.get("text") or "")))
+    return found

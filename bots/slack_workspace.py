@@ -1,0 +1,169 @@
+"""The Slack workspace as the bot sees it: its own Web API calls, apart from a reply's.
+
+Who a member is (``users.info``, cached: name, time zone, admin flag), a thread read back
+(``conversations.replies``), the assistant status under a thread, a short notice, a note only
+one person sees (``chat.postEphemeral``), and whether Slack accepts the bot token
+(``auth.test``). A call that fails is logged — with Slack's error code, never the token — and
+gives a harmless default; only :meth:`Workspace.check` raises. (A reply's own calls are the
+surface's: ``adapters/slack_surface.py``.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from core.settings import SettingsError
+
+__all__ = ["SLACK_FAILURES", "Person", "SlackUnreachable", "Workspace", "failure_reason"]
+
+log = logging.getLogger("relaybot.slack")
+
+REPLIES_LIMIT = 200
+"""Messages read back from a thread (one page; non-Marketplace apps get at most 15)."""
+SLACK_FAILURES = (SlackClientError, aiohttp.ClientError, TimeoutError)
+_NO_STATUS = frozenset(
+    {"missing_scope", "not_allowed_token_type", "unknown_method", "invalid_auth", "not_authed"}
+)
+"""``assistant.threads.setStatus`` errors that will not change: stop trying."""
+
+
+class SlackUnreachable(Exception):
+    """Slack's Web API cannot be reached (network, DNS, a proxy). One line, no token."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Person:
+    """What the bot knows of a workspace member (``users.info``)."""
+
+    id: str
+    name: str
+    timezone: str | None = None
+    admin: bool = False
+
+
+class Workspace:
+    """The bot's own Web API calls — a reply's calls are the surface's. A call that fails is
+    logged here and gives a harmless default: the user's id for a name, an empty thread, no
+    status."""
+
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        *,
+        cache_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+        max_people: int = 10_000,
+    ) -> None:
+        self._client = client
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._max_people = max_people
+        self._people: dict[str, tuple[float, Person]] = {}  # id -> (expiry, person)
+        self._status_works = True
+
+    async def person(self, user_id: str) -> Person:
+        """Name, time zone and admin flag, cached for ``cache_seconds``."""
+        now = self._clock()
+        cached = self._people.get(user_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            response = await self._client.users_info(user=user_id)
+        except SLACK_FAILURES as error:
+            log.warning("users.info %s failed: %s", user_id, failure_reason(error))
+            return cached[1] if cached is not None else Person(id=user_id, name=user_id)
+        person = _person(user_id, response.get("user") or {})
+        if len(self._people) >= self._max_people:
+            self._people = {k: v for k, v in self._people.items() if v[0] > now}
+        self._people[user_id] = (now + self._cache_seconds, person)
+        return person
+
+    async def names(self, user_ids: Iterable[str]) -> dict[str, str]:
+        people = await asyncio.gather(*(self.person(user) for user in set(user_ids)))
+        return {person.id: person.name for person in people}
+
+    async def thread(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
+        """The thread's messages, oldest first (one page)."""
+        try:
+            response = await self._client.conversations_replies(
+                channel=channel, ts=thread_ts, limit=REPLIES_LIMIT
+            )
+        except SLACK_FAILURES as error:
+            log.warning(
+                "conversations.replies %s/%s failed: %s", channel, thread_ts, failure_reason(error)
+            )
+            return []
+        return [m for m in response.get("messages") or () if isinstance(m, dict)]
+
+    async def set_status(self, channel: str, thread_ts: str, status: str) -> bool:
+        """Show the assistant status under a thread; False where Slack does not allow it."""
+        if not self._status_works:
+            return False
+        try:
+            await self._client.assistant_threads_setStatus(
+                channel_id=channel, thread_ts=thread_ts, status=status
+            )
+        except SLACK_FAILURES as error:
+            log.info("no assistant status in %s: %s", channel, failure_reason(error))
+            self._status_works = failure_reason(error) not in _NO_STATUS
+            return False
+        return True
+
+    async def say(self, channel: str, thread_ts: str, text: str) -> None:
+        """A short notice in a thread."""
+        try:
+            await self._client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text)
+        except SLACK_FAILURES as error:
+            log.warning("could not post a notice in %s: %s", channel, failure_reason(error))
+
+    async def whisper(self, channel: str, user: str, thread_ts: str, text: str) -> None:
+        """A note only ``user`` sees."""
+        try:
+            await self._client.chat_postEphemeral(
+                channel=channel, user=user, thread_ts=thread_ts, text=text
+            )
+        except SLACK_FAILURES as error:
+            log.warning("could not whisper to %s in %s: %s", user, channel, failure_reason(error))
+
+    async def check(self) -> str:
+        """The bot's user id, if Slack accepts its token: ``SettingsError`` if it does not,
+        :class:`SlackUnreachable` if Slack cannot be asked."""
+        try:
+            response = await self._client.auth_test()
+        except SlackApiError as error:
+            raise SettingsError(f"Slack refused the bot token ({failure_reason(error)})") from None
+        except SLACK_FAILURES as error:
+            url = self._client.base_url
+            raise SlackUnreachable(
+                f"cannot reach Slack at {url} ({failure_reason(error)})"
+            ) from None
+        return str(response.get("user_id") or "")
+
+
+def _person(user_id: str, user: dict[str, Any]) -> Person:
+    profile = user.get("profile") or {}
+    name = (
+        profile.get("display_name")
+        or profile.get("real_name")
+        or user.get("real_name")
+        or user.get("name")
+        or user_id
+    )
+    admin = bool(user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner"))
+    return Person(id=user_id, name=str(name), timezone=user.get("tz") or None, admin=admin)
+
+
+def failure_reason(error: BaseException) -> str:
+    """Slack's error code, or the kind of failure — never the token."""
+    if isinstance(error, SlackApiError):
+        return str(error.response.get("error") or f"HTTP {error.response.status_code}")
+    return type(error).__name__
