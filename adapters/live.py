@@ -230,7 +230,7 @@ class LiveReply:
         max_length = self._max_length
         room = min(STATUS_ROOM, max_length // 4)
         *frozen, last = (split_message(text, max_length - room) if text else None) or [""]
-        if not self._final:
+        if not self._final or status is not None:  # a stopped or failed answer ends mid-text
             last = close_markdown(last)
         status = _clip(status, max_length - len(last) - STATUS_GAP)
         return [

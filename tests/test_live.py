@@ -497,3 +497,15 @@ async def test_posts_spend_from_their_own_scopes() -> None:
         ("edit", 0.0, Draft(text="Hi")),
         ("edit", 60.0, Draft(text="Hi there", final=True)),
     ]
+
+
+async def test_an_answer_stopped_inside_a_code_block_ends_with_the_block_closed() -> None:
+    """The status line must not end up inside an open fence."""
+    scene = Scene()
+    scene.start([(0.0, text("Here:\n```python\nprint(1)")), (10.0, finished("never"))])
+    await scene.clock.advance(0.5)
+    assert scene.turn is not None
+    scene.turn.cancel()
+    await scene.clock.advance(5.0)
+    final = scene.surface.calls[-1].draft
+    assert final == Draft(text="Here:\n```python\nprint(1)\n```", status="Stopped.", final=True)
