@@ -7,6 +7,8 @@
 - ``relaybot slack`` runs the Slack bot over Socket Mode (``SLACK_BOT_TOKEN``,
   ``SLACK_APP_TOKEN``); ``relaybot slack --http --port N`` serves Slack's events at
   ``/slack/events`` instead (``SLACK_SIGNING_SECRET``), with ``GET /health``.
+- ``relaybot discord`` runs the Discord bot (``DISCORD_BOT_TOKEN``) over the gateway; it prints
+  the link that adds it to a server.
 - ``relaybot offline-llm --port N`` serves the offline model for any compatible client.
 
 Settings come from ``--config`` / ``RELAYBOT_CONFIG``, the environment and the flags (see
@@ -25,6 +27,8 @@ from contextlib import aclosing
 from typing import Any, TextIO
 
 from bots.console_bot import run_console
+from bots.discord_client import DiscordUnavailable
+from bots.discord_runner import run_discord
 from bots.offline import run_offline_llm
 from bots.runtime import Runtime
 from bots.slack_server import run_slack
@@ -83,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     slack.add_argument("--host", default="0.0.0.0", help="with --http: address to listen on")
     slack.add_argument("--port", type=int, default=3000, help="with --http: port to listen on")
 
+    commands.add_parser("discord", help="run the Discord bot")
+
     offline = commands.add_parser("offline-llm", help="serve the offline model")
     offline.add_argument("--host", default="127.0.0.1")
     offline.add_argument("--port", type=int, default=8080)
@@ -103,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_console(load_settings(args.config)))
         if args.command == "slack":
             return asyncio.run(_slack(args))
+        if args.command == "discord":
+            return asyncio.run(_discord(args))
         if args.json and not args.once:
             raise SettingsError("--json needs --once (tools are not run in JSON mode)")
         settings = load_settings(args.config, overrides=_ask_overrides(args))
@@ -110,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"relaybot: {error}", file=sys.stderr)
         return 2
-    except (LLMError, StoreError, TurnFailedError, SlackUnreachable) as error:
+    except (LLMError, StoreError, TurnFailedError, SlackUnreachable, DiscordUnavailable) as error:
         print(f"relaybot: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -137,18 +145,29 @@ def _ask_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {"llm": overrides} if overrides else {}
 
 
-async def _slack(args: argparse.Namespace) -> int:
+def _bot_settings(args: argparse.Namespace) -> Settings:
+    """Settings for a long-running bot, which logs at its configured level."""
     settings = load_settings(args.config)
-    if not args.verbose:  # a long-running bot reports at its configured level
+    if not args.verbose:
         logging.getLogger().setLevel(settings.log_level)
         logging.getLogger("httpx2").setLevel(logging.WARNING)  # not a line per model request
+        logging.getLogger("discord").setLevel(logging.WARNING)  # not a line per (re)connection
+    return settings
 
-    def announce(line: str) -> None:
-        print(f"relaybot: {line}", file=sys.stderr, flush=True)
 
+def _announce(line: str) -> None:
+    print(f"relaybot: {line}", file=sys.stderr, flush=True)
+
+
+async def _slack(args: argparse.Namespace) -> int:
+    settings = _bot_settings(args)
     return await run_slack(
-        settings, http=args.http, host=args.host, port=args.port, announce=announce
+        settings, http=args.http, host=args.host, port=args.port, announce=_announce
     )
+
+
+async def _discord(args: argparse.Namespace) -> int:
+    return await run_discord(_bot_settings(args), announce=_announce)
 
 
 async def _offline_llm(args: argparse.Namespace) -> int:

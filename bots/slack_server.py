@@ -15,10 +15,8 @@ with "Stopped.".
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -27,6 +25,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.runtime import Runtime
+from bots.signals import until_stopped
 from bots.slack_bot import SlackBot, bot_token, slack_bot
 from bots.slack_workspace import SLACK_FAILURES, SlackUnreachable, failure_reason
 from core.settings import Settings, SettingsError
@@ -94,14 +93,14 @@ async def run_slack(
         if http:
             async with serve_http(bot, host=host, port=port) as url:
                 announce(f"listening for Slack on {url}{EVENTS_PATH}")
-                await _until_stopped()
+                await until_stopped()
             return 0
         assert app_token is not None
         handler = socket_mode(bot, app_token.get_secret_value())
         try:
             await _connect(handler)
             announce("connected to Slack (Socket Mode)")
-            await _until_stopped()
+            await until_stopped()
         finally:
             await handler.close_async()  # type: ignore[no-untyped-call]  # bolt leaves it untyped
     return 0
@@ -122,19 +121,3 @@ async def _connect(handler: AsyncSocketModeHandler) -> None:
         url = client.web_client.base_url
         raise SlackUnreachable(f"cannot reach Slack at {url} ({type(error).__name__})") from None
     await handler.connect_async()  # type: ignore[no-untyped-call]
-
-
-async def _until_stopped() -> None:
-    """Wait for SIGINT or SIGTERM (Ctrl-C alone where signal handlers are unavailable)."""
-    loop = asyncio.get_running_loop()
-    stopped = asyncio.Event()
-    installed = []
-    for number in (signal.SIGINT, signal.SIGTERM):
-        with suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(number, stopped.set)
-            installed.append(number)
-    try:
-        await stopped.wait()
-    finally:
-        for number in installed:
-            loop.remove_signal_handler(number)

@@ -265,9 +265,19 @@ class SlackSettings(_Section):
 
 
 class DiscordSettings(_Section):
+    """The Discord bot: token, endpoints, where it answers, and how its replies are paced.
+    Allowlists hold Discord ids (snowflakes); empty means everywhere."""
+
     bot_token: Secret = None
     api_url: HttpUrl | None = None
     gateway_url: WebSocketUrl | None = None
+    allowed_guilds: tuple[int, ...] = ()
+    allowed_channels: tuple[int, ...] = ()
+    allowed_roles: tuple[int, ...] = ()
+    direct_messages: bool = True
+    max_input_chars: int = Field(default=8000, ge=100)
+    dm_idle_hours: float = Field(default=6.0, gt=0)
+    edit_interval: float = Field(default=1.0, gt=0)
 
 
 def user_data_dir(*, environ: Mapping[str, str] | None = None, platform: str | None = None) -> Path:

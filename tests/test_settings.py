@@ -83,7 +83,16 @@ def test_defaults() -> None:
         "edit_interval": 1.0,
         "user_cache_seconds": 3600.0,
     }
-    assert settings.discord.model_dump() == dict.fromkeys(["bot_token", "api_url", "gateway_url"])
+    assert settings.discord.model_dump() == {
+        **dict.fromkeys(["bot_token", "api_url", "gateway_url"]),
+        "allowed_guilds": (),
+        "allowed_channels": (),
+        "allowed_roles": (),
+        "direct_messages": True,
+        "max_input_chars": 8000,
+        "dm_idle_hours": 6.0,
+        "edit_interval": 1.0,
+    }
     assert settings.log_level == "INFO"
 
 
@@ -447,3 +456,26 @@ def test_edit_budget_defaults_are_the_adapters_defaults() -> None:
     from bots.runtime import edit_rates
 
     assert edit_rates(load_settings(environ={})) == dict(DEFAULT_RATES)
+
+
+def test_discord_endpoints_and_allowlists_from_the_environment() -> None:
+    discord = load_settings(
+        environ={
+            "RELAYBOT_DISCORD__API_URL": "http://127.0.0.1:8080/api/v10",
+            "RELAYBOT_DISCORD__GATEWAY_URL": "ws://127.0.0.1:8080/gateway",
+            "RELAYBOT_DISCORD__ALLOWED_GUILDS": '["1150000000000000001"]',
+            "RELAYBOT_DISCORD__ALLOWED_ROLES": "[1150000000000000010]",
+        }
+    ).discord
+    assert (discord.api_url, discord.gateway_url) == (
+        "http://127.0.0.1:8080/api/v10",
+        "ws://127.0.0.1:8080/gateway",
+    )
+    assert (discord.allowed_guilds, discord.allowed_roles) == (
+        (1150000000000000001,),
+        (1150000000000000010,),
+    )
+    assert error_of(environ={"RELAYBOT_DISCORD__GATEWAY_URL": "https://gateway.discord.gg"}) == (
+        "config error: discord.gateway_url: should be a URL starting with ws:// or wss:// "
+        "(got 'https://gateway.discord.gg') [from RELAYBOT_DISCORD__GATEWAY_URL]"
+    )

@@ -1,0 +1,67 @@
+"""``relaybot discord``: the bot logged in, connected to the gateway, and running until a
+signal.
+
+:func:`discord_bot` builds the client with the configured endpoints, logs in (a refused token
+is :class:`~bots.discord_client.DiscordUnavailable` at once) and opens the gateway connection;
+:func:`run_discord` prints the link that adds the bot to a server, waits for the session, and
+runs until SIGINT or SIGTERM — or until Discord ends the connection for good (the Message
+Content intent switched off, say), which is one line and exit status 1. On the way out,
+answers being written end with "Stopped.".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from bots.discord_bot import DiscordBot
+from bots.discord_client import bot_token, discord_endpoints, invite_url, log_in, new_client
+from bots.runtime import Runtime
+from bots.signals import until_stopped
+from core.settings import Settings
+
+__all__ = ["discord_bot", "run_discord"]
+
+
+@asynccontextmanager
+async def discord_bot(
+    runtime: Runtime, *, clock: Callable[[], float] = time.monotonic, **client_options: Any
+) -> AsyncIterator[DiscordBot]:
+    """The bot over a running runtime, logged in and connecting to the gateway (await
+    :meth:`DiscordBot.ready`), with the configured endpoints. On exit, answers still being
+    written are stopped and the connection closed. ``client_options`` go to discord.py."""
+    settings = runtime.settings.discord
+    token = bot_token(settings)
+    with discord_endpoints(settings):
+        bot = DiscordBot(runtime, new_client(**client_options), clock=clock)
+        try:
+            await log_in(bot.client, token)
+            bot.connect()
+            yield bot
+        finally:
+            await bot.close()
+
+
+async def run_discord(settings: Settings, *, announce: Callable[[str], None]) -> int:
+    """``relaybot discord``: run until SIGINT or SIGTERM. Returns the exit status."""
+    bot_token(settings.discord)  # a missing token stops us before anything starts
+    async with Runtime.start(settings, announce=announce) as runtime, discord_bot(runtime) as bot:
+        if (application := bot.client.application_id) is not None:
+            announce(f"add the bot to a server: {invite_url(application)}")
+        await bot.ready()
+        servers = len(bot.client.guilds)
+        announce(f"connected to Discord as {bot.client.user}, in {servers} server"
+                 + ("" if servers == 1 else "s"))  # fmt: skip
+        stopped = asyncio.create_task(until_stopped(), name="relaybot discord: until stopped")
+        ended = asyncio.create_task(bot.disconnected(), name="relaybot discord: connection")
+        try:
+            await asyncio.wait({stopped, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            ended.cancel()
+        if ended.done() and not ended.cancelled():
+            ended.result()  # Discord ended the connection: DiscordUnavailable
+    return 0
