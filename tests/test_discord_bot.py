@@ -2,7 +2,7 @@
 loopback gateway.
 
 Each test runs the real bot — ``discord_bot()`` logs in over REST and holds a gateway session
-with ``tests/fakes/discord_api.py`` (pointed at it by ``RELAYBOT_DISCORD__API_URL`` and
+with ``tests/fakes/fake_discord/`` (pointed at it by ``RELAYBOT_DISCORD__API_URL`` and
 ``RELAYBOT_DISCORD__GATEWAY_URL``) — pushes messages and button presses as Discord would, and
 waits on the fakes' state, never on a fixed sleep. The fake answers 429 past 5 message writes
 per channel per window (here 0.5 s, with the edit budget scaled to match); every test ends by
@@ -36,7 +36,7 @@ from bots.discord_stop import NOT_YOURS, STOP_PREFIX
 from bots.runtime import Runtime
 from core.messages import AssistantMessage, ConversationKey
 from core.settings import load_settings
-from tests.fakes.discord_api import (
+from tests.fakes.fake_discord import (
     ADA,
     BOT,
     BOT_ROLE,

@@ -35,7 +35,7 @@ from adapters.surface import (
 )
 from adapters.text import join_pieces, restore_mentions
 from core.events import TextDelta, TurnFinished, Usage
-from tests.fakes.discord_api import ADA, CHANNEL, FakeDiscord
+from tests.fakes.fake_discord import ADA, CHANNEL, FakeDiscord
 
 # --- rendering -------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The loopback Discord in ``tests/fakes/discord_api.py``, checked against real discord.py.
+"""The loopback Discord in ``tests/fakes/fake_discord/``, checked against real discord.py.
 
 The first tests run an unmodified ``discord.Client`` against it through the one seam a bot
 uses — ``Route.BASE`` and ``DiscordWebSocket.DEFAULT_GATEWAY`` — and prove the whole path:
@@ -23,7 +23,7 @@ import yarl
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from tests.fakes.discord_api import (
+from tests.fakes.fake_discord import (
     ADA,
     BOT,
     CHANNEL,
