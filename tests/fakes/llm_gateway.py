@@ -26,11 +26,11 @@ import sys
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
-from types import TracebackType
 from typing import Any, Literal
 
 from aiohttp import web
 
+from tests.fakes.loopback import LoopbackServer
 from tests.fakes.streams import anthropic_events, openai_chunks
 
 __all__ = [
@@ -155,7 +155,7 @@ class RecordedRequest:
     json: Any
 
 
-class FakeGateway:
+class FakeGateway(LoopbackServer):
     """An aiohttp server on ``127.0.0.1`` (port 0 = ephemeral) replaying scripted replies."""
 
     def __init__(
@@ -168,8 +168,6 @@ class FakeGateway:
         shutdown_timeout: float = 0.5,
     ) -> None:
         self.requests: list[RecordedRequest] = []
-        self._host = host
-        self._port = port
         self._fallback = fallback
         self._record = record
         self._replies: deque[Reply] = deque()
@@ -177,34 +175,13 @@ class FakeGateway:
         self._closing = False
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout
-        )
-        self.url = ""
-
-    async def __aenter__(self) -> FakeGateway:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def start(self) -> None:
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        super().__init__(app, host=host, port=port, shutdown_timeout=shutdown_timeout)
 
     async def close(self) -> None:
         """Stop serving; stalled and hanging replies are cut, not waited for."""
         self._closing = True
         self._wake.set()
-        await self._runner.cleanup()
+        await super().close()
 
     def enqueue(self, *replies: Reply) -> None:
         """Script the next replies, one per request, in order."""

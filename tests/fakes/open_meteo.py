@@ -26,10 +26,11 @@ import unicodedata
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Literal
 
 from aiohttp import web
+
+from tests.fakes.loopback import LoopbackServer
 
 __all__ = [
     "CITIES",
@@ -237,38 +238,23 @@ class RecordedQuery:
     params: dict[str, str]
 
 
-class FakeOpenMeteo:
+class FakeOpenMeteo(LoopbackServer):
     """An aiohttp server on ``127.0.0.1`` serving both Open-Meteo endpoints; :attr:`url` is the
     base URL for both ``geocoding_url`` and ``forecast_url``."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.requests: list[RecordedQuery] = []
-        self.url = ""
-        self._host, self._port = host, port
         self._faults: dict[str, deque[Fault]] = {"search": deque(), "forecast": deque()}
         self._wake = asyncio.Event()
         app = web.Application()
         app.router.add_get("/v1/search", self._search)
         app.router.add_get("/v1/forecast", self._forecast)
-        self._runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=0.5
-        )
+        super().__init__(app, host=host, port=port)
 
-    async def __aenter__(self) -> FakeOpenMeteo:
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def close(self) -> None:
+        """Stop serving; hanging requests are cut, not waited for."""
         self._wake.set()
-        await self._runner.cleanup()
+        await super().close()
 
     def fail(self, endpoint: Endpoint, *faults: Fault) -> None:
         """Script the next requests to ``endpoint``, one fault each, in order."""

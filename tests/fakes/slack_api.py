@@ -29,10 +29,12 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.loopback import LoopbackServer
 
 __all__ = [
     "BOT_ID",
@@ -159,7 +161,7 @@ class _Refused(Exception):
         self.code = code
 
 
-class FakeSlack:
+class FakeSlack(LoopbackServer):
     """An aiohttp server on ``127.0.0.1`` (port 0 = ephemeral); :attr:`api_url` is what
     ``AsyncWebClient(base_url=...)`` takes."""
 
@@ -175,7 +177,7 @@ class FakeSlack:
         self.api_url = ""
         self.statuses: dict[tuple[str, str], str] = {}
         """The assistant status shown under each ``(channel, thread_ts)``; a reply clears it."""
-        self._token, self._users, self._host, self._port = token, users, host, port
+        self._token, self._users = token, users
         self._messages: dict[str, dict[str, Message]] = defaultdict(dict)
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
         self._removed: set[str] = set()
@@ -193,24 +195,11 @@ class FakeSlack:
         }
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle)
-        self._runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=0.5
-        )
+        super().__init__(app, host=host, port=port)
 
-    async def __aenter__(self) -> FakeSlack:
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
-        host, port = self._runner.addresses[0][:2]
-        self.api_url = f"http://{host}:{port}/api/"
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._runner.cleanup()
+    async def start(self) -> None:
+        await super().start()
+        self.api_url = f"{self.url}/api/"
 
     # --- what tests use ------------------------------------------------------------------------
 

@@ -29,15 +29,16 @@ import asyncio
 import itertools
 import json
 import time
-from types import TracebackType
 from typing import Any
 
 from aiohttp import ClientSession, WSMsgType, web
 
+from tests.fakes.loopback import LoopbackServer
+
 __all__ = ["FakeSocketMode"]
 
 
-class FakeSocketMode:
+class FakeSocketMode(LoopbackServer):
     """An aiohttp server on ``127.0.0.1`` (port 0 = ephemeral) playing Slack's Socket Mode.
 
     The app, team and bot user default to those of the fake Web API (``A1``, ``T1``, ``UBOT``).
@@ -62,8 +63,6 @@ class FakeSocketMode:
         self.received: list[dict[str, Any]] = []  # text frames from the client, parsed
         self.acked_at: dict[str, float] = {}  # envelope id -> time.monotonic() of its ack
         self._web_api = web_api
-        self._host = host
-        self._port = port
         self._envelopes = (f"fake-envelope-{n}" for n in itertools.count(1))
         self._events = (f"Ev0FAKE{n:04d}" for n in itertools.count(1))
         self._sockets: list[web.WebSocketResponse] = []
@@ -73,30 +72,18 @@ class FakeSocketMode:
         app.router.add_post("/api/apps.connections.open", self._connections_open)
         app.router.add_get("/link/", self._link)
         app.router.add_route("*", "/api/{method}", self._pass_on)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        self.url = ""
+        # aiohttp's default shutdown timeout, as before: close() ends the websockets first.
+        super().__init__(app, host=host, port=port, shutdown_timeout=60.0)
 
     @property
     def api_url(self) -> str:
         """The Web API base URL to give the socket-mode client's ``AsyncWebClient``."""
         return f"{self.url}/api/"
 
-    async def __aenter__(self) -> FakeSocketMode:
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def close(self) -> None:
         for socket in self._sockets:
             await socket.close()
-        await self._runner.cleanup()
+        await super().close()
 
     async def connected(self) -> None:
         """Wait until a client holds an open websocket (it has been sent ``hello``)."""

@@ -20,7 +20,6 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
@@ -42,9 +41,10 @@ from tests.fakes.fake_discord.world import (
     FakeUser,
     now_iso,
 )
+from tests.fakes.loopback import LoopbackServer
 
 
-class FakeDiscord:
+class FakeDiscord(LoopbackServer):
     """An aiohttp server on ``127.0.0.1`` (port 0 = ephemeral) serving Discord's REST API at
     :attr:`api_url` and its gateway at :attr:`gateway_url`."""
 
@@ -85,28 +85,17 @@ class FakeDiscord:
         app = web.Application()
         self._router.install(app, [*self._rest.routes(), *self._interactions.routes()])
         app.router.add_route("GET", "/gateway", self._gateway.endpoint)
-        self._runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=0.5
-        )
-        self._host, self._port = host, port
+        super().__init__(app, host=host, port=port)
 
-    async def __aenter__(self) -> FakeDiscord:
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
-        host, port = self._runner.addresses[0][:2]
-        self.api_url = f"http://{host}:{port}{API_PREFIX}"
-        self.gateway_url = f"ws://{host}:{port}/gateway"
+    async def start(self) -> None:
+        await super().start()
+        self.api_url = f"{self.url}{API_PREFIX}"
+        self.gateway_url = "ws://" + self.url.removeprefix("http://") + "/gateway"
         self._rest.gateway_url = self._gateway.url = self.gateway_url
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def close(self) -> None:
         await self._gateway.close_all(1001, "fake Discord going away")
-        await self._runner.cleanup()
+        await super().close()
 
     # --- driving it ----------------------------------------------------------------------------
 
