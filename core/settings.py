@@ -21,17 +21,16 @@ the key, what is wrong and where the value came from — never a secret's value.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import re
 import sys
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -54,6 +53,7 @@ from pydantic_settings import SettingsError as PydanticSettingsError
 
 from core.client import Timeouts
 from core.retry import RetryPolicy
+from core.settings_errors import Origins, SettingsError, describe, problem, section_type
 
 __all__ = [
     "CONFIG_VARIABLE",
@@ -104,14 +104,6 @@ DEFAULT_SYSTEM_PROMPT = (
     "headings and wide tables. Use the available tools when they give a better answer than "
     "memory (for example get_weather for the weather), and say so plainly when you do not know."
 )
-
-
-# Prefixes of API keys and chat tokens (OpenAI-style, Slack's xox?- and xapp-).
-_TOKEN_SHAPES = re.compile(r"\b(?:sk|pk|rk|key|xox[abposr]|xapp)-[A-Za-z0-9_\-]{3,}")
-
-
-class SettingsError(Exception):
-    """The configuration cannot be used. ``str(error)`` is one line, safe to print."""
 
 
 # --- value types -------------------------------------------------------------------------------
@@ -355,7 +347,7 @@ def _env_names(model: type[BaseModel], prefix: str = ENV_PREFIX) -> Iterator[str
     for name, field in model.model_fields.items():
         env_name = prefix + name.upper()
         yield env_name
-        section = _section_type(field.annotation)
+        section = section_type(field.annotation)
         if section is not None:
             yield from _env_names(section, env_name + "__")
 
@@ -426,16 +418,24 @@ def load_settings(
     toml_data = _read_toml(path) if path is not None else {}
     for name in unknown_variables(env):
         log.warning("ignoring %s: relaybot has no such setting", name)
-    origins = _Origins(overrides or {}, env, toml_data, path)
+    origins = Origins(
+        model=Settings,
+        env_prefix=ENV_PREFIX,
+        token_variables=TOKEN_VARIABLES,
+        overrides=overrides or {},
+        environ=env,
+        toml_data=toml_data,
+        toml_file=path,
+    )
     token = _current_load.set(_Load(environ=env, toml_file=path))
     try:
         return Settings(**dict(overrides or {}))
     except ValidationError as error:
-        raise SettingsError(_describe(error, origins)) from None
+        raise SettingsError(describe(error, origins)) from None
     except PydanticSettingsError as error:  # RELAYBOT_LLM='{...' : a section's JSON is broken
         field = re.search(r'field "(\w+)"', str(error))
         loc = [field.group(1)] if field else []
-        raise SettingsError("config error: " + _problem(loc, "not valid JSON", origins)) from None
+        raise SettingsError("config error: " + problem(loc, "not valid JSON", origins)) from None
     finally:
         _current_load.reset(token)
 
@@ -466,150 +466,3 @@ def _read_toml(path: Path) -> dict[str, Any]:
         what = message[: where.start()]
         line, column = where.groups()
         raise SettingsError(f"config error: {path} line {line}, column {column}: {what}") from None
-
-
-# --- describing a validation error in one line -------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Origins:
-    """Which source supplied the value at a location, to say where to fix it."""
-
-    overrides: Mapping[str, Any]
-    environ: Mapping[str, str]
-    toml_data: Mapping[str, Any]
-    toml_file: Path | None
-
-    def of(self, loc: Sequence[str]) -> str | None:
-        if _holds(self.overrides, loc):
-            return "arguments"
-        if (name := self._variable(loc)) is not None:
-            return name
-        if self.toml_file is not None and _holds(self.toml_data, loc):
-            return str(self.toml_file)
-        return None
-
-    def _variable(self, loc: Sequence[str]) -> str | None:
-        present = {name.lower(): name for name, value in self.environ.items() if value != ""}
-        for end in range(len(loc), 0, -1):
-            wanted = (ENV_PREFIX + "__".join(loc[:end])).lower()
-            if wanted in present:
-                return present[wanted]
-        below = (ENV_PREFIX + "__".join(loc) + "__").lower()
-        for lowered, name in sorted(present.items()):
-            if lowered.startswith(below):
-                return name
-        for name, target in TOKEN_VARIABLES.items():
-            if tuple(loc[: len(target)]) == target and self.environ.get(name):
-                return name
-        return None
-
-    def secrets(self) -> set[str]:
-        """Every value given for a secret setting, from any source."""
-        found: set[str] = set()
-        for loc in _secret_settings(Settings):
-            names = [ENV_PREFIX + "__".join(loc)]
-            names += [name for name, target in TOKEN_VARIABLES.items() if target == loc]
-            found.update(self.environ.get(name) or "" for name in names)
-            found.update(_value_at(data, loc) for data in (self.overrides, self.toml_data))
-        return {value.strip() for value in found if len(value.strip()) >= 4}
-
-
-def _secret_settings(
-    model: type[BaseModel], prefix: tuple[str, ...] = ()
-) -> Iterator[tuple[str, ...]]:
-    for name, field in model.model_fields.items():
-        section = _section_type(field.annotation)
-        if section is not None:
-            yield from _secret_settings(section, (*prefix, name))
-        elif _is_secret(field.annotation):
-            yield (*prefix, name)
-
-
-def _value_at(data: Mapping[str, Any], loc: Sequence[str]) -> str:
-    node: Any = data
-    for part in loc:
-        if not isinstance(node, Mapping):
-            return ""
-        node = node.get(part)
-    return node if isinstance(node, str) else ""
-
-
-def _holds(data: Mapping[str, Any], loc: Sequence[str]) -> bool:
-    node: Any = data
-    for part in loc:
-        if not isinstance(node, Mapping) or part not in node:
-            return False
-        node = node[part]
-    return True
-
-
-def _describe(error: ValidationError, origins: _Origins) -> str:
-    problems = []
-    secrets = origins.secrets()
-    for item in error.errors(include_url=False):
-        loc = [str(part) for part in item["loc"]]
-        if item["type"] == "extra_forbidden":
-            what = "unknown setting" + _suggestion(loc)
-        else:
-            what = _message(item["msg"]) + _shown_input(loc, item.get("input"), secrets)
-        problems.append(_problem(loc, what, origins))
-    return "config error: " + "; ".join(problems)
-
-
-def _problem(loc: Sequence[str], what: str, origins: _Origins) -> str:
-    source = origins.of(loc)
-    return f"{'.'.join(loc)}: {what}" + (f" [from {source}]" if source else "")
-
-
-def _message(msg: str) -> str:
-    return msg.removeprefix("Value error, ")
-
-
-def _suggestion(loc: Sequence[str]) -> str:
-    model = _model_at(loc[:-1])
-    if model is None:
-        return ""
-    close = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
-
-
-def _shown_input(loc: Sequence[str], value: object, secrets: set[str]) -> str:
-    """``(got …)`` for a plain value of a plain setting; nothing for secrets, sections,
-    anything unknown (a misnamed key may well hold a token), a value holding a secret given
-    elsewhere, or a value shaped like a key or a token."""
-    model = _model_at(loc[:-1])
-    field = model.model_fields.get(loc[-1]) if model is not None and loc else None
-    if field is None or _is_secret(field.annotation) or _section_type(field.annotation):
-        return ""
-    if not isinstance(value, str | int | float | bool):
-        return ""
-    if isinstance(value, str) and (
-        _TOKEN_SHAPES.search(value) or any(secret in value for secret in secrets)
-    ):
-        return ""
-    shown = re.sub(r"(://[^/@\s:]*:)[^/@\s]*@", r"\1***@", repr(value))
-    return f" (got {shown[:60] + '…' if len(shown) > 60 else shown})"
-
-
-def _model_at(loc: Sequence[str]) -> type[BaseModel] | None:
-    model: type[BaseModel] = Settings
-    for part in loc:
-        field = model.model_fields.get(part)
-        section = _section_type(field.annotation) if field is not None else None
-        if section is None:
-            return None
-        model = section
-    return model
-
-
-def _section_type(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    return None
-
-
-def _is_secret(annotation: Any) -> bool:
-    if annotation is SecretStr:
-        return True
-    return any(_is_secret(arg) for arg in get_args(annotation))
