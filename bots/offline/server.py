@@ -9,10 +9,10 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Iterable
-from types import TracebackType
 
 from aiohttp import web
 
+from bots.loopback import LoopbackServer
 from bots.offline.conversation import RequestRejected, Wire
 from bots.offline.model import MODEL_NAME, OfflineModel
 from bots.offline.sse import Event, anthropic_events, openai_events
@@ -20,7 +20,7 @@ from bots.offline.sse import Event, anthropic_events, openai_events
 __all__ = ["OfflineLLMServer", "run_offline_llm"]
 
 
-class OfflineLLMServer:
+class OfflineLLMServer(LoopbackServer):
     """The offline model on loopback, speaking both protocols. Port 0 picks a free port."""
 
     def __init__(
@@ -32,8 +32,6 @@ class OfflineLLMServer:
         model: OfflineModel | None = None,
     ) -> None:
         self.pace = pace
-        self.url = ""
-        self._host, self._port = host, port
         self._model = model or OfflineModel()
         self._closing = asyncio.Event()
         app = web.Application()
@@ -43,7 +41,7 @@ class OfflineLLMServer:
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/models", self._models)
         app.router.add_get("/health", self._health)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        super().__init__(app, host=host, port=port)
 
     @property
     def openai_base_url(self) -> str:
@@ -53,28 +51,10 @@ class OfflineLLMServer:
     def anthropic_base_url(self) -> str:
         return self.url
 
-    async def __aenter__(self) -> OfflineLLMServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def start(self) -> None:
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-
     async def close(self) -> None:
         """Stop serving; answers still streaming are cut at their next word."""
         self._closing.set()
-        await self._runner.cleanup()
+        await super().close()
 
     async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
         return await self._answer(request, "openai")

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from tests.fakes.loopback import LoopbackServer
+from bots.loopback import LoopbackServer
 from tests.fakes.streams import anthropic_events, openai_chunks
 
 __all__ = [

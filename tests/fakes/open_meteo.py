@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from tests.fakes.loopback import LoopbackServer
+from bots.loopback import LoopbackServer
 
 __all__ = [
     "CITIES",

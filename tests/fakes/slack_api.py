@@ -34,7 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.loopback import LoopbackServer
+from bots.loopback import LoopbackServer
 
 __all__ = [
     "BOT_ID",

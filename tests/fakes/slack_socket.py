@@ -33,7 +33,7 @@ from typing import Any
 
 from aiohttp import ClientSession, WSMsgType, web
 
-from tests.fakes.loopback import LoopbackServer
+from bots.loopback import LoopbackServer
 
 __all__ = ["FakeSocketMode"]
 

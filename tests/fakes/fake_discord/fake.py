@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bots.loopback import LoopbackServer
 from tests.fakes.fake_discord.gateway import Gateway
 from tests.fakes.fake_discord.interactions import Interaction, Interactions
 from tests.fakes.fake_discord.messages import Message
@@ -41,7 +42,6 @@ from tests.fakes.fake_discord.world import (
     FakeUser,
     now_iso,
 )
-from tests.fakes.loopback import LoopbackServer
 
 
 class FakeDiscord(LoopbackServer):

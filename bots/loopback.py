@@ -1,4 +1,4 @@
-"""What every loopback fake shares: an aiohttp application served on ``127.0.0.1``.
+"""An aiohttp application served on loopback: the offline model, and every test fake.
 
     class FakeThing(LoopbackServer):
         def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -6,7 +6,7 @@
             app.router.add_get("/thing", self._thing)
             super().__init__(app, host=host, port=port)
 
-A fake extends :meth:`LoopbackServer.start` to derive its own URLs from :attr:`url`, and
+A server extends :meth:`LoopbackServer.start` to derive its own URLs from :attr:`url`, and
 :meth:`LoopbackServer.close` to release what its handlers wait on before the server stops.
 """
 
