@@ -55,7 +55,7 @@ from core.events import (
     TurnFinished,
 )
 
-__all__ = ["LiveReply"]
+__all__ = ["STOPPED", "THINKING", "LiveReply"]
 
 log = logging.getLogger("relaybot.live")
 
@@ -67,6 +67,8 @@ STATUS_GAP = 4
 REASONING_SHOWN = 80
 FAILED = "Something went wrong."
 STOPPED = "Stopped."
+THINKING = "Thinking…"
+"""The placeholder a reply shows until its first words arrive."""
 RUNNING = "…"
 SHRINK = 0.8
 """After ``MessageTooLong``, the reply's messages are split to this share of their limit."""
@@ -107,7 +109,7 @@ class LiveReply:
         budget: EditBudget,
         *,
         clock: Clock | None = None,
-        placeholder: str | None = "Thinking…",
+        placeholder: str | None = THINKING,
         show_reasoning: bool = False,
         on_gone: Callable[[], None] | None = None,
         name: str = "reply",

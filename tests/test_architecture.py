@@ -46,5 +46,8 @@ def test_core_modules_import_without_side_effects() -> None:
 
 
 def test_no_module_shadows_a_dependency() -> None:
+    """Nothing importable from the top (the repository root, or a package's own folder when a
+    module in it is run as a script) takes a dependency's name. ``bots.slack`` and
+    ``bots.discord`` are subpackages reached only by absolute imports, which never shadow."""
     names = {path.stem for path in ROOT.glob("*/*.py")} | {p.name for p in ROOT.iterdir()}
     assert not names & {"slack", "discord", "httpx2", "rich", "redis", "pydantic"}

@@ -55,7 +55,7 @@ async def test_reset_starts_a_new_conversation(tmp_path: Path) -> None:
         weather_url="http://127.0.0.1:9",
     )
     assert out.splitlines()[2:] == [
-        "Started a new conversation.",
+        "Starting a new conversation.",
         "I'm relaybot's offline model — no network or API key needed, so my answers are simple. "
         "This is your first message: “What did I say first?”",
     ]

@@ -26,13 +26,14 @@ import discord
 import pytest
 
 from adapters.text import join_pieces
-from bots.discord_bot import NEW_CONVERSATION, DiscordBot
-from bots.discord_channels import unarchive
-from bots.discord_client import NO_MESSAGE_CONTENT, invite_url
-from bots.discord_messages import Names, plain_text, thread_name
-from bots.discord_runner import discord_bot
-from bots.discord_sessions import DirectSessions
-from bots.discord_stop import NOT_YOURS, STOP_PREFIX
+from bots.discord.bot import DiscordBot
+from bots.discord.channels import unarchive
+from bots.discord.client import NO_MESSAGE_CONTENT, invite_url
+from bots.discord.messages import Names, plain_text, thread_name
+from bots.discord.runner import discord_bot
+from bots.discord.sessions import DirectSessions
+from bots.discord.stop import STOP_PREFIX
+from bots.replies import NEW_CONVERSATION, NOT_YOURS
 from bots.runtime import Runtime
 from core.messages import AssistantMessage, ConversationKey
 from core.settings import load_settings

@@ -28,18 +28,17 @@ import pytest
 from aiohttp import web
 
 from adapters.text import join_pieces
+from bots.replies import NOT_YOURS, THINKING
 from bots.runtime import Runtime
-from bots.slack_bot import (
+from bots.slack.app import (
     ASSISTANT_STATUS,
     FILES_NOTE,
     FILES_ONLY,
-    NOT_YOURS,
-    THINKING,
     SlackBot,
     slack_bot,
 )
-from bots.slack_messages import plain_text
-from bots.slack_server import EVENTS_PATH, HEALTH_PATH, serve_http
+from bots.slack.messages import plain_text
+from bots.slack.server import EVENTS_PATH, HEALTH_PATH, serve_http
 from core.messages import AssistantMessage, ConversationKey, UserMessage
 from core.settings import load_settings
 from tests.fakes.llm_gateway import FakeGateway, Stream

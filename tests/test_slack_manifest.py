@@ -6,26 +6,24 @@ API calls and event subscriptions need — no more: each Web API method the Slac
 (found in its syntax tree) and each subscribed event is looked up in a table below that names
 the scope Slack requires for it, and the manifests' scopes must equal the scopes so needed.
 
-The manifests are written in a small YAML subset (block mappings, block lists, plain or
-double-quoted scalars, full-line comments) that :func:`parse_manifest` reads, so the test needs
-no YAML library; with PyYAML installed, a real parser must read them the same way.
+The manifests are read with PyYAML (a dev dependency), as Slack reads them.
 """
 
 from __future__ import annotations
 
 import ast
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from slack_sdk.web.async_client import AsyncWebClient
 
 ROOT = Path(__file__).resolve().parent.parent
 SOCKET = ROOT / "config" / "slack-app-manifest.yaml"
 HTTP = ROOT / "config" / "slack-app-manifest.http.yaml"
-SLACK_CODE = sorted([*ROOT.glob("bots/slack_*.py"), *ROOT.glob("adapters/slack_*.py")])
+SLACK_CODE = sorted([*ROOT.glob("bots/slack/*.py"), *ROOT.glob("adapters/slack_*.py")])
 EVENTS_URL = "https://YOUR-HOST/slack/events"
 
 HISTORY = ("channels:history", "groups:history", "im:history", "mpim:history")
@@ -56,76 +54,13 @@ EVENT_SCOPES: dict[str, str] = {
 BOLT_SHORTCUTS = {"say": "chat.postMessage", "set_status": "assistant.threads.setStatus"}
 
 
-# --- the YAML subset -----------------------------------------------------------------------------
-
-
-def parse_manifest(text: str) -> dict[str, Any]:
-    """Block mappings and lists of scalars, by indentation; anything else is an error."""
-    lines = [
-        (len(raw) - len(raw.lstrip(" ")), raw.strip(), number)
-        for number, raw in enumerate(text.splitlines(), 1)
-        if raw.strip() and not raw.lstrip().startswith("#")
-    ]
-    value, end = _block(lines, 0, 0)
-    if end != len(lines) or not isinstance(value, dict):
-        raise ValueError(f"line {lines[end][2]}: unexpected indentation")
-    return value
-
-
-def _block(lines: list[tuple[int, str, int]], start: int, indent: int) -> tuple[Any, int]:
-    if lines[start][1].startswith("- "):
-        items = []
-        while start < len(lines) and lines[start][0] == indent and lines[start][1][:2] == "- ":
-            items.append(_scalar(lines[start][1][2:], lines[start][2]))
-            start += 1
-        return items, start
-    mapping: dict[str, Any] = {}
-    while start < len(lines) and lines[start][0] == indent:
-        _, content, number = lines[start]
-        key, colon, rest = content.partition(": ") if ": " in content else content.partition(":")
-        if not colon or not re.fullmatch(r"[a-z_]+", key) or key in mapping:
-            raise ValueError(f"line {number}: expected a new `key:`, got {content!r}")
-        start += 1
-        if rest.strip():
-            mapping[key] = _scalar(rest, number)
-        elif start < len(lines) and lines[start][0] > indent:
-            mapping[key], start = _block(lines, start, lines[start][0])
-        else:
-            raise ValueError(f"line {number}: {key!r} has no value")
-    return mapping, start
-
-
-def _scalar(text: str, number: int) -> Any:
-    text = text.strip()
-    if text.startswith('"'):
-        return json.loads(text)
-    if re.search(r"\s#|^[\[\]{}&*!|>'%@`]|: ", text):
-        raise ValueError(f"line {number}: {text!r} is outside the manifest's YAML subset")
-    return {"true": True, "false": False}.get(text, text)
-
-
-def test_the_subset_parser_reads_what_yaml_means() -> None:
-    text = 'a:\n  b: "#x"\n  c:\n    - one\n    - two:three\n  d: true\n# note\ne: plain words\n'
-    assert parse_manifest(text) == {
-        "a": {"b": "#x", "c": ["one", "two:three"], "d": True},
-        "e": "plain words",
-    }
-    for outside in ("a: [x]", "a: x # note", "a:\n  - x\n   - y", "a: b: c", "a:"):
-        with pytest.raises(ValueError, match="line"):
-            parse_manifest(outside)
-
-
-def test_a_real_yaml_parser_reads_the_manifests_the_same_way() -> None:
-    yaml = pytest.importorskip("yaml")
-    for path in (SOCKET, HTTP):
-        assert yaml.safe_load(path.read_text()) == parse_manifest(path.read_text())
-
-
 # --- the manifests -------------------------------------------------------------------------------
 
 
 def manifest(path: Path) -> dict[str, Any]:
-    return parse_manifest(path.read_text(encoding="utf-8"))
+    loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert isinstance(loaded, dict), f"{path.name} is not a YAML mapping"
+    return loaded
 
 
 def scopes(path: Path) -> list[str]:

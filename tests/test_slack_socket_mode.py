@@ -2,7 +2,7 @@
 acknowledges an ``events_api`` envelope, and answers in the thread.
 
 The pieces are the real ones — ``slack_bot`` (the bot and its bolt ``AsyncApp``),
-``bots.slack_server.socket_mode`` (bolt's ``AsyncSocketModeHandler`` over slack_sdk's aiohttp
+``bots.slack.server.socket_mode`` (bolt's ``AsyncSocketModeHandler`` over slack_sdk's aiohttp
 Socket Mode client) and ``Runtime``; the second test runs ``relaybot slack`` itself, as a
 process. Against three fakes: the Socket Mode server (``apps.connections.open`` and the
 websocket), the Slack Web API, and the LLM gateway.
@@ -23,8 +23,8 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.runtime import Runtime
-from bots.slack_bot import SlackBot, slack_bot
-from bots.slack_server import run_slack, socket_mode
+from bots.slack.app import SlackBot, slack_bot
+from bots.slack.server import run_slack, socket_mode
 from core.settings import SettingsError, load_settings
 from core.store.memory import MemoryStore
 from tests.fakes.llm_gateway import FakeGateway, Stream

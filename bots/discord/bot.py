@@ -12,7 +12,7 @@ Who it answers, and where the conversation lives (its ``ConversationKey``):
   too), mention or not; a mention in any other thread or forum post, answered in place — the
   thread is the conversation either way. An archived thread is unarchived first;
 - a direct message: the DM channel is one conversation until ``reset`` or an idle gap
-  (:mod:`bots.discord_sessions`).
+  (:mod:`bots.discord.sessions`).
 
 People's messages only: bots (itself included), webhooks and system messages never start a
 turn, and edits are not listened to. ``allowed_guilds`` / ``allowed_channels`` (a thread
@@ -20,10 +20,10 @@ counts as its parent) / ``allowed_roles`` restrict where and whom it answers. Ea
 claimed once in the store (``discord:<message id>``).
 
 How: the event handler only looks at the message and starts a task (``TaskOwner``). The task
-turns the text into plain words (:mod:`bots.discord_messages`), refuses an over-long one
+turns the text into plain words (:mod:`bots.discord.messages`), refuses an over-long one
 politely, opens the thread, and streams the turn through a ``LiveReply`` on a
 ``DiscordSurface``: the bot shows as typing until the first words (or tool status) appear,
-then one message grows with a Stop button (:mod:`bots.discord_stop`) that goes away at the
+then one message grows with a Stop button (:mod:`bots.discord.stop`) that goes away at the
 end. Stop, or the thread being deleted, cancels the turn. Every send pings no one.
 """
 
@@ -41,11 +41,12 @@ import discord
 
 from adapters.discord_surface import DiscordSurface
 from adapters.live import LiveReply
-from bots.discord_channels import Channel, keep_typing, open_thread, say, the_channel, unarchive
-from bots.discord_client import DiscordUnavailable, stay_connected
-from bots.discord_messages import Names, plain_text, thread_name
-from bots.discord_sessions import DirectSessions
-from bots.discord_stop import StopButton
+from bots.discord.channels import Channel, keep_typing, open_thread, say, the_channel, unarchive
+from bots.discord.client import DiscordUnavailable, stay_connected
+from bots.discord.messages import Names, plain_text, thread_name
+from bots.discord.sessions import DirectSessions
+from bots.discord.stop import StopButton
+from bots.replies import BROKEN, NEW_CONVERSATION, ONLY_A_MENTION, TOO_LONG
 from bots.runtime import Runtime, edit_budget
 from bots.tasks import TaskOwner
 from core.engine import TurnRequest
@@ -60,13 +61,6 @@ CLAIM_TTL = 24 * 3600.0
 PLATFORM = "Discord"
 PERSON_MESSAGES = frozenset({discord.MessageType.default, discord.MessageType.reply})
 RESET = "reset"
-NEW_CONVERSATION = "Starting a new conversation."
-TOO_LONG = (
-    "That message is too long for me ({length:,} characters; I read up to {limit:,}). "
-    "Could you shorten it?"
-)
-BROKEN = "Sorry, something went wrong before I could answer. Please try again."
-ONLY_A_MENTION = "(They mentioned you without saying anything else.)"
 NEW_THREAD = "A question for relaybot"
 _SHOWN = (TextDelta, ToolStarted, TurnFinished, TurnFailed)
 """Events after which the reply shows something: the typing indicator stops."""
@@ -74,7 +68,7 @@ _SHOWN = (TextDelta, ToolStarted, TurnFinished, TurnFailed)
 
 class DiscordBot:
     """The client's event handlers and the turns they run. Build it with
-    :func:`bots.discord_runner.discord_bot`."""
+    :func:`bots.discord.runner.discord_bot`."""
 
     def __init__(
         self,

@@ -26,8 +26,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.runtime import Runtime
 from bots.signals import until_stopped
-from bots.slack_bot import SlackBot, bot_token, slack_bot
-from bots.slack_workspace import SLACK_FAILURES, SlackUnreachable, failure_reason
+from bots.slack.app import SlackBot, bot_token, slack_bot
+from bots.slack.workspace import SLACK_FAILURES, SlackUnreachable, failure_reason
 from core.settings import Settings, SettingsError
 
 __all__ = ["EVENTS_PATH", "HEALTH_PATH", "run_slack", "serve_http", "socket_mode", "web_app"]

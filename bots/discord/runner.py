@@ -2,7 +2,7 @@
 signal.
 
 :func:`discord_bot` builds the client with the configured endpoints, logs in (a refused token
-is :class:`~bots.discord_client.DiscordUnavailable` at once) and opens the gateway connection;
+is :class:`~bots.discord.client.DiscordUnavailable` at once) and opens the gateway connection;
 :func:`run_discord` prints the link that adds the bot to a server, waits for the session, and
 runs until SIGINT or SIGTERM — or until Discord ends the connection for good (the Message
 Content intent switched off, say), which is one line and exit status 1. On the way out,
@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from bots.discord_bot import DiscordBot
-from bots.discord_client import bot_token, discord_endpoints, invite_url, log_in, new_client
+from bots.discord.bot import DiscordBot
+from bots.discord.client import bot_token, discord_endpoints, invite_url, log_in, new_client
 from bots.runtime import Runtime
 from bots.signals import until_stopped
 from core.settings import Settings

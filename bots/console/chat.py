@@ -20,6 +20,7 @@ from rich.console import Console
 
 from adapters.console_surface import ConsoleSurface
 from adapters.live import LiveReply
+from bots.replies import NEW_CONVERSATION, THINKING
 from bots.runtime import Runtime, edit_budget
 from core.engine import TurnRequest
 from core.messages import ConversationKey
@@ -51,7 +52,7 @@ class ConsoleBot:
                 return
             if text == "/reset":
                 self._session = _new_session()
-                self._say("Started a new conversation.")
+                self._say(NEW_CONVERSATION)
                 continue
             if text == "/help":
                 self._say(HELP)
@@ -66,7 +67,7 @@ class ConsoleBot:
         reply = LiveReply(
             surface,
             self._budget,
-            placeholder="Thinking…" if self._interactive else None,
+            placeholder=THINKING if self._interactive else None,
             show_reasoning=self._runtime.settings.llm.show_reasoning,
             name=f"console {self._session}",
         )

@@ -10,7 +10,7 @@ Who it answers:
   store holds the thread) or under one of its own messages, without a new mention.
 
 People's messages only: bots (itself included), edits, deletions and joins never start a turn
-(:func:`bots.slack_messages.user_message`). ``allowed_channels`` / ``allowed_users`` restrict
+(:func:`bots.slack.messages.user_message`). ``allowed_channels`` / ``allowed_users`` restrict
 where and whom it answers. One message gets one answer: the ``app_mention`` and ``message``
 events of one message, and a re-delivered event, claim the same ``slack:team:channel:ts`` in
 the store, once.
@@ -19,7 +19,7 @@ How: the listeners only read the payload and start a task (``TaskOwner``), so bo
 Slack at once (``process_before_response=True``: bolt neither fires its own unowned task nor
 polls for the ack). The task reads names and the time zone (``users.info``, cached), rebuilds a
 thread's history from ``conversations.replies`` when the store has none of it (both through
-:class:`bots.slack_workspace.Workspace`), and streams the turn through a ``LiveReply`` on a
+:class:`bots.slack.workspace.Workspace`), and streams the turn through a ``LiveReply`` on a
 ``SlackSurface``: the assistant status "is thinking…" in a DM where Slack allows it, else a
 "Thinking…" placeholder, then the growing answer with a Stop button. Stop cancels the turn
 (what was said is kept, marked stopped) when the asker or a workspace admin presses it;
@@ -51,8 +51,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.live import LiveReply
 from adapters.slack_surface import STOP_ACTION, SlackSurface
+from bots.replies import BROKEN, NOT_YOURS, ONLY_A_MENTION, THINKING, TOO_LONG
 from bots.runtime import Runtime, edit_budget
-from bots.slack_messages import (
+from bots.slack.messages import (
     SlackMessage,
     authors,
     mentioned_users,
@@ -60,7 +61,7 @@ from bots.slack_messages import (
     thread_history,
     user_message,
 )
-from bots.slack_workspace import Workspace
+from bots.slack.workspace import Workspace
 from bots.tasks import TaskOwner
 from core.engine import TurnRequest
 from core.messages import ConversationKey
@@ -74,17 +75,9 @@ SLACK_API = AsyncWebClient.BASE_URL
 CLAIM_TTL = 24 * 3600.0
 """Seconds a message stays claimed: Slack re-delivers an event for a few minutes at most."""
 PLATFORM = "Slack"
-THINKING = "Thinking…"
 ASSISTANT_STATUS = "is thinking…"
-NOT_YOURS = "Only the person who asked can stop this answer."
 FILES_NOTE = "I can't read attachments yet, so I'm answering the text of your message."
 FILES_ONLY = "I can't read attachments yet. Tell me in words what you need, and I'll help."
-TOO_LONG = (
-    "That message is too long for me ({length:,} characters; I read up to {limit:,}). "
-    "Could you shorten it?"
-)
-BROKEN = "Sorry, something went wrong before I could answer. Please try again."
-ONLY_A_MENTION = "(They mentioned you without saying anything else.)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,14 +16,14 @@ from collections.abc import Callable
 
 import discord
 
-from bots.discord_channels import acknowledge, whisper
+from bots.discord.channels import acknowledge, whisper
+from bots.replies import NOT_YOURS
 
-__all__ = ["NOT_YOURS", "STOP_PREFIX", "StopButton"]
+__all__ = ["STOP_PREFIX", "StopButton"]
 
 log = logging.getLogger("relaybot.discord")
 
 STOP_PREFIX = "relaybot:stop:"
-NOT_YOURS = "Only the person who asked can stop this answer."
 
 
 class StopButton(discord.ui.View):

@@ -1,0 +1,29 @@
+"""What the bots say to people in their own words, defined once for every platform.
+
+The model's answers are not here; these are the short notices a bot posts around them.
+"""
+
+from __future__ import annotations
+
+from adapters.live import STOPPED, THINKING
+
+__all__ = [
+    "BROKEN",
+    "NEW_CONVERSATION",
+    "NOT_YOURS",
+    "ONLY_A_MENTION",
+    "STOPPED",
+    "THINKING",
+    "TOO_LONG",
+]
+
+NOT_YOURS = "Only the person who asked can stop this answer."
+"""Told, privately, to someone who presses Stop on an answer to somebody else."""
+NEW_CONVERSATION = "Starting a new conversation."
+TOO_LONG = (
+    "That message is too long for me ({length:,} characters; I read up to {limit:,}). "
+    "Could you shorten it?"
+)
+BROKEN = "Sorry, something went wrong before I could answer. Please try again."
+ONLY_A_MENTION = "(They mentioned you without saying anything else.)"
+"""What the model reads when a message was only a mention of the bot."""
