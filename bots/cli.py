@@ -12,7 +12,7 @@
 - ``relaybot offline-llm --port N`` serves the offline model for any compatible client.
 
 Settings come from ``--config`` / ``RELAYBOT_CONFIG``, the environment and the flags (see
-``core.settings``). Failures print one line starting with ``relaybot:`` and exit non-zero.
+``bots.settings``). Failures print one line starting with ``relaybot:`` and exit non-zero.
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ from bots.console.chat import run_console
 from bots.discord.client import DiscordUnavailable
 from bots.discord.runner import run_discord
 from bots.offline import run_offline_llm
+from bots.settings import Settings, load_settings
 from bots.slack.server import run_slack
 from bots.slack.workspace import SlackUnreachable
 from core.errors import LLMError
-from core.settings import Settings, SettingsError, load_settings
+from core.settings import SettingsError
 from core.store.base import StoreError
 
 __all__ = ["main"]

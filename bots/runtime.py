@@ -17,11 +17,11 @@ import httpx2
 from adapters.budget import Rate, TokenBucketBudget
 from adapters.clock import Clock
 from bots.offline import MODEL_NAME, OfflineLLMServer
+from bots.settings import Settings
 from bots.tools.weather import weather_tool
 from core.client import LLMClient, new_http_client
 from core.engine import ConversationEngine, EngineConfig
 from core.protocols import protocol_for
-from core.settings import Settings
 from core.store import open_store
 from core.store.base import ConversationStore
 from core.tools import ToolRegistry

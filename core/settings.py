@@ -1,11 +1,18 @@
-"""relaybot's settings: a TOML file plus environment variables, validated by pydantic-settings.
+"""relaybot's settings machinery, and the sections core reads: a TOML file plus environment
+variables, validated by pydantic.
+
+Each layer declares the sections it reads: :class:`CoreSettings` has ``llm``, ``tools``,
+``store`` and ``log_level``; ``adapters.settings`` has ``edit_budget``; each bot its own
+(``bots.slack.settings``, ``bots.discord.settings``). ``bots.settings`` composes them into the
+one ``Settings`` and reads it with :func:`load`, which follows whatever model it is given:
+adding a platform never edits this module.
 
 Where a value comes from, strongest first::
 
-    1. arguments         load_settings(overrides={"llm": {"model": ...}})  (command-line flags)
+    1. arguments         load(..., overrides={"llm": {"model": ...}})  (command-line flags)
     2. RELAYBOT_* vars   RELAYBOT_LLM__MODEL, RELAYBOT_STORE__URL   (``__`` separates sections)
-    3. token variables   OFOX_API_KEY, SLACK_BOT_TOKEN, SLACK_APP_TOKEN, SLACK_SIGNING_SECRET,
-                         DISCORD_BOT_TOKEN
+    3. token variables   the secrets' usual names, declared by their sections with
+                         ``TokenVariable``: OFOX_API_KEY here, SLACK_BOT_TOKEN, DISCORD_BOT_TOKEN…
     4. the TOML file     ``--config PATH`` or ``RELAYBOT_CONFIG``; a named file must exist
     5. defaults          the values written in ``config/relaybot.example.toml``
 
@@ -14,9 +21,10 @@ variable that names no setting is ignored with a warning on the ``relaybot.setti
 the environment is shared with other programs and scripts, and a stray variable must not stop a
 bot from starting. An empty variable counts as unset.
 
-Nothing is read at import. :func:`load_settings` reads the file and the environment (which
-tests pass in as a mapping) and raises :class:`SettingsError`, whose message is one line naming
-the key, what is wrong and where the value came from — never a secret's value.
+Nothing is read at import, and a settings model built directly reads nothing but its arguments.
+:func:`load` reads the file and the environment (which tests pass in as a mapping) and raises
+:class:`SettingsError`, whose message is one line naming the key, what is wrong and where the
+value came from — never a secret's value.
 """
 
 from __future__ import annotations
@@ -26,11 +34,9 @@ import os
 import re
 import sys
 import tomllib
-from collections.abc import Iterator, Mapping
-from contextvars import ContextVar
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -41,19 +47,27 @@ from pydantic import (
     SecretStr,
     ValidationError,
 )
-from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
-    EnvSettingsSource,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
-from pydantic_settings import SettingsError as PydanticSettingsError
 
 from core.client import Timeouts
 from core.retry import RetryPolicy
-from core.settings_errors import Origins, SettingsError, describe, problem, section_type
+from core.settings_errors import Origins, SettingsError, describe
+from core.settings_sources import (
+    ENV_PREFIX,
+    EnvironSource,
+    NotJSON,
+    TokenSource,
+    TokenVariable,
+    merged,
+    setting_variables,
+    token_variables,
+)
 
 __all__ = [
     "CONFIG_VARIABLE",
@@ -61,24 +75,28 @@ __all__ = [
     "DEFAULT_MODELS",
     "DEFAULT_SYSTEM_PROMPT",
     "ENV_PREFIX",
-    "TOKEN_VARIABLES",
-    "DiscordSettings",
+    "CoreSettings",
+    "HttpUrl",
     "LLMSettings",
+    "LogLevel",
     "RetrySettings",
-    "Settings",
+    "Secret",
+    "Section",
     "SettingsError",
-    "SlackSettings",
+    "SettingsModel",
     "StoreSettings",
     "TimeoutSettings",
+    "TokenVariable",
     "ToolSettings",
-    "load_settings",
+    "load",
+    "token_variables",
     "unknown_variables",
+    "url_with_scheme",
     "user_data_dir",
 ]
 
 log = logging.getLogger("relaybot.settings")
 
-ENV_PREFIX = "RELAYBOT_"
 CONFIG_VARIABLE = "RELAYBOT_CONFIG"
 WireProtocolName = Literal["openai", "anthropic"]
 DEFAULT_BASE_URLS: Mapping[WireProtocolName, str] = {
@@ -88,14 +106,6 @@ DEFAULT_BASE_URLS: Mapping[WireProtocolName, str] = {
 DEFAULT_MODELS: Mapping[WireProtocolName, str] = {
     "openai": "openai/gpt-4o",
     "anthropic": "anthropic/claude-sonnet-4.5",
-}
-# Secrets under the names their platforms' own tools use, and where each one goes.
-TOKEN_VARIABLES: Mapping[str, tuple[str, str]] = {
-    "OFOX_API_KEY": ("llm", "api_key"),
-    "SLACK_BOT_TOKEN": ("slack", "bot_token"),
-    "SLACK_APP_TOKEN": ("slack", "app_token"),
-    "SLACK_SIGNING_SECRET": ("slack", "signing_secret"),
-    "DISCORD_BOT_TOKEN": ("discord", "bot_token"),
 }
 DEFAULT_SYSTEM_PROMPT = (
     "You are relaybot, an assistant answering in a team chat thread. Be concise and direct: "
@@ -116,7 +126,9 @@ def _blank_is_none(value: object) -> object:
     return value
 
 
-def _url_with_scheme(*schemes: str) -> AfterValidator:
+def url_with_scheme(*schemes: str) -> AfterValidator:
+    """A URL with one of ``schemes`` (``Annotated[str, url_with_scheme("ws", "wss")]``)."""
+
     def check(value: str) -> str:
         scheme, sep, rest = value.partition("://")
         if not sep or scheme.lower() not in schemes or not rest:
@@ -134,24 +146,23 @@ def _store_url(value: str) -> str:
 
 
 Secret = Annotated[SecretStr | None, BeforeValidator(_blank_is_none)]
-HttpUrl = Annotated[str, _url_with_scheme("http", "https")]
-WebSocketUrl = Annotated[str, _url_with_scheme("ws", "wss")]
+HttpUrl = Annotated[str, url_with_scheme("http", "https")]
 LogLevel = Annotated[
     Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
     BeforeValidator(lambda v: v.strip().upper() if isinstance(v, str) else v),
 ]
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
     """A table of the TOML file: unknown keys are typos, and settings never change."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-# --- sections ----------------------------------------------------------------------------------
+# --- core's sections ---------------------------------------------------------------------------
 
 
-class TimeoutSettings(_Section):
+class TimeoutSettings(Section):
     """Seconds; see :class:`core.client.Timeouts`."""
 
     connect: float = Field(default=10.0, gt=0)
@@ -160,7 +171,7 @@ class TimeoutSettings(_Section):
     total: float = Field(default=600.0, gt=0)
 
 
-class RetrySettings(_Section):
+class RetrySettings(Section):
     """Seconds and attempts; see :class:`core.retry.RetryPolicy`."""
 
     max_attempts: int = Field(default=4, ge=1, le=20)
@@ -170,13 +181,13 @@ class RetrySettings(_Section):
     deadline: float = Field(default=180.0, gt=0)
 
 
-class LLMSettings(_Section):
+class LLMSettings(Section):
     """The model gateway and how a turn uses it."""
 
     protocol: WireProtocolName = "openai"
     base_url: HttpUrl | None = None
     model: str | None = Field(default=None, min_length=1)
-    api_key: Secret = None
+    api_key: Annotated[Secret, TokenVariable("OFOX_API_KEY")] = None
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     max_tokens: int = Field(default=4096, gt=0)
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -203,7 +214,7 @@ class LLMSettings(_Section):
         return RetryPolicy(**self.retry.model_dump())
 
 
-class ToolSettings(_Section):
+class ToolSettings(Section):
     weather_enabled: bool = True
     weather_geocoding_url: HttpUrl = "https://geocoding-api.open-meteo.com"
     weather_forecast_url: HttpUrl = "https://api.open-meteo.com"
@@ -211,7 +222,7 @@ class ToolSettings(_Section):
     max_result_chars: int = Field(default=16_000, ge=100)
 
 
-class StoreSettings(_Section):
+class StoreSettings(Section):
     url: Annotated[str, AfterValidator(_store_url)] | None = None
 
     def resolved_url(self, *, data_dir: Path | None = None) -> str:
@@ -221,55 +232,6 @@ class StoreSettings(_Section):
             return self.url
         path = (data_dir or user_data_dir()) / "relaybot" / "relaybot.db"
         return "sqlite:///" + path.as_posix()
-
-
-class RateSettings(_Section):
-    """``count`` calls per ``seconds``, with bursts of up to ``burst``."""
-
-    count: float = Field(gt=0)
-    seconds: float = Field(gt=0)
-    burst: float = Field(default=1.0, ge=1)
-
-
-class EditBudgetSettings(_Section):
-    """The shared rate budgets of message edits (see ``adapters.budget``). Keep ``burst +
-    count`` within the platform's limit for its window, or edits will meet 429s."""
-
-    slack_workspace: RateSettings = RateSettings(count=45, seconds=60, burst=5)
-    discord_channel: RateSettings = RateSettings(count=4, seconds=5, burst=1)
-    discord_global: RateSettings = RateSettings(count=30, seconds=1, burst=10)
-
-
-class SlackSettings(_Section):
-    """The Slack bot: tokens, where it answers, and how its replies are paced."""
-
-    bot_token: Secret = None
-    app_token: Secret = None
-    signing_secret: Secret = None
-    api_url: HttpUrl | None = None
-    allowed_channels: tuple[str, ...] = ()
-    allowed_users: tuple[str, ...] = ()
-    direct_messages: bool = True
-    follow_ups: bool = True
-    max_input_chars: int = Field(default=8000, ge=100)
-    edit_interval: float = Field(default=1.0, gt=0)
-    user_cache_seconds: float = Field(default=3600.0, ge=0)
-
-
-class DiscordSettings(_Section):
-    """The Discord bot: token, endpoints, where it answers, and how its replies are paced.
-    Allowlists hold Discord ids (snowflakes); empty means everywhere."""
-
-    bot_token: Secret = None
-    api_url: HttpUrl | None = None
-    gateway_url: WebSocketUrl | None = None
-    allowed_guilds: tuple[int, ...] = ()
-    allowed_channels: tuple[int, ...] = ()
-    allowed_roles: tuple[int, ...] = ()
-    direct_messages: bool = True
-    max_input_chars: int = Field(default=8000, ge=100)
-    dm_idle_hours: float = Field(default=6.0, gt=0)
-    edit_interval: float = Field(default=1.0, gt=0)
 
 
 def user_data_dir(*, environ: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
@@ -289,100 +251,14 @@ def user_data_dir(*, environ: Mapping[str, str] | None = None, platform: str | N
     return home / ".local" / "share"
 
 
-# --- sources -----------------------------------------------------------------------------------
+# --- settings models ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Load:
-    """What one :func:`load_settings` call reads: its environment and its TOML file."""
+class SettingsModel(BaseSettings):
+    """A whole configuration: its fields are the sections (and the top-level keys) of the TOML
+    file. Read one with :func:`load`."""
 
-    environ: Mapping[str, str]
-    toml_file: Path | None
-
-
-# ``settings_customise_sources`` is a classmethod called with no per-call arguments: the load
-# in progress reaches it through this variable (``Settings()`` alone: os.environ, no file).
-_current_load: ContextVar[_Load | None] = ContextVar("relaybot_settings_load", default=None)
-
-
-class _EnvironSource(EnvSettingsSource):
-    """``RELAYBOT_*`` variables from the given mapping instead of ``os.environ``, keeping only
-    those that name a setting (the others: :func:`unknown_variables`). Empty means unset."""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        self._environ = environ
-        super().__init__(settings_cls)
-
-    # The one hook pydantic-settings has for where variables come from (its dotenv source
-    # overrides it too). Names are lower-cased: the source matches them case-insensitively.
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        known = {name.lower() for name in _env_names(self.settings_cls)}
-        return {
-            name.lower(): value
-            for name, value in self._environ.items()
-            if value != "" and name.lower() in known
-        }
-
-
-class _TokenSource(PydanticBaseSettingsSource):
-    """The secrets of :data:`TOKEN_VARIABLES`, under their usual names."""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        super().__init__(settings_cls)
-        self._environ = environ
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False  # unused: __call__ does the work
-
-    def __call__(self) -> dict[str, Any]:
-        values: dict[str, Any] = {}
-        for name, (section, key) in TOKEN_VARIABLES.items():
-            if value := self._environ.get(name):
-                values.setdefault(section, {})[key] = value
-        return values
-
-
-def _env_names(model: type[BaseModel], prefix: str = ENV_PREFIX) -> Iterator[str]:
-    """Every ``RELAYBOT_*`` name a setting or a section answers to."""
-    for name, field in model.model_fields.items():
-        env_name = prefix + name.upper()
-        yield env_name
-        section = section_type(field.annotation)
-        if section is not None:
-            yield from _env_names(section, env_name + "__")
-
-
-def unknown_variables(environ: Mapping[str, str]) -> list[str]:
-    """The ``RELAYBOT_*`` variables that name no setting (``RELAYBOT_CONFIG`` excepted)."""
-    known = {name.lower() for name in _env_names(Settings)} | {CONFIG_VARIABLE.lower()}
-    return sorted(
-        name
-        for name in environ
-        if name.lower().startswith(ENV_PREFIX.lower()) and name.lower() not in known
-    )
-
-
-# --- the settings ------------------------------------------------------------------------------
-
-
-class Settings(BaseSettings):
-    """Everything relaybot can be told. Build it with :func:`load_settings`."""
-
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        env_ignore_empty=True,
-        extra="forbid",
-        frozen=True,
-    )
-
-    llm: LLMSettings = LLMSettings()
-    tools: ToolSettings = ToolSettings()
-    store: StoreSettings = StoreSettings()
-    edit_budget: EditBudgetSettings = EditBudgetSettings()
-    slack: SlackSettings = SlackSettings()
-    discord: DiscordSettings = DiscordSettings()
-    log_level: LogLevel = "INFO"
+    model_config = SettingsConfigDict(extra="forbid", frozen=True)
 
     @classmethod
     def settings_customise_sources(
@@ -393,51 +269,75 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        load = _current_load.get() or _Load(environ=os.environ, toml_file=None)
-        sources: list[PydanticBaseSettingsSource] = [
-            init_settings,
-            _EnvironSource(settings_cls, load.environ),
-            _TokenSource(settings_cls, load.environ),
-        ]
-        if load.toml_file is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=load.toml_file))
-        return tuple(sources)
+        """The arguments only: :func:`load` reads the file and the environment it is given, so
+        a model built directly never half-reads ``os.environ``."""
+        return (init_settings,)
 
 
-def load_settings(
+class CoreSettings(SettingsModel):
+    """What core reads. ``bots.settings`` adds the sections of adapters and of each platform."""
+
+    llm: LLMSettings = LLMSettings()
+    tools: ToolSettings = ToolSettings()
+    store: StoreSettings = StoreSettings()
+    log_level: LogLevel = "INFO"
+
+
+SettingsT = TypeVar("SettingsT", bound=SettingsModel)
+
+
+def unknown_variables(model: type[SettingsModel], environ: Mapping[str, str]) -> list[str]:
+    """The ``RELAYBOT_*`` variables that name no setting of ``model`` (``RELAYBOT_CONFIG``
+    excepted)."""
+    known = {name.lower() for name, _, _ in setting_variables(model)} | {CONFIG_VARIABLE.lower()}
+    return sorted(
+        name
+        for name in environ
+        if name.lower().startswith(ENV_PREFIX.lower()) and name.lower() not in known
+    )
+
+
+def load(
+    model: type[SettingsT],
     config_path: str | Path | None = None,
     *,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
-) -> Settings:
-    """Read the settings: ``overrides`` (nested, e.g. from command-line flags) over the
+) -> SettingsT:
+    """Read ``model``: ``overrides`` (nested, e.g. from command-line flags) over the
     environment over the TOML file (``config_path``, else ``$RELAYBOT_CONFIG``, else none)
     over the defaults. Raises :class:`SettingsError`."""
     env = os.environ if environ is None else environ
     path = _config_file(config_path, env)
     toml_data = _read_toml(path) if path is not None else {}
-    for name in unknown_variables(env):
+    for name in unknown_variables(model, env):
         log.warning("ignoring %s: relaybot has no such setting", name)
+    given = dict(overrides or {})
     origins = Origins(
-        model=Settings,
+        model=model,
         env_prefix=ENV_PREFIX,
-        token_variables=TOKEN_VARIABLES,
-        overrides=overrides or {},
+        token_variables=token_variables(model),
+        overrides=given,
         environ=env,
         toml_data=toml_data,
         toml_file=path,
     )
-    token = _current_load.set(_Load(environ=env, toml_file=path))
+    sources: tuple[PydanticBaseSettingsSource, ...] = (  # strongest first
+        InitSettingsSource(model, init_kwargs=given),
+        EnvironSource(model, env),
+        TokenSource(model, env),
+        TomlConfigSettingsSource(model, toml_file=path),
+    )
     try:
-        return Settings(**dict(overrides or {}))
+        values: dict[str, Any] = {}
+        for source in reversed(sources):
+            values = merged(values, source())
+        # Validated as read: a BaseSettings' own sources (os.environ) are not consulted again.
+        return model.model_validate(values)
+    except NotJSON as error:  # RELAYBOT_LLM='{...' : a section's JSON is broken
+        raise SettingsError(f"config error: {error}") from None
     except ValidationError as error:
         raise SettingsError(describe(error, origins)) from None
-    except PydanticSettingsError as error:  # RELAYBOT_LLM='{...' : a section's JSON is broken
-        field = re.search(r'field "(\w+)"', str(error))
-        loc = [field.group(1)] if field else []
-        raise SettingsError("config error: " + problem(loc, "not valid JSON", origins)) from None
-    finally:
-        _current_load.reset(token)
 
 
 def _config_file(config_path: str | Path | None, environ: Mapping[str, str]) -> Path | None:

@@ -35,7 +35,7 @@ class Origins:
 
     model: type[BaseModel]
     env_prefix: str
-    token_variables: Mapping[str, tuple[str, str]]
+    token_variables: Mapping[str, tuple[str, ...]]
     overrides: Mapping[str, Any]
     environ: Mapping[str, str]
     toml_data: Mapping[str, Any]

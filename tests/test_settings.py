@@ -6,19 +6,24 @@ import logging
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Annotated
 
 import pydantic
 import pytest
 
+from bots.settings import TOKEN_VARIABLES, Settings, load_settings, unknown_variables
 from core.client import Timeouts
 from core.retry import RetryPolicy
 from core.settings import (
     DEFAULT_SYSTEM_PROMPT,
-    TOKEN_VARIABLES,
-    Settings,
+    CoreSettings,
+    LLMSettings,
+    Secret,
+    Section,
     SettingsError,
-    load_settings,
-    unknown_variables,
+    TokenVariable,
+    load,
+    token_variables,
     user_data_dir,
 )
 
@@ -479,3 +484,79 @@ def test_discord_endpoints_and_allowlists_from_the_environment() -> None:
         "config error: discord.gateway_url: should be a URL starting with ws:// or wss:// "
         "(got 'https://gateway.discord.gg') [from RELAYBOT_DISCORD__GATEWAY_URL]"
     )
+
+
+# --- sections by layer, and the sources --------------------------------------------------------
+
+
+def test_a_longer_variable_wins_over_the_section_given_as_json() -> None:
+    settings = load_settings(
+        environ={
+            "RELAYBOT_LLM": '{"max_tokens": 6, "retry": {"max_attempts": 3, "deadline": 9}}',
+            "RELAYBOT_LLM__RETRY": '{"deadline": 5}',
+            "RELAYBOT_LLM__RETRY__MAX_ATTEMPTS": "2",
+        }
+    )
+    assert settings.llm.max_tokens == 6
+    assert settings.llm.retry_policy() == RetryPolicy(max_attempts=2, deadline=5)
+
+
+def test_broken_json_names_the_setting_and_its_variable() -> None:
+    assert error_of(environ={"RELAYBOT_LLM__RETRY": "{not json", "RELAYBOT_LLM__MODEL": "m"}) == (
+        "config error: llm.retry: not valid JSON [from RELAYBOT_LLM__RETRY]"
+    )
+    assert error_of(environ={"RELAYBOT_SLACK__ALLOWED_CHANNELS": "C1,C2"}) == (
+        "config error: slack.allowed_channels: not valid JSON "
+        "[from RELAYBOT_SLACK__ALLOWED_CHANNELS]"
+    )
+
+
+def test_variable_names_are_case_insensitive_but_token_names_are_not() -> None:
+    settings = load_settings(environ={"relaybot_llm__model": "m", "ofox_api_key": "sk-lower"})
+    assert (settings.llm.model, settings.llm.api_key) == ("m", None)
+
+
+def test_a_model_built_directly_reads_nothing_but_its_arguments(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RELAYBOT_LLM__MODEL", "from-the-real-environment")
+    monkeypatch.setenv("OFOX_API_KEY", SECRET)
+    assert Settings() == load_settings(environ={})
+    assert Settings(llm=LLMSettings(model="given")).llm.model == "given"
+
+
+def test_a_platform_brings_its_own_section_and_token_variable() -> None:
+    """What adding a platform takes: a section declared in its own layer, composed in bots/."""
+
+    class ChatSettings(Section):
+        bot_token: Annotated[Secret, TokenVariable("CHAT_BOT_TOKEN")] = None
+        edit_interval: float = pydantic.Field(default=1.0, gt=0)
+
+    class WithChat(Settings):
+        chat: ChatSettings = ChatSettings()
+
+    environ = {"CHAT_BOT_TOKEN": "chat-token", "RELAYBOT_CHAT__EDIT_INTERVAL": "2"}
+    settings = load(WithChat, environ=environ)
+    assert settings.chat.bot_token is not None
+    assert settings.chat.bot_token.get_secret_value() == "chat-token"
+    assert settings.chat.edit_interval == 2
+    assert token_variables(WithChat)["CHAT_BOT_TOKEN"] == ("chat", "bot_token")
+    assert unknown_variables(environ) == ["RELAYBOT_CHAT__EDIT_INTERVAL"]  # not relaybot's own
+    with pytest.raises(SettingsError) as caught:
+        load(WithChat, environ={**environ, "RELAYBOT_CHAT__EDIT_INTERVAL": "0"})
+    assert str(caught.value) == (
+        "config error: chat.edit_interval: Input should be greater than 0 (got '0') "
+        "[from RELAYBOT_CHAT__EDIT_INTERVAL]"
+    )
+
+
+def test_core_reads_only_its_own_sections() -> None:
+    assert set(CoreSettings.model_fields) == {"llm", "tools", "store", "log_level"}
+    assert set(Settings.model_fields) - set(CoreSettings.model_fields) == {
+        "edit_budget",
+        "slack",
+        "discord",
+    }
+    core = load(CoreSettings, environ={"OFOX_API_KEY": "sk-ofox", "SLACK_BOT_TOKEN": "xoxb-1"})
+    assert core.llm.api_key is not None
+    assert core.llm.api_key.get_secret_value() == "sk-ofox"

@@ -29,7 +29,8 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 from discord.voice_client import VoiceClient
 
-from core.settings import DiscordSettings, SettingsError
+from bots.discord.settings import DiscordSettings
+from core.settings import SettingsError
 
 __all__ = [
     "CLIENT_CLASS",

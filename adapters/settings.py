@@ -1,0 +1,30 @@
+"""The ``[edit_budget]`` settings: how fast replies may edit their messages, shared by every
+reply in a scope (see :mod:`adapters.budget`). ``bots.settings`` puts this section into
+relaybot's settings; ``bots.runtime.edit_rates`` turns it into :class:`~adapters.budget.Rate`s.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from core.settings import Section
+
+__all__ = ["EditBudgetSettings", "RateSettings"]
+
+
+class RateSettings(Section):
+    """``count`` calls per ``seconds``, with bursts of up to ``burst``."""
+
+    count: float = Field(gt=0)
+    seconds: float = Field(gt=0)
+    burst: float = Field(default=1.0, ge=1)
+
+
+class EditBudgetSettings(Section):
+    """The shared rate budgets of message edits, by scope kind (``slack_workspace`` is
+    ``slack.workspace``). Keep ``burst + count`` within the platform's limit for its window, or
+    edits will meet 429s."""
+
+    slack_workspace: RateSettings = RateSettings(count=45, seconds=60, burst=5)
+    discord_channel: RateSettings = RateSettings(count=4, seconds=5, burst=1)
+    discord_global: RateSettings = RateSettings(count=30, seconds=1, burst=10)

@@ -1,0 +1,53 @@
+"""relaybot's settings (README: Configuration): core's sections, the edit budget of adapters and
+each platform's section, composed into the one :class:`Settings` every bot reads.
+
+A platform declares its section, and the usual names of its secrets (``TokenVariable``), in its
+own package, and is added here; ``core.settings.load`` reads whatever this model declares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from adapters.settings import EditBudgetSettings
+from bots.discord.settings import DiscordSettings
+from bots.slack.settings import SlackSettings
+from core import settings as core_settings
+from core.settings import CoreSettings
+
+__all__ = ["TOKEN_VARIABLES", "Settings", "load_settings", "unknown_variables"]
+
+
+class Settings(CoreSettings):
+    """Everything relaybot can be told. Build it with :func:`load_settings`."""
+
+    edit_budget: EditBudgetSettings = EditBudgetSettings()
+    slack: SlackSettings = SlackSettings()
+    discord: DiscordSettings = DiscordSettings()
+
+
+TOKEN_VARIABLES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    core_settings.token_variables(Settings)
+)
+"""The secrets' usual variable names (``OFOX_API_KEY``, ``SLACK_BOT_TOKEN``, …) and where each
+one goes."""
+
+
+def load_settings(
+    config_path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Read the settings: ``overrides`` (nested, e.g. from command-line flags) over the
+    environment over the TOML file (``config_path``, else ``$RELAYBOT_CONFIG``, else none)
+    over the defaults. Raises ``core.settings.SettingsError``."""
+    return core_settings.load(Settings, config_path, environ=environ, overrides=overrides)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """The ``RELAYBOT_*`` variables that name no setting (``RELAYBOT_CONFIG`` excepted)."""
+    return core_settings.unknown_variables(Settings, environ)
