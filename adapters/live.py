@@ -30,6 +30,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from types import TracebackType
+from typing import assert_never
 
 from adapters.budget import EditBudget
 from adapters.clock import Clock, RealClock
@@ -207,8 +208,10 @@ class LiveReply:
                 self._end(text, STOPPED if stopped else None, error=False)
             case TurnFailed(message=message, partial_text=partial):
                 self._end(self._body or partial, message, error=True)
-            case _:
+            case TextDelta() | ReasoningDelta():  # empty text, or reasoning not shown
                 return
+            case _:
+                assert_never(event)
         self._changed.set()
 
     def _tool_status(self) -> None:

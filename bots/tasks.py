@@ -9,6 +9,9 @@ cancels whatever still runs when the bot shuts down::
     owner.spawn(answer(message), name=f"slack turn {key}")
     ...
     await owner.close()
+
+Beside it, :func:`running_task` (the task running the caller, for a Stop to cancel) and
+:func:`cancel_and_wait` (cancel tasks and wait until they have ended).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["TaskOwner"]
+__all__ = ["TaskOwner", "cancel_and_wait", "running_task"]
 
 T = TypeVar("T")
 
@@ -52,7 +55,20 @@ class TaskOwner:
         """Cancel every task still running and wait for them to end."""
         self._closed = True
         while self._tasks:
-            tasks = list(self._tasks)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(*self._tasks)
+
+
+def running_task() -> asyncio.Task[Any]:
+    """The task running the caller (a coroutine run by ``asyncio.run`` or a task has one)."""
+    task = asyncio.current_task()
+    if task is None:
+        raise RuntimeError("this must run in an asyncio task")
+    return task
+
+
+async def cancel_and_wait(*tasks: asyncio.Task[Any]) -> None:
+    """Cancel ``tasks`` and wait until each has ended. Their results and errors are left on
+    the tasks (not raised here); a cancellation of the caller still propagates."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

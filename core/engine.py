@@ -9,7 +9,10 @@ failure becomes a short message fit to show a user, never an exception.
 Turns of one conversation run one at a time, in arrival order (the store's ``turn_lock``).
 Cancelling the task that consumes a turn (or closing the generator) stops the model stream and
 the running tools, and saves what was said, marked ``stopped``. A process-wide semaphore caps
-concurrent gateway requests; tools run outside it.
+concurrent gateway requests; tools run outside it. Nothing a turn waits for is unbounded: the
+model call has the client's timeouts and the retry deadline, each tool call its timeout, and
+every wait is cancellable; a tool that fails in any way (its result or summary included) is an
+error result the model reads.
 
 Consume a turn with ``contextlib.aclosing`` so it is closed even when left early::
 
@@ -25,6 +28,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import assert_never
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.assembly import MessageAssembler
@@ -40,7 +44,13 @@ from core.events import (
     AttemptVoid,
     EngineEvent,
     ReasoningDelta,
+    ReasoningRedacted,
+    ReasoningSignature,
+    StreamEnd,
     TextDelta,
+    ToolCallDelta,
+    ToolCallReady,
+    ToolCallStarted,
     ToolFinished,
     ToolStarted,
     TurnFailed,
@@ -244,6 +254,13 @@ class _Turn:
                     case AttemptVoid():
                         attempt_text.clear()
                         yield event
+                    case (
+                        TextDelta() | ReasoningSignature() | ReasoningRedacted() | ToolCallStarted()
+                        | ToolCallDelta() | ToolCallReady() | Usage() | StreamEnd()
+                    ):  # fmt: skip
+                        pass  # an empty delta, or for the assembler only
+                    case _:
+                        assert_never(event)
         self.shown.extend(attempt_text)
 
     async def _run_tools(self, calls: Sequence[ToolCall]) -> AsyncGenerator[EngineEvent, None]:
@@ -254,28 +271,16 @@ class _Turn:
                 call_id=call.id, name=call.name, arguments=call.arguments,
                 activity=tools.activity(call),
             )  # fmt: skip
-        finished: asyncio.Queue[tuple[int, ToolOutcome]] = asyncio.Queue()
         outcomes: dict[int, ToolOutcome] = {}
-
-        async def run(index: int, call: ToolCall) -> None:
-            await finished.put((index, await tools.run(call, self.context)))
-
-        tasks = [
-            asyncio.create_task(run(index, call), name=f"tool {call.name} {call.id}")
-            for index, call in enumerate(calls)
-        ]
         try:
-            while len(outcomes) < len(calls):
-                index, outcome = await finished.get()
-                outcomes[index] = outcome
-                yield ToolFinished(
-                    call_id=calls[index].id, name=calls[index].name, ok=not outcome.result.is_error,
-                    summary=outcome.summary, elapsed=outcome.elapsed,
-                )  # fmt: skip
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            async with aclosing(tools.run_each(calls, self.context)) as finished:
+                async for index, outcome in finished:
+                    outcomes[index] = outcome
+                    yield ToolFinished(
+                        call_id=calls[index].id, name=calls[index].name, ok=outcome.ok,
+                        summary=outcome.summary, elapsed=outcome.elapsed,
+                    )  # fmt: skip
+        finally:  # the tools have ended: run_each cancels and awaits those still running
             self.new.extend(
                 outcomes[index].result if index in outcomes else _stopped_result(call)
                 for index, call in enumerate(calls)

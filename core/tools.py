@@ -10,14 +10,19 @@
 
     registry = ToolRegistry([get_weather])
     registry.specs()                        # ToolSpec(name, description, JSON Schema) per tool
-    await registry.run_all(calls, context)  # one ToolOutcome per call, in order; never raises
+    async with aclosing(registry.run_each(calls, context)) as finished:
+        async for index, outcome in finished:  # as each call finishes; never raises
+            ...
+    await registry.run_all(calls, context)  # one ToolOutcome per call, in call order
 
 The JSON Schema comes from the signature and docstring (see :mod:`core.tool_schema`). A parameter
 typed :class:`ToolContext` is filled in by the registry and never shown to the model.
 
 A bad call never raises: invalid JSON, arguments that fail validation, an unknown tool, an
-exception, a timeout and a deliberate :class:`ToolFailure` each become a short error result the
-model can read and act on. Only cancellation propagates.
+exception, a timeout, a deliberate :class:`ToolFailure` and a result that cannot be serialized or
+summarized each become a short error result the model can read and act on. Only cancellation
+propagates; closing :meth:`ToolRegistry.run_each` early cancels the calls still running and
+waits for them to end.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, overload
@@ -124,7 +130,7 @@ class Tool:
         values = {**self._arguments.defaults, **(arguments or {})}
         try:
             text = self.activity.format_map({k: _display(v) for k, v in values.items()})
-        except (LookupError, ValueError, AttributeError, TypeError):
+        except Exception:  # a bad format string or a value that will not format
             return fallback
         return _shorten(text, SUMMARY_CHARS) or fallback
 
@@ -192,21 +198,41 @@ class ToolRegistry:
             return _shorten(f"Running {call.name}", SUMMARY_CHARS)
         return known.activity_for(call.arguments)
 
+    async def run_each(
+        self, calls: Sequence[ToolCall], context: ToolContext
+    ) -> AsyncGenerator[tuple[int, ToolOutcome], None]:
+        """Run the calls of one round concurrently, yielding ``(index, outcome)`` as each
+        finishes (``index`` is the call's position in ``calls``; calls that finish together
+        come in call order). Closing the iterator early (``aclosing``) or cancelling its
+        consumer cancels the calls still running and waits for them to end."""
+        tasks = {
+            asyncio.create_task(self.run(call, context), name=f"tool {call.name} {call.id}"): index
+            for index, call in enumerate(calls)
+        }
+        try:
+            pending = set(tasks)
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in sorted(done, key=tasks.__getitem__):
+                    yield tasks[task], task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
     async def run_all(self, calls: Sequence[ToolCall], context: ToolContext) -> list[ToolOutcome]:
         """Run the calls of one round concurrently; outcomes come back in call order."""
-        async with asyncio.TaskGroup() as group:
-            tasks = [
-                group.create_task(self.run(call, context), name=f"tool {call.name} {call.id}")
-                for call in calls
-            ]
-        return [task.result() for task in tasks]
+        outcomes: dict[int, ToolOutcome] = {}
+        async with aclosing(self.run_each(calls, context)) as finished:
+            async for index, outcome in finished:
+                outcomes[index] = outcome
+        return [outcomes[index] for index in range(len(calls))]
 
     async def run(self, call: ToolCall, context: ToolContext) -> ToolOutcome:
         """Run one call. Every failure becomes an error result; only cancellation propagates."""
         started = self._clock()
         try:
             value = await self._call(call, context)
-            content = _serialized(value)
         except asyncio.CancelledError:
             if _cancelling():
                 raise
@@ -217,12 +243,13 @@ class ToolRegistry:
             return self._failed(call, "ToolFailure", str(failure) or f"{call.name} failed", started)
         except Exception as exc:
             return self._failed(call, type(exc).__name__, _raised(call.name, exc), started)
-        result = ToolResult(
-            call_id=call.id, name=call.name, content=_capped(content, self._max_result_chars)
-        )
-        return ToolOutcome(
-            result=result, summary=_summary(value, content), elapsed=self._clock() - started
-        )
+        try:
+            content = _capped(_serialized(value), self._max_result_chars)
+            result = ToolResult(call_id=call.id, name=call.name, content=content)
+            summary = _summary(value, content)
+        except (Exception, asyncio.CancelledError) as exc:  # synchronous: never a cancellation
+            return self._failed(call, type(exc).__name__, _unreadable(call.name, exc), started)
+        return ToolOutcome(result=result, summary=summary, elapsed=self._clock() - started)
 
     async def _call(self, call: ToolCall, context: ToolContext) -> Any:
         known = self._tools.get(call.name)
@@ -296,12 +323,11 @@ def _capped(content: str, limit: int) -> str:
 
 
 def _summary(value: Any, content: str) -> str:
+    """The result's own ``summary`` (an attribute or method), else its first line. A summary
+    that raises fails the call: the registry reports it like any broken result."""
     summary = getattr(value, "summary", None)
     if callable(summary):
-        try:
-            summary = summary()
-        except Exception:
-            summary = None
+        summary = summary()
     if isinstance(summary, str) and summary.strip():
         return _shorten(summary, SUMMARY_CHARS)
     first_line = next((line for line in content.splitlines() if line.strip()), "")
@@ -331,12 +357,24 @@ _URL_QUERY = re.compile(r"(https?://[^\s?#'\"]*)[?#][^\s'\"]*")
 _URL_USERINFO = re.compile(r"(https?://)[^\s/@'\"]+@")
 
 
-def _raised(name: str, exc: Exception) -> str:
+def _raised(name: str, exc: BaseException) -> str:
     """What a tool's exception says, without URL queries or credentials that could hold a key."""
-    message = _URL_USERINFO.sub(r"\1", _URL_QUERY.sub(r"\1?…", str(exc)))
-    message = _shorten(message, _MESSAGE_CHARS)
+    return f"{name} raised {_described(exc)}"
+
+
+def _unreadable(name: str, exc: BaseException) -> str:
+    """A tool returned, but its result could not be serialized or summarized."""
+    return f"{name} returned a result that could not be read: {_described(exc)}"
+
+
+def _described(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except Exception:  # an exception whose __str__ fails still gets reported
+        text = ""
+    message = _shorten(_URL_USERINFO.sub(r"\1", _URL_QUERY.sub(r"\1?…", text)), _MESSAGE_CHARS)
     kind = type(exc).__name__
-    return f"{name} raised {kind}: {message}" if message else f"{name} raised {kind}"
+    return f"{kind}: {message}" if message else kind
 
 
 def _display(value: Any) -> Any:

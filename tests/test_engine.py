@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator
 from contextlib import aclosing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,18 +53,6 @@ def ask(text: str, *, key: ConversationKey = KEY, tz: str | None = None) -> Turn
     return TurnRequest(
         key=key, user_id="U1", user_name="Ada", text=text, platform="slack", timezone=tz
     )
-
-
-@pytest.fixture
-async def gateway() -> AsyncIterator[FakeGateway]:
-    async with FakeGateway() as gw:
-        yield gw
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx2.AsyncClient]:
-    async with httpx2.AsyncClient() as client:
-        yield client
 
 
 class Harness:
@@ -523,3 +510,40 @@ async def test_context_too_long_trims_below_the_budget_already_in_force(harness:
     assert isinstance(last(events), TurnFinished)
     sizes = [len(body["messages"]) for body in harness.bodies()]
     assert sizes[1] < sizes[0] < len(old)
+
+
+async def test_a_result_whose_summary_raises_is_an_error_the_model_reads(harness: Harness) -> None:
+    """The tool returned, but its result broke while summarized: the model is told, the turn
+    ends, and the thread's lock is free for the next message."""
+
+    class Broken:
+        @property
+        def summary(self) -> str:
+            raise RuntimeError("summary broke")
+
+    @tool
+    async def fragile() -> Broken:
+        """Return a result whose summary breaks."""
+        return Broken()
+
+    harness.registry.add(fragile)
+    harness.gateway.enqueue(
+        Stream(openai_chunks(tool_calls=[("c1", "fragile", "{}")])),
+        Stream(openai_chunks("The tool broke.")),
+        Stream(openai_chunks("Next answer.")),
+    )
+    problem = "fragile returned a result that could not be read: RuntimeError: summary broke"
+    async with asyncio.timeout(5):  # a hang fails the test instead of stalling it
+        events = await harness.turn(ask("try it"))
+        [finished] = [e for e in events if isinstance(e, ToolFinished)]
+        assert (finished.ok, finished.summary) == (False, problem)
+        assert last(events) == TurnFinished(
+            text="The tool broke.", usage=Usage(input_tokens=20, output_tokens=10), rounds=2
+        )
+        assert harness.bodies()[1]["messages"][-1] == {
+            "role": "tool", "tool_call_id": "c1", "content": problem
+        }  # fmt: skip
+        following = await harness.turn(ask("and now?"))
+    assert last(following) == TurnFinished(
+        text="Next answer.", usage=Usage(input_tokens=10, output_tokens=5), rounds=1
+    )

@@ -7,12 +7,13 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import aclosing
 from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any, Literal
 
 import pytest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_serializer
 
 from core.messages import ConversationKey, ToolCall, ToolResult, ToolSpec
 from core.tools import Tool, ToolContext, ToolFailure, ToolOutcome, ToolRegistry, tool
@@ -508,6 +509,90 @@ async def test_cancelling_a_run_cancels_the_tool(method: str) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert stopped.is_set()
+
+
+async def test_run_each_yields_each_call_as_it_finishes() -> None:
+    """Each call waits for its gate; the consumer opens the next gate when a call finishes."""
+    gates = {name: asyncio.Event() for name in ("a", "b", "c")}
+    release_next = {"c done": "a", "a done": "b"}
+
+    @tool
+    async def wait_for(gate: str) -> str:
+        await gates[gate].wait()
+        return f"{gate} done"
+
+    calls = [
+        ToolCall(id=f"call_{gate}", name="wait_for", arguments={"gate": gate}, raw_arguments="")
+        for gate in ("a", "b", "c")
+    ]
+    finished: list[tuple[int, str]] = []
+    gates["c"].set()
+    async with asyncio.timeout(2), aclosing(registry(wait_for).run_each(calls, CONTEXT)) as each:
+        async for index, outcome in each:
+            finished.append((index, outcome.result.content))
+            if (gate := release_next.get(outcome.result.content)) is not None:
+                gates[gate].set()
+    assert finished == [(2, "c done"), (0, "a done"), (1, "b done")]
+
+
+async def test_closing_run_each_early_cancels_and_awaits_the_calls_still_running() -> None:
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    @tool
+    async def stuck() -> str:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cancelled.set()
+        return "never"
+
+    tools = registry(echo, stuck)
+    calls = [call("stuck", {}), call("echo", {"text": "hi"})]
+    async with asyncio.timeout(2), aclosing(tools.run_each(calls, CONTEXT)) as each:
+        async for index, outcome in each:
+            assert (index, outcome.result.content) == (1, "hi")
+            await started.wait()
+            break
+    assert cancelled.is_set()  # already ended when the iterator closed, not merely told to
+
+
+class Unwritable(BaseModel):
+    place: str
+
+    @field_serializer("place")
+    def _place(self, place: str) -> str:
+        raise ValueError("cannot write this place")
+
+
+class Unsummarizable(BaseModel):
+    place: str
+
+    def summary(self) -> str:
+        raise RuntimeError("summary broke")
+
+
+async def test_a_result_that_cannot_be_serialized_or_summarized_is_an_error_result() -> None:
+    @tool
+    def unwritable() -> Unwritable:
+        return Unwritable(place="Paris")
+
+    @tool
+    def unsummarizable() -> Unsummarizable:
+        return Unsummarizable(place="Paris")
+
+    calls = [call("unwritable", {}), call("unsummarizable", {}), call("echo", {"text": "ok"})]
+    outcomes = await registry(unwritable, unsummarizable, echo).run_all(calls, CONTEXT)
+    assert [o.ok for o in outcomes] == [False, False, True]
+    assert outcomes[0].result.content.startswith(
+        "unwritable returned a result that could not be read: PydanticSerializationError: "
+    )
+    assert "ValueError: cannot write this place" in outcomes[0].result.content
+    assert outcomes[1].result == error(
+        "unsummarizable",
+        "unsummarizable returned a result that could not be read: RuntimeError: summary broke",
+    )
+    assert outcomes[2].result.content == "ok"
 
 
 # --- results ------------------------------------------------------------------------------------

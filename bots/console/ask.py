@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 from contextlib import aclosing
-from typing import Any, TextIO
+from typing import Any, TextIO, assert_never
 
 from bots.runtime import Runtime
+from bots.settings import Settings
 from core.assembly import MessageAssembler
 from core.engine import TurnRequest
 from core.events import (
@@ -28,7 +29,6 @@ from core.events import (
 )
 from core.messages import AssistantMessage, ConversationKey, ModelRequest, UserMessage
 from core.retry import retrying_stream
-from core.settings import Settings
 from core.store.memory import MemoryStore
 
 __all__ = ["TerminalView", "TurnFailedError", "ask", "message_json"]
@@ -127,6 +127,10 @@ class TerminalView:
                 if self.live:
                     self.stdout.write("\n")
                 raise TurnFailedError(message)
+            case TextDelta() | ReasoningDelta() | AttemptVoid():
+                pass  # piped output, empty text or reasoning not shown: only the answer counts
+            case _:
+                assert_never(event)
 
     def _end_line(self) -> None:
         """Start status lines on a line of their own, below the streamed text."""

@@ -22,9 +22,10 @@ from adapters.console_surface import ConsoleSurface
 from adapters.live import LiveReply
 from bots.replies import NEW_CONVERSATION, THINKING
 from bots.runtime import Runtime, edit_budget
+from bots.settings import Settings
+from bots.tasks import running_task
 from core.engine import TurnRequest
 from core.messages import ConversationKey
-from core.settings import Settings
 
 __all__ = ["ConsoleBot", "run_console"]
 
@@ -61,8 +62,7 @@ class ConsoleBot:
 
     async def answer(self, text: str) -> None:
         """One turn, rendered as it streams. Ctrl-C on a terminal stops it, not the program."""
-        turn = asyncio.current_task()
-        assert turn is not None
+        turn = running_task()
         surface = ConsoleSurface(self._console, live=self._interactive)
         reply = LiveReply(
             surface,

@@ -48,7 +48,7 @@ from bots.discord.sessions import DirectSessions
 from bots.discord.stop import StopButton
 from bots.replies import BROKEN, NEW_CONVERSATION, ONLY_A_MENTION, TOO_LONG
 from bots.runtime import Runtime, edit_budget
-from bots.tasks import TaskOwner
+from bots.tasks import TaskOwner, cancel_and_wait, running_task
 from core.engine import TurnRequest
 from core.events import EngineEvent, TextDelta, ToolStarted, TurnFailed, TurnFinished
 from core.messages import ConversationKey
@@ -114,7 +114,7 @@ class DiscordBot:
         try:
             await asyncio.wait({waiter, connection}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            waiter.cancel()
+            await cancel_and_wait(waiter)
         if connection.done():
             connection.result()
             raise DiscordUnavailable("the gateway connection ended before it was ready")
@@ -134,8 +134,7 @@ class DiscordBot:
         await self._tasks.close()
         await self.client.close()
         if self._connection is not None:
-            self._connection.cancel()
-            await asyncio.gather(self._connection, return_exceptions=True)
+            await cancel_and_wait(self._connection)
 
     # --- the event handler: look, start a task, return ------------------------------------
 
@@ -264,8 +263,7 @@ class DiscordBot:
         reply_to: discord.Message | None,
     ) -> None:
         """Stream the turn; Stop (or losing the channel) cancels this task."""
-        task = asyncio.current_task()
-        assert task is not None
+        task = running_task()
         turn_id = uuid.uuid4().hex
 
         def stop() -> None:  # the Stop button, or the thread is gone
@@ -290,7 +288,7 @@ class DiscordBot:
                     _stop_typing_at(event, typing)
                     reply.feed(event)
         finally:
-            typing.cancel()
+            await cancel_and_wait(typing)
 
 
 def _key(workspace: object, channel: object, thread: object) -> ConversationKey:

@@ -20,8 +20,9 @@ from typing import Any
 from bots.discord.bot import DiscordBot
 from bots.discord.client import bot_token, discord_endpoints, invite_url, log_in, new_client
 from bots.runtime import Runtime
+from bots.settings import Settings
 from bots.signals import until_stopped
-from core.settings import Settings
+from bots.tasks import cancel_and_wait
 
 __all__ = ["discord_bot", "run_discord"]
 
@@ -60,8 +61,7 @@ async def run_discord(settings: Settings, *, announce: Callable[[str], None]) ->
         try:
             await asyncio.wait({stopped, ended}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            stopped.cancel()
-            ended.cancel()
+            await cancel_and_wait(stopped, ended)
         if ended.done() and not ended.cancelled():
             ended.result()  # Discord ended the connection: DiscordUnavailable
     return 0

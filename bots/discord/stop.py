@@ -52,5 +52,7 @@ class _Button(discord.ui.Button[StopButton]):
         super().__init__(label="Stop", style=discord.ButtonStyle.danger, custom_id=custom_id)
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        assert self.view is not None
-        await self.view.pressed(interaction)
+        view = self.view  # discord.py sets it when the button is added to its StopButton
+        if view is None:
+            raise RuntimeError("a Stop button outside its StopButton view")
+        await view.pressed(interaction)

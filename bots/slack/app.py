@@ -61,11 +61,12 @@ from bots.slack.messages import (
     thread_history,
     user_message,
 )
+from bots.slack.settings import SlackSettings
 from bots.slack.workspace import Workspace
-from bots.tasks import TaskOwner
+from bots.tasks import TaskOwner, running_task
 from core.engine import TurnRequest
 from core.messages import ConversationKey
-from core.settings import SettingsError, SlackSettings
+from core.settings import SettingsError
 
 __all__ = ["SlackBot", "bot_token", "slack_bot"]
 
@@ -232,8 +233,7 @@ class SlackBot:
 
     async def _answer(self, message: SlackMessage, request: TurnRequest) -> None:
         """Stream the turn into the thread; Stop (or losing the thread) cancels this task."""
-        task = asyncio.current_task()
-        assert task is not None
+        task = running_task()
         turn_id = uuid.uuid4().hex
 
         def lost() -> None:  # the thread can no longer be written to
@@ -269,6 +269,7 @@ class SlackBot:
             return
         log.info("%s stopped the answer in %s/%s", presser, turn.channel, turn.thread_ts)
         turn.task.cancel()
+        await asyncio.wait({turn.task})  # its owner logs how it ended
 
 
 @asynccontextmanager

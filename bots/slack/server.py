@@ -25,10 +25,11 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.runtime import Runtime
+from bots.settings import Settings
 from bots.signals import until_stopped
 from bots.slack.app import SlackBot, bot_token, slack_bot
 from bots.slack.workspace import SLACK_FAILURES, SlackUnreachable, failure_reason
-from core.settings import Settings, SettingsError
+from core.settings import SettingsError
 
 __all__ = ["EVENTS_PATH", "HEALTH_PATH", "run_slack", "serve_http", "socket_mode", "web_app"]
 
@@ -95,7 +96,8 @@ async def run_slack(
                 announce(f"listening for Slack on {url}{EVENTS_PATH}")
                 await until_stopped()
             return 0
-        assert app_token is not None
+        if app_token is None:  # bot_token() refused this already; say so again, not assert
+            raise SettingsError("Socket Mode needs the app-level token: set SLACK_APP_TOKEN")
         handler = socket_mode(bot, app_token.get_secret_value())
         try:
             await _connect(handler)
