@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from adapters.clock import FakeClock
 from adapters.surface import Draft, MessageGone, MessageRef, SurfaceLimits, SurfaceRateLimited
+from tests.support.clock import FakeClock
 
 __all__ = [
     "LATENCY",

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from adapters.budget import DEFAULT_RATES, Rate, TokenBucketBudget
-from adapters.clock import FakeClock
 from adapters.live import LiveReply
 from adapters.surface import Draft, SurfaceRateLimited
 from bench.edits_platform import SimulatedSurface
 from core.events import EngineEvent, TextDelta, TurnFinished
+from tests.support.clock import FakeClock
 
 __all__ = ["BASELINES", "OURS", "POLICIES", "Bot", "Events", "Policy"]
 

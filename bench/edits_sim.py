@@ -1,7 +1,7 @@
 """One run of ``bench.edits``: a policy streams a scenario's replies, in virtual time, and what
 the platform saw of it.
 
-Nothing sleeps on the wall clock: a :class:`~adapters.clock.FakeClock` is advanced in small
+Nothing sleeps on the wall clock: a :class:`~tests.support.clock.FakeClock` is advanced in small
 steps (``STEP``) while the model's tokens are fed at their scheduled times, then from deadline
 to deadline until every reply is done.
 
@@ -22,11 +22,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
 
-from adapters.clock import FakeClock, settle
 from adapters.surface import Draft
 from bench.edits_platform import PLATFORMS, Landed, SimulatedPlatform, SimulatedSurface
 from bench.edits_policies import POLICIES, Events, Policy
 from core.events import EngineEvent, TextDelta, TurnFinished, Usage
+from tests.support.clock import FakeClock, settle
 
 __all__ = ["STEP", "Outcome", "Result", "Row", "Scenario", "Turn", "run", "simulate"]
 

@@ -1,19 +1,32 @@
-"""The import direction is core ← adapters ← bots, and core never touches a chat platform."""
+"""The import direction is core ← adapters ← bots, core never touches a chat platform, and
+nothing installed reaches what is not: ``tests`` (its fakes and ``tests/support``) and ``bench``.
+
+Runtime packages import absolutely. A relative import can never leave its own top-level package
+(Python refuses to climb above it), so it could not break the direction; it is forbidden rather
+than resolved so that a module is spelled one way everywhere: the checks here read the names as
+written (``from .discord import x`` must not pass for the library), and ``grep`` finds every
+importer of ``core.engine``.
+"""
 
 from __future__ import annotations
 
 import ast
 import importlib
 import pkgutil
+import tomllib
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-FORBIDDEN = {
+RUNTIME = ("core", "adapters", "bots")
+NOT_INSTALLED = {"tests", "bench"}
+FORBIDDEN: dict[str, set[str]] = {
     "core": {"adapters", "bots", "slack", "slack_sdk", "slack_bolt", "discord", "rich"},
     "adapters": {"bots"},
+    "bots": set(),
 }
 
 
@@ -28,13 +41,53 @@ def imported_roots(path: Path) -> set[str]:
     return roots
 
 
-@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def relative_imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return [
+        f"line {node.lineno}: from {'.' * node.level}{node.module or ''} import ..."
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.level > 0
+    ]
+
+
+@pytest.mark.parametrize("package", RUNTIME)
 def test_import_direction(package: str) -> None:
+    forbidden = FORBIDDEN[package] | NOT_INSTALLED
     offenders = {
-        str(path.relative_to(ROOT)): sorted(imported_roots(path) & FORBIDDEN[package])
+        str(path.relative_to(ROOT)): sorted(imported_roots(path) & forbidden)
         for path in sorted((ROOT / package).rglob("*.py"))
     }
     assert {name: bad for name, bad in offenders.items() if bad} == {}
+
+
+@pytest.mark.parametrize("package", RUNTIME)
+def test_runtime_packages_import_absolutely(package: str) -> None:
+    offenders = {
+        str(path.relative_to(ROOT)): relative_imports(path)
+        for path in sorted((ROOT / package).rglob("*.py"))
+    }
+    assert {name: found for name, found in offenders.items() if found} == {}
+
+
+def test_the_checks_see_what_they_must(tmp_path: Path) -> None:
+    """The readers above, on a module that breaks every rule (imports in a function too)."""
+    path = tmp_path / "probe.py"
+    path.write_text(
+        "import tests.support.clock\nfrom bench.edits import main\n"
+        "def f():\n    from . import engine\n    from ..core import sse\n",
+        encoding="utf-8",
+    )
+    assert imported_roots(path) == {"tests", "bench"}
+    assert relative_imports(path) == ["line 4: from . import ...", "line 5: from ..core import ..."]
+
+
+def test_only_the_runtime_packages_are_installed() -> None:
+    """pyproject's package patterns pick core, adapters and bots: never tests or bench."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    folders = {path.name for path in ROOT.iterdir() if path.is_dir()}
+    installed = {name for name in folders if any(fnmatch(name, p) for p in patterns)}
+    assert installed == set(RUNTIME)
 
 
 def test_core_modules_import_without_side_effects() -> None:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import pytest
 
 from adapters.budget import DEFAULT_RATES, EditBudget, Rate, TokenBucketBudget
-from adapters.clock import FakeClock, settle
+from tests.support.clock import FakeClock, settle
 
 SLACK = ("slack.workspace:T1",)
 STEP = 60 / 45  # seconds between two Slack tokens at the default rate

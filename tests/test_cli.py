@@ -7,10 +7,7 @@ import json
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-
-import pytest
 
 from tests.fakes.llm_gateway import Error, FakeGateway, Stream
 from tests.fakes.open_meteo import FakeOpenMeteo
@@ -40,12 +37,6 @@ async def relaybot(*args: str, key: str | None = KEY, **settings: str) -> Run:
     out, err = await asyncio.wait_for(process.communicate(), timeout=30)
     assert process.returncode is not None
     return Run(process.returncode, out.decode(), err.decode())
-
-
-@pytest.fixture
-async def gateway() -> AsyncIterator[FakeGateway]:
-    async with FakeGateway() as gw:
-        yield gw
 
 
 FAST = ("--timeout", "5", "--idle-timeout", "2")

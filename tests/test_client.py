@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import AsyncIterator
 
 import httpx2
 import pytest
@@ -45,18 +44,6 @@ KEY = "sk-test-0123456789abcdef"
 REQUEST = ModelRequest(model="fake/model", messages=(UserMessage(text="Hi"),), max_tokens=64)
 FAST = Timeouts(connect=1.0, read_idle=1.0, total=5.0)
 NO_WAIT = RetryPolicy(max_attempts=4, base_delay=0.0, max_delay=0.0, deadline=5.0)
-
-
-@pytest.fixture
-async def gateway() -> AsyncIterator[FakeGateway]:
-    async with FakeGateway() as gw:
-        yield gw
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx2.AsyncClient]:
-    async with httpx2.AsyncClient() as client:
-        yield client
 
 
 def openai_client(

@@ -62,7 +62,7 @@ Anthropic ran itself) is not a client ``ToolCall``, as the SDK agrees.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from types import ModuleType
@@ -111,12 +111,6 @@ class Answer:
     tool_calls: tuple[Call, ...] = ()
     finish_reason: str | None = None
     usage: tuple[int, int, int] = (0, 0, 0)
-
-
-@pytest.fixture
-async def gateway() -> AsyncIterator[FakeGateway]:
-    async with FakeGateway() as gw:
-        yield gw
 
 
 # --- pinning an SDK's behaviour ---------------------------------------------------------------

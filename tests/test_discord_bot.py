@@ -35,8 +35,8 @@ from bots.discord.sessions import DirectSessions
 from bots.discord.stop import STOP_PREFIX
 from bots.replies import NEW_CONVERSATION, NOT_YOURS
 from bots.runtime import Runtime
+from bots.settings import load_settings
 from core.messages import AssistantMessage, ConversationKey
-from core.settings import load_settings
 from tests.fakes.fake_discord import (
     ADA,
     BOT,
@@ -54,6 +54,9 @@ from tests.fakes.fake_discord import (
 )
 from tests.fakes.llm_gateway import FakeGateway, Stream
 from tests.fakes.streams import openai_chunks
+from tests.support.clock import FakeTime
+from tests.support.harness import BotHarness
+from tests.support.waiting import until
 
 TOKEN = "bot-token"
 WAIT = 5.0
@@ -67,32 +70,15 @@ HOUR = 3600.0
 # --- the harness -------------------------------------------------------------------------------
 
 
-class Clock:
-    """The bot's clock for DM idle gaps, moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Harness:
+class Harness(BotHarness[DiscordBot]):
     """The connected bot, the fakes it talks to, and Discord's side of the wire."""
 
     def __init__(
         self, bot: DiscordBot, fake: FakeDiscord, gateway: FakeGateway, runtime: Runtime,
-        clock: Clock,
+        clock: FakeTime,
     ) -> None:  # fmt: skip
-        self.bot, self.fake, self.gateway, self.runtime = bot, fake, gateway, runtime
-        self.clock = clock
-
-    async def until(self, condition: Callable[[], object], what: str) -> None:
-        await until(condition, what)
-
-    async def settled(self) -> None:
-        """Every message the bot took is handled: answered, refused or dropped."""
-        await self.until(lambda: self.bot.busy == 0, "the bot is idle")
+        super().__init__(bot, gateway)
+        self.fake, self.runtime, self.clock = fake, runtime, clock
 
     async def ask(self, channel: int, text: str, *, user: Any = ADA) -> Message:
         return await self.fake.user_message(channel, user, text)
@@ -123,11 +109,6 @@ class Harness:
             and call.method in ("POST", "PATCH") and call.status == 200
         ]  # fmt: skip
 
-    def model_messages(self, index: int) -> list[tuple[str, str]]:
-        """(role, content) of each message of the ``index``-th model request."""
-        body = self.gateway.requests[index].json
-        return [(m["role"], m.get("content") or "") for m in body["messages"][1:]]
-
 
 @pytest.fixture
 async def start() -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
@@ -157,7 +138,7 @@ async def start() -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
             runtime = await stack.enter_async_context(
                 Runtime.start(load_settings(environ=environ), announce=print)
             )
-            clock = Clock()
+            clock = FakeTime()
             bot = await stack.enter_async_context(
                 discord_bot(runtime, clock=clock, guild_ready_timeout=0.01)
             )
@@ -171,14 +152,6 @@ async def start() -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
 @pytest.fixture
 async def bot(start: Callable[..., Awaitable[Harness]]) -> Harness:
     return await start()
-
-
-async def until(condition: Callable[[], object], what: str) -> None:
-    """Wait (at most ``WAIT`` seconds) until ``condition()`` holds."""
-    async with asyncio.timeout(WAIT):
-        while not condition():  # noqa: ASYNC110 (the fakes keep state; they send no events)
-            await asyncio.sleep(0.005)
-    assert condition(), what
 
 
 def answer(text: str, *, delay: float = 0.0, pieces: int | None = None) -> Stream:
@@ -549,7 +522,7 @@ def test_a_thread_name_is_one_line_of_at_most_100_characters() -> None:
 
 
 def test_dm_sessions_change_on_reset_and_after_the_idle_gap() -> None:
-    clock = Clock()
+    clock = FakeTime()
     sessions = DirectSessions(idle_seconds=6 * HOUR, clock=clock)
     assert sessions.conversation(1, 10) == sessions.conversation(1, 11) == "10"
     assert sessions.conversation(2, 12) == "12", "each DM channel on its own"

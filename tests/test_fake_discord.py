@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -37,6 +37,7 @@ from tests.fakes.fake_discord import (
     OTHER_BOT,
     FakeDiscord,
 )
+from tests.support.waiting import until
 
 TOKEN = "bot-token"
 
@@ -89,13 +90,6 @@ async def connected(fake: FakeDiscord, client: discord.Client) -> AsyncIterator[
         finally:
             await client.close()
             await asyncio.wait_for(runner, 3)
-
-
-async def until(condition: Callable[[], Any]) -> None:
-    """Wait (at most 3 s) until ``condition()`` holds."""
-    async with asyncio.timeout(3):
-        while not condition():  # noqa: ASYNC110 (the client and the fake keep state)
-            await asyncio.sleep(0.005)
 
 
 # --- through discord.py ------------------------------------------------------------------------

@@ -160,18 +160,6 @@ def test_a_delta_with_text_and_reasoning_gives_the_reasoning_first() -> None:
 REQUEST = ModelRequest(model="fake/model", messages=(UserMessage(text="Hi"),), max_tokens=64)
 
 
-@pytest.fixture
-async def gateway() -> AsyncIterator[FakeGateway]:
-    async with FakeGateway() as gw:
-        yield gw
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx2.AsyncClient]:
-    async with httpx2.AsyncClient() as client:
-        yield client
-
-
 def client(gateway: FakeGateway, http: httpx2.AsyncClient, total: float) -> LLMClient:
     timeouts = Timeouts(connect=1, read_idle=5, total=total)
     return LLMClient(

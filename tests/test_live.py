@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.budget import Rate, TokenBucketBudget
-from adapters.clock import FakeClock, settle
 from adapters.live import LiveReply
 from adapters.surface import (
     Draft,
@@ -40,6 +39,7 @@ from core.events import (
     Usage,
 )
 from tests.fakes.surface import Call, FakeSurface
+from tests.support.clock import FakeClock, settle
 
 LIMITS = SurfaceLimits(max_length=2000, edit_interval=1.0)
 PLACEHOLDER = Draft(text="", status="Thinking…")

@@ -32,6 +32,7 @@ from core.messages import (
 from core.protocols import WireProtocol, protocol_for
 from core.protocols.base import StreamDecoder
 from core.retry import RetryPolicy, retrying_stream
+from tests.support.weather import PARIS
 
 PROTOCOLS = ["openai", "anthropic"]
 FAST = Timeouts(connect=1.0, read_idle=2.0, total=5.0)
@@ -41,16 +42,6 @@ WEATHER = ToolSpec(
     description="Current weather in a city.",
     parameters={"type": "object", "properties": {"city": {"type": "string"}}},
 )
-PARIS = {
-    "place": "Paris",
-    "country": "France",
-    "temperature": 12,
-    "apparent_temperature": 10,
-    "unit": "celsius",
-    "conditions": "Light rain",
-    "wind_speed": 14,
-    "wind_direction": 270,
-}
 UNREACHABLE = "the weather service is unreachable right now"  # as core.tools words it
 
 

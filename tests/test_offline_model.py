@@ -8,18 +8,9 @@ from typing import Any
 import pytest
 
 from bots.offline import INTRO, OfflineModel, RequestRejected, weather_city, word_weather
+from tests.support.weather import PARIS
 
 PROTOCOLS = ["openai", "anthropic"]
-PARIS = {
-    "place": "Paris",
-    "country": "France",
-    "temperature": 12,
-    "apparent_temperature": 10,
-    "unit": "celsius",
-    "conditions": "Light rain",
-    "wind_speed": 14,
-    "wind_direction": 270,
-}
 
 MODEL = OfflineModel()
 

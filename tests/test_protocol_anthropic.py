@@ -35,25 +35,16 @@ from core.messages import (
     Thinking,
     ToolCall,
     ToolResult,
-    ToolSpec,
     UserMessage,
 )
 from core.protocols import AnthropicProtocol, WireProtocol, protocol_for
 from core.protocols.anthropic import AnthropicStreamDecoder
 from core.sse import ServerSentEvent, SSEDecoder
+from tests.support.protocols import WEATHER, decoded, fed, raises_in_band
 
 
 def decode(wire: bytes, *, step: int = 0) -> list[StreamEvent]:
-    """Every event of a whole response body (fed in one piece, or ``step`` bytes at a time),
-    the decoder closed at the end."""
-    sse = SSEDecoder()
-    decoder = AnthropicStreamDecoder()
-    events: list[StreamEvent] = []
-    pieces = [wire[i : i + step] for i in range(0, len(wire), step)] if step else [wire]
-    for piece in pieces:
-        for event in sse.feed(piece):
-            events.extend(decoder.feed(event))
-    return events + decoder.close()
+    return decoded(AnthropicStreamDecoder(), wire, step=step)
 
 
 def without_event_lines(wire: bytes) -> bytes:
@@ -369,15 +360,14 @@ data: {{"type":"message_stop"}}
     ],
 )
 def test_error_events_raise_typed_errors(wire: bytes, error: type[LLMError], message: str) -> None:
-    sse = SSEDecoder()
-    decoder = AnthropicStreamDecoder()
-    start = b'data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}\n\n'
-    assert [e for ev in sse.feed(start) for e in decoder.feed(ev)] == [TextDelta(text="Hi")]
-    (event,) = sse.feed(wire)
-    with pytest.raises(error) as raised:
-        decoder.feed(event)
-    assert type(raised.value) is error
-    assert raised.value.message == message
+    raises_in_band(
+        AnthropicStreamDecoder(),
+        before=b'data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}\n\n',
+        shown=[TextDelta(text="Hi")],
+        wire=wire,
+        error=error,
+        message=message,
+    )
 
 
 @pytest.mark.parametrize(
@@ -398,10 +388,8 @@ def test_data_that_is_not_the_protocol_raises_invalid_response(data: str) -> Non
 
 def test_a_stream_without_message_stop_is_interrupted_at_close() -> None:
     wire = without_event_lines(TEXT).replace(b'data: {"type":"message_stop"}\n\n', b"")
-    sse = SSEDecoder()
     decoder = AnthropicStreamDecoder()
-    events = [e for ev in sse.feed(wire) for e in decoder.feed(ev)]
-    assert events[-1] == Usage(input_tokens=25, output_tokens=15)
+    assert fed(decoder, wire)[-1] == Usage(input_tokens=25, output_tokens=15)
     assert not decoder.done
     with pytest.raises(StreamInterrupted, match="ended before it was complete"):
         decoder.close()
@@ -424,11 +412,6 @@ def test_events_after_message_stop_are_ignored() -> None:
 
 
 def test_request_body_for_a_whole_conversation() -> None:
-    weather = ToolSpec(
-        name="get_weather",
-        description="Current weather for a city.",
-        parameters={"type": "object", "properties": {"city": {"type": "string"}}},
-    )
     request = ModelRequest(
         model="anthropic/claude-sonnet-4.5",
         system="You are relaybot.",
@@ -456,7 +439,7 @@ def test_request_body_for_a_whole_conversation() -> None:
             UserMessage(text="And Oslo?"),
             AssistantMessage(text="Oslo is 9 °C."),
         ),
-        tools=(weather,),
+        tools=(WEATHER,),
         tool_choice="none",
         max_tokens=1024,
         temperature=0.2,

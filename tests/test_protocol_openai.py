@@ -37,26 +37,16 @@ from core.messages import (
     Thinking,
     ToolCall,
     ToolResult,
-    ToolSpec,
     UserMessage,
 )
 from core.protocols import OpenAIProtocol, WireProtocol, protocol_for
 from core.protocols.openai import OpenAIStreamDecoder
 from core.sse import ServerSentEvent, SSEDecoder
+from tests.support.protocols import WEATHER, decoded, fed, raises_in_band
 
 
 def decode(wire: bytes, *, step: int = 0) -> list[StreamEvent]:
-    """Every event of a whole response body (fed in one piece, or ``step`` bytes at a time),
-    the decoder closed at the end."""
-    sse = SSEDecoder()
-    decoder = OpenAIStreamDecoder()
-    events: list[StreamEvent] = []
-    pieces = [wire[i : i + step] for i in range(0, len(wire), step)] if step else [wire]
-    for piece in pieces:
-        for event in sse.feed(piece):
-            events.extend(decoder.feed(event))
-    events.extend(decoder.close())
-    return events
+    return decoded(OpenAIStreamDecoder(), wire, step=step)
 
 
 _PARSED: Any = object()
@@ -473,15 +463,14 @@ data: [DONE]
 def test_in_band_errors_raise_typed_errors(
     wire: bytes, error: type[LLMError], message: str
 ) -> None:
-    text = b'data: {"choices":[{"index":0,"delta":{"content":"Par"}}]}\n\n'
-    sse = SSEDecoder()
-    decoder = OpenAIStreamDecoder()
-    assert [e for ev in sse.feed(text) for e in decoder.feed(ev)] == [TextDelta(text="Par")]
-    (event,) = sse.feed(wire)
-    with pytest.raises(error) as raised:
-        decoder.feed(event)
-    assert type(raised.value) is error
-    assert raised.value.message == message
+    raises_in_band(
+        OpenAIStreamDecoder(),
+        before=b'data: {"choices":[{"index":0,"delta":{"content":"Par"}}]}\n\n',
+        shown=[TextDelta(text="Par")],
+        wire=wire,
+        error=error,
+        message=message,
+    )
 
 
 @pytest.mark.parametrize(
@@ -508,10 +497,8 @@ data: {"choices":[{"index":0,"delta":{"content":"Hal"}}]}
 data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}
 
 """
-    sse = SSEDecoder()
     decoder = OpenAIStreamDecoder()
-    events = [e for ev in sse.feed(wire) for e in decoder.feed(ev)]
-    assert events == [TextDelta(text="Hal")]
+    assert fed(decoder, wire) == [TextDelta(text="Hal")]
     assert not decoder.done
     with pytest.raises(StreamInterrupted, match="ended before it was complete"):
         decoder.close()
@@ -551,11 +538,6 @@ data: [DONE]
 
 
 def test_request_body_for_a_whole_conversation() -> None:
-    weather = ToolSpec(
-        name="get_weather",
-        description="Current weather for a city.",
-        parameters={"type": "object", "properties": {"city": {"type": "string"}}},
-    )
     request = ModelRequest(
         model="openai/gpt-4o",
         system="You are relaybot.",
@@ -579,7 +561,7 @@ def test_request_body_for_a_whole_conversation() -> None:
             AssistantMessage(text="Paris is 18 °C; Rome I could not check."),
             UserMessage(text="Thanks!"),
         ),
-        tools=(weather,),
+        tools=(WEATHER,),
         tool_choice="none",
         max_tokens=1024,
         temperature=0.2,

@@ -30,6 +30,7 @@ from aiohttp import web
 from adapters.text import join_pieces
 from bots.replies import NOT_YOURS, THINKING
 from bots.runtime import Runtime
+from bots.settings import load_settings
 from bots.slack.app import (
     ASSISTANT_STATUS,
     FILES_NOTE,
@@ -40,11 +41,12 @@ from bots.slack.app import (
 from bots.slack.messages import plain_text
 from bots.slack.server import EVENTS_PATH, HEALTH_PATH, serve_http
 from core.messages import AssistantMessage, ConversationKey, UserMessage
-from core.settings import load_settings
 from tests.fakes.llm_gateway import FakeGateway, Stream
 from tests.fakes.open_meteo import FakeOpenMeteo
 from tests.fakes.slack_api import BOT_ID, BOT_USER, TEAM, FakeSlack, Message, ratelimited
 from tests.fakes.streams import openai_chunks
+from tests.support.harness import BotHarness
+from tests.support.waiting import until
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 TOKEN = "xoxb-test"
@@ -69,15 +71,16 @@ class SlowOpenMeteo(FakeOpenMeteo):
         return await super()._search(request)
 
 
-class Harness:
+class Harness(BotHarness[SlackBot]):
     """The bot served on loopback, the fakes it talks to, and Slack's side of the wire."""
 
     def __init__(
         self, bot: SlackBot, url: str, slack: FakeSlack, gateway: FakeGateway,
         weather: SlowOpenMeteo, http: aiohttp.ClientSession, runtime: Runtime,
     ) -> None:  # fmt: skip
-        self.bot, self.url, self.slack, self.gateway = bot, url, slack, gateway
-        self.weather, self.http, self.runtime = weather, http, runtime
+        super().__init__(bot, gateway)
+        self.url, self.slack, self.weather = url, slack, weather
+        self.http, self.runtime = http, runtime
         self._event_ids = (f"Ev{n:08d}" for n in itertools.count(1))
 
     # Slack's side: signed requests.
@@ -108,13 +111,6 @@ class Harness:
 
     # Watching the outcome.
 
-    async def until(self, condition: Callable[[], object], what: str) -> None:
-        await until(condition, what)
-
-    async def settled(self) -> None:
-        """Every message the bot took is handled: answered, refused or dropped."""
-        await self.until(lambda: self.bot.busy == 0, "the bot is idle")
-
     def replies(self, channel: str, thread_ts: str) -> list[Message]:
         """The bot's messages in a thread, as shown now."""
         return [m for m in self.slack.thread(channel, thread_ts) if m.bot_id == BOT_ID]
@@ -131,11 +127,6 @@ class Harness:
     def writes(self) -> list[str]:
         """The Web API methods called, ``auth.test`` (bolt's, once) left out."""
         return [method for method in self.slack.methods() if method != "auth.test"]
-
-    def model_messages(self, index: int) -> list[tuple[str, str]]:
-        """(role, content) of each message of the ``index``-th model request."""
-        body = self.gateway.requests[index].json
-        return [(m["role"], m.get("content") or "") for m in body["messages"][1:]]
 
 
 @pytest.fixture
@@ -178,14 +169,6 @@ async def start() -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
 @pytest.fixture
 async def bot(start: Callable[..., Awaitable[Harness]]) -> Harness:
     return await start()
-
-
-async def until(condition: Callable[[], object], what: str) -> None:
-    """Wait (at most ``WAIT`` seconds) until ``condition()`` holds."""
-    async with asyncio.timeout(WAIT):
-        while not condition():  # noqa: ASYNC110 (the fakes keep state; they send no events)
-            await asyncio.sleep(0.005)
-    assert condition(), what
 
 
 # --- Slack's payloads --------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -23,14 +23,16 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.runtime import Runtime
+from bots.settings import load_settings
 from bots.slack.app import SlackBot, slack_bot
 from bots.slack.server import run_slack, socket_mode
-from core.settings import SettingsError, load_settings
+from core.settings import SettingsError
 from core.store.memory import MemoryStore
 from tests.fakes.llm_gateway import FakeGateway, Stream
 from tests.fakes.slack_api import BOT_USER, TEAM, FakeSlack, Message
 from tests.fakes.slack_socket import FakeSocketMode
 from tests.fakes.streams import openai_chunks
+from tests.support.waiting import until
 
 BOT_TOKEN = "xoxb-test"
 APP_TOKEN = "xapp-1-A1-1-test"
@@ -55,13 +57,6 @@ async def running_bot(slack: FakeSlack, gateway: FakeGateway) -> AsyncIterator[S
         slack_bot(runtime, http=False) as bot,
     ):
         yield bot
-
-
-async def until(condition: Callable[[], Any]) -> None:
-    """Poll ``condition`` until it holds (bound the wait with ``asyncio.timeout``): the fake
-    Web API has no event to wait on."""
-    while not condition():  # noqa: ASYNC110
-        await asyncio.sleep(0.01)
 
 
 def mention(ts: str) -> dict[str, Any]:
@@ -116,7 +111,7 @@ async def test_a_mention_over_socket_mode_is_acknowledged_and_answered_in_its_th
             envelope_id = await socket.send_event(mention(asked))
 
             assert await socket.ack(envelope_id) == {"envelope_id": envelope_id}
-            await until(lambda: answered(slack, "C1", asked))
+            await until(lambda: answered(slack, "C1", asked), "an answer", within=None)
         finally:
             await handler.close_async()  # type: ignore[no-untyped-call]
 
@@ -165,7 +160,7 @@ async def test_relaybot_slack_connects_answers_and_stops_on_sigterm(tmp_path: Pa
             asked = slack.seed_message("D1", "U1", QUESTION)
             envelope_id = await socket.send_event(direct_message(asked))
             assert await socket.ack(envelope_id) == {"envelope_id": envelope_id}
-            await until(lambda: answered(slack, "D1", asked))
+            await until(lambda: answered(slack, "D1", asked), "an answer", within=None)
             process.send_signal(signal.SIGTERM)
             out, err = await process.communicate()
         finally:

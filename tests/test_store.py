@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sqlite3
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from core.store import (
     open_store,
     validate_store_url,
 )
+from tests.support.clock import FakeTime
 
 KEY = ConversationKey(platform="slack", workspace="T1", channel="C1", thread="1700000000.000100")
 OTHER = ConversationKey(platform="discord", workspace="dm", channel="42", thread="-")
@@ -41,22 +44,14 @@ COLON = ConversationKey(
 )
 
 
-class FakeClock:
-    def __init__(self, now: float = 1_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> FakeTime:
+    return FakeTime()
 
 
 @pytest.fixture(params=["memory", "sqlite"])
 async def store(
-    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeTime
 ) -> AsyncIterator[ConversationStore]:
     opened: ConversationStore
     if request.param == "memory":
@@ -278,7 +273,7 @@ async def test_keyed_lock_survives_cancelled_waiters() -> None:
 
 
 async def test_an_event_is_claimed_once_within_its_ttl(
-    store: ConversationStore, clock: FakeClock
+    store: ConversationStore, clock: FakeTime
 ) -> None:
     assert await store.claim("Ev1", ttl=60) is True
     assert await store.claim("Ev1", ttl=60) is False
@@ -295,7 +290,7 @@ async def test_a_claim_needs_a_positive_ttl(store: ConversationStore) -> None:
         await store.claim("Ev1", ttl=0)
 
 
-async def test_memory_store_prunes_expired_claims(clock: FakeClock) -> None:
+async def test_memory_store_prunes_expired_claims(clock: FakeTime) -> None:
     store = MemoryStore(clock=clock)
     for n in range(100):
         await store.claim(f"Ev{n}", ttl=10)
@@ -304,7 +299,7 @@ async def test_memory_store_prunes_expired_claims(clock: FakeClock) -> None:
     assert list(store._claims) == ["late"]  # the expired hundred are gone
 
 
-async def test_sqlite_store_prunes_expired_claims(tmp_path: Path, clock: FakeClock) -> None:
+async def test_sqlite_store_prunes_expired_claims(tmp_path: Path, clock: FakeTime) -> None:
     store = await SqliteStore.open(tmp_path / "relaybot.db", clock=clock)
     for n in range(100):
         await store.claim(f"Ev{n}", ttl=10)
@@ -345,7 +340,7 @@ async def open_error(path: Path | str) -> str:
     return message
 
 
-async def test_a_new_store_survives_a_restart(tmp_path: Path, clock: FakeClock) -> None:
+async def test_a_new_store_survives_a_restart(tmp_path: Path, clock: FakeTime) -> None:
     path = tmp_path / "deep" / "er" / "relaybot.db"  # directories are made
     store = await SqliteStore.open(path, clock=clock)
     await store.append(KEY, a_tool_exchange())
@@ -423,14 +418,39 @@ async def test_a_path_under_a_file_is_an_error(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs file permissions")
+REPOSITORY = Path(__file__).resolve().parent.parent
+OPEN_STORE = """
+import asyncio, sys
+from core.store import SqliteStore, StoreError
+try:
+    asyncio.run(SqliteStore.open(sys.argv[1]))
+except StoreError as error:
+    print(error)
+"""
+
+WITHOUT_DAC_OVERRIDE = ("setpriv", "--bounding-set", "-dac_override,-dac_read_search")
+"""Runs a command as root that file permissions bind (util-linux's ``setpriv``)."""
+
+
 async def test_an_unreadable_file_is_an_error(tmp_path: Path) -> None:
+    """The store opened from a process that permissions bind. Root ignores them, so as root the
+    store is opened by a child process whose capabilities exclude overriding them."""
     path = tmp_path / "relaybot.db"
     make_database(path)
     path.chmod(0o200)
-    assert await open_error(path) == (
-        f"sqlite store {path}: this process may not read and write it (check permissions)"
-    )
+    expected = f"sqlite store {path}: this process may not read and write it (check permissions)"
+    if os.geteuid() != 0:
+        assert await open_error(path) == expected
+        return
+    if shutil.which(WITHOUT_DAC_OVERRIDE[0]) is None:
+        pytest.fail("as root this test needs util-linux's setpriv to drop CAP_DAC_OVERRIDE")
+    child = await asyncio.create_subprocess_exec(
+        *WITHOUT_DAC_OVERRIDE, sys.executable, "-c", OPEN_STORE, str(path),
+        cwd=REPOSITORY,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(child.communicate(), timeout=30)
+    assert (out.decode().strip(), err.decode(), child.returncode) == (expected, "", 0)
 
 
 async def test_a_message_that_no_longer_reads_back_is_an_error(tmp_path: Path) -> None:

@@ -34,12 +34,6 @@ async def open_meteo() -> AsyncIterator[FakeOpenMeteo]:
         yield fake
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx2.AsyncClient]:
-    async with httpx2.AsyncClient() as client:
-        yield client
-
-
 def tools(fake: FakeOpenMeteo, http: httpx2.AsyncClient, *, timeout: float = 2.0) -> ToolRegistry:
     get_weather = weather_tool(
         http=http, geocoding_url=fake.url, forecast_url=fake.url + "/", timeout=timeout
