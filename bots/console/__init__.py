@@ -1,1 +1,2 @@
-"""The console bot."""
+"""The terminal: ``relaybot console`` (:mod:`~bots.console.chat`) and ``relaybot ask``
+(:mod:`~bots.console.ask`)."""
