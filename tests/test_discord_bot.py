@@ -17,7 +17,6 @@ import os
 import re
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -59,7 +58,9 @@ from tests.support.harness import BotHarness
 from tests.support.waiting import until
 
 TOKEN = "bot-token"
-WAIT = 5.0
+WAIT = 30.0
+"""The bound on waiting for ``relaybot discord`` as a process: a Python start-up importing
+discord.py, on a machine that may be loaded; still inside the suite's 60 s per test."""
 WINDOW = 0.5
 """The fake's rate-limit window: Discord's 5 writes per 5 s per channel, ten times faster."""
 CHANNEL_BUDGET = {"count": 4, "seconds": WINDOW, "burst": 1}  # the default, scaled alike
@@ -171,7 +172,6 @@ async def test_a_mention_opens_a_thread_and_the_answer_grows_by_edits(bot: Harne
     bot.gateway.enqueue(Stream(chunks, delay_between=0.02))
     asked = await bot.ask(CHANNEL, mention("what is SSE?"))
     await bot.until(lambda: bot.gateway.requests, "a model request")
-    model_done = time.monotonic() + (len(chunks) - 1) * 0.02  # when its last chunk is sent
 
     await bot.until(lambda: bot.fake.thread(asked.id) is not None, "a thread")
     thread = bot.fake.thread(asked.id)
@@ -185,8 +185,8 @@ async def test_a_mention_opens_a_thread_and_the_answer_grows_by_edits(bot: Harne
     assert await bot.answer(thread.id) == text
     edits = [c for c in bot.fake.calls if c.route == "PATCH /channels/{channel_id}/messages/"
              "{message_id}" and c.path.startswith(f"/channels/{thread.id}/")]  # fmt: skip
-    last_edit = edits[-1]
-    assert last_edit.at - model_done < 1.0, "the whole answer shows right after the model ends"
+    final = edits[-1].json  # when it comes (at once) is LiveReply's, timed in test_live.py
+    assert (final["content"], final["components"]) == (text, []), "the answer, the button gone"
 
     contents = bot.shown(thread.id)
     assert len(set(contents)) >= 3, "the answer grows in several edits"

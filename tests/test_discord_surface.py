@@ -484,14 +484,13 @@ async def discord_client() -> AsyncIterator[tuple[FakeDiscord, discord.Client]]:
         client = discord.Client(intents=discord.Intents.default(), guild_ready_timeout=0.01)
         runner = asyncio.create_task(client.start(TOKEN), name="discord client")
         try:
-            async with asyncio.timeout(3):
+            async with asyncio.timeout(20):  # loopback, on a machine that may be loaded
                 await fake.ready.wait()
-                while client.get_channel(CHANNEL) is None:  # noqa: ASYNC110
-                    await asyncio.sleep(0.005)
+                await client.wait_until_ready()  # its ready timer done: closing it is safe
             yield fake, client
         finally:
             await client.close()
-            await asyncio.wait_for(runner, 3)
+            await asyncio.wait_for(runner, 20)
             Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
 
 

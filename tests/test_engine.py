@@ -47,6 +47,9 @@ KEY = ConversationKey(platform="slack", workspace="T1", channel="C1", thread="17
 NOW = datetime(2026, 11, 25, 14, 30, tzinfo=UTC)
 CONFIG = EngineConfig(model="fake/model", system_prompt="You are a test bot.", max_rounds=4)
 NO_WAIT = RetryPolicy(max_attempts=3, base_delay=0.0, max_delay=0.0, deadline=10.0)
+WAIT = 20.0
+"""The bound on waiting for a turn's progress over the loopback gateway: generous for a
+loaded machine; a hang still fails inside the suite's 60 s per test."""
 
 
 def ask(text: str, *, key: ConversationKey = KEY, tz: str | None = None) -> TurnRequest:
@@ -208,7 +211,7 @@ async def test_parallel_tool_calls_overlap(harness: Harness) -> None:
     async def meet(name: str) -> str:
         """Wait for the other one."""
         started[name].set()
-        await asyncio.wait_for(started["b" if name == "a" else "a"].wait(), 2)
+        await asyncio.wait_for(started["b" if name == "a" else "a"].wait(), WAIT)
         return f"{name} met"
 
     harness.registry.add(meet)
@@ -357,7 +360,7 @@ async def test_cancelling_a_turn_stops_tools_and_saves_what_was_said(harness: Ha
         Stream(openai_chunks("Working on it.", tool_calls=[("c", "slow", "{}")]))
     )
     task = asyncio.create_task(harness.turn(ask("do the slow thing")))
-    await asyncio.wait_for(tool_started.wait(), 2)
+    await asyncio.wait_for(tool_started.wait(), WAIT)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -387,7 +390,7 @@ async def test_cancelling_mid_stream_keeps_the_partial_text(harness: Harness) ->
                     two_seen.set()
 
     task = asyncio.create_task(consume())
-    await asyncio.wait_for(two_seen.wait(), 2)
+    await asyncio.wait_for(two_seen.wait(), WAIT)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -490,7 +493,7 @@ async def test_leaving_a_turn_early_stops_its_tools_and_keeps_history_paired(
     async with aclosing(harness.engine().run_turn(ask("go"))) as events:
         async for event in events:
             if isinstance(event, ToolFinished):  # lookup is done; slow still runs
-                await asyncio.wait_for(slow_started.wait(), 2)
+                await asyncio.wait_for(slow_started.wait(), WAIT)
                 break
     assert slow_cancelled.is_set()
     history = await harness.store.load(KEY)
@@ -533,7 +536,7 @@ async def test_a_result_whose_summary_raises_is_an_error_the_model_reads(harness
         Stream(openai_chunks("Next answer.")),
     )
     problem = "fragile returned a result that could not be read: RuntimeError: summary broke"
-    async with asyncio.timeout(5):  # a hang fails the test instead of stalling it
+    async with asyncio.timeout(WAIT):  # a hang fails the test instead of stalling it
         events = await harness.turn(ask("try it"))
         [finished] = [e for e in events if isinstance(e, ToolFinished)]
         assert (finished.ok, finished.summary) == (False, problem)

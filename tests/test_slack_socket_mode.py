@@ -99,7 +99,7 @@ async def test_a_mention_over_socket_mode_is_acknowledged_and_answered_in_its_th
         FakeGateway() as gateway,
         FakeSocketMode(app_token=APP_TOKEN) as socket,
         running_bot(slack, gateway) as bot,
-        asyncio.timeout(5),
+        asyncio.timeout(20),  # loopback sockets, generous for a loaded machine
     ):
         gateway.enqueue(Stream(openai_chunks(ANSWER, pieces=8)))
         handler = socket_mode(bot, APP_TOKEN, web_client=AsyncWebClient(base_url=socket.api_url))
@@ -133,7 +133,7 @@ async def test_relaybot_slack_connects_answers_and_stops_on_sigterm(tmp_path: Pa
         FakeSlack(token=BOT_TOKEN) as slack,
         FakeGateway() as gateway,
         FakeSocketMode(app_token=APP_TOKEN, web_api=slack.api_url) as socket,
-        asyncio.timeout(10),
+        asyncio.timeout(40),  # a Python start-up, then loopback sockets, on a loaded machine
     ):
         gateway.enqueue(Stream(openai_chunks(ANSWER, pieces=8)))
         env = {
@@ -196,7 +196,7 @@ async def test_a_bot_token_given_as_the_app_token_stops_the_bot_at_start() -> No
         )
         refused = r"^Slack refused the app-level token \(not_allowed_token_type\)$"
         with pytest.raises(SettingsError, match=refused):
-            async with asyncio.timeout(1):
+            async with asyncio.timeout(20):  # loopback sockets: a hang fails, load does not
                 await run_slack(
                     settings, http=False, host="127.0.0.1", port=0, announce=lambda line: None
                 )

@@ -9,7 +9,7 @@ __all__ = ["until"]
 
 
 async def until(
-    condition: Callable[[], object], what: str = "the condition", *, within: float | None = 5.0
+    condition: Callable[[], object], what: str = "the condition", *, within: float | None = 20.0
 ) -> None:
     """Wait until ``condition()`` holds, at most ``within`` seconds (``None``: the caller bounds
     the wait); past that, an ``AssertionError`` names ``what`` was awaited."""

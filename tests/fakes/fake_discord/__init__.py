@@ -7,6 +7,7 @@ client logs in to; it keeps what the bot sent and enforces Discord's rate limits
         client = discord.Client(intents=intents, guild_ready_timeout=0.05)
         runner = asyncio.create_task(client.start("bot-token"))
         await fake.ready.wait()                # IDENTIFY answered with READY and GUILD_CREATE
+        await client.wait_until_ready()        # discord.py's ready timer done: safe to close
         asked = await fake.user_message(CHANNEL, ADA, f"{BOT.mention} hello")
         ...
         assert [m.content for m in fake.messages(asked.id)] == ["Hi!"]   # a thread's id is
@@ -19,9 +20,11 @@ here, interaction callbacks and webhooks included. ``discord.gateway.DiscordWebS
 it never asks ``GET /gateway/bot`` (only ``AutoShardedClient`` does, and gets
 :attr:`FakeDiscord.gateway_url` too). discord.py waits ``guild_ready_timeout`` (2 s unless
 given) after the last GUILD_CREATE before ``on_ready``; the guild is usable before that:
-``client.get_channel(CHANNEL)`` is set once GUILD_CREATE is handled. Close a client only after
-it has handled the events a test caused (discord.py drops events it reads while closing and
-leaves an unawaited coroutine, which this project's warning filter fails on).
+``client.get_channel(CHANNEL)`` is set once GUILD_CREATE is handled. Close a client only once
+it is ready (``await client.wait_until_ready()``): ``Client.close()`` does not cancel that
+timer, and when it fires after the close it dispatches ``ready`` to a client whose loop is
+gone, leaving ``on_ready``'s ``Client._run_event`` coroutine unawaited, which this project's
+warning filter fails on, in whichever test the garbage collector next runs.
 
 The modules, one idea each: ``world`` (the guild, its channels, roles and users; permission
 and intent bits), ``messages`` (a message, whom it pings, what Discord refuses in one),
