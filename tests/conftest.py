@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import httpx2
 import pytest
@@ -41,3 +42,27 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("SDK behaviour past its pin")
         for note in notes:
             terminalreporter.line(note)
+
+
+Spawn = Callable[..., Awaitable[asyncio.subprocess.Process]]
+"""``await spawn(*argv, env=...)``: a child process with piped stdout and stderr."""
+
+
+@pytest.fixture
+async def spawn() -> AsyncIterator[Spawn]:
+    """Start child processes that are killed and reaped when the test ends, whatever it did:
+    a test that failed half-way leaves no process (or open pipe) to a later one."""
+    children: list[asyncio.subprocess.Process] = []
+
+    async def start(*argv: str, env: Mapping[str, str]) -> asyncio.subprocess.Process:
+        child = await asyncio.create_subprocess_exec(
+            *argv, env=dict(env), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        children.append(child)
+        return child
+
+    yield start
+    for child in children:
+        if child.returncode is None:
+            child.kill()
+        await asyncio.wait_for(child.communicate(), timeout=30)

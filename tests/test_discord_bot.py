@@ -36,6 +36,7 @@ from bots.replies import NEW_CONVERSATION, NOT_YOURS
 from bots.runtime import Runtime
 from bots.settings import load_settings
 from core.messages import AssistantMessage, ConversationKey
+from tests.conftest import Spawn
 from tests.fakes.fake_discord import (
     ADA,
     BOT,
@@ -544,14 +545,11 @@ def test_the_invite_asks_for_exactly_the_permissions_used() -> None:
 # --- the command line --------------------------------------------------------------------------
 
 
-async def relaybot_discord(**environ: str) -> asyncio.subprocess.Process:
+async def relaybot_discord(spawn: Spawn, **environ: str) -> asyncio.subprocess.Process:
     """``relaybot discord`` as a process, configured by ``environ`` alone."""
     keep = {k: v for k, v in os.environ.items()
             if not k.startswith(("RELAYBOT_", "DISCORD_", "OFOX_"))}  # fmt: skip
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bots", "discord", env=keep | environ,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    return await spawn(sys.executable, "-m", "bots", "discord", env=keep | environ)
 
 
 def pointed_at(fake: FakeDiscord, gateway: FakeGateway) -> dict[str, str]:
@@ -565,8 +563,8 @@ def pointed_at(fake: FakeDiscord, gateway: FakeGateway) -> dict[str, str]:
     }
 
 
-async def test_a_missing_token_is_named_in_one_line() -> None:
-    process = await relaybot_discord()
+async def test_a_missing_token_is_named_in_one_line(spawn: Spawn) -> None:
+    process = await relaybot_discord(spawn)
     out, err = await asyncio.wait_for(process.communicate(), WAIT)
     assert (process.returncode, out, err.decode()) == (
         2, b"", "relaybot: relaybot discord needs the bot token: set DISCORD_BOT_TOKEN\n"
@@ -582,14 +580,16 @@ async def test_a_missing_token_is_named_in_one_line() -> None:
     ],
 )  # fmt: skip
 async def test_a_refused_token_or_intent_is_one_line_and_exit_1(
-    token: str, intents: bool, problem: str
+    token: str, intents: bool, problem: str, spawn: Spawn
 ) -> None:
     privileged = PRIVILEGED_INTENTS if intents else 0  # 0: none switched on in the portal
     async with (
         FakeDiscord(token=TOKEN, privileged_intents=privileged) as fake,
         FakeGateway() as gateway,
     ):
-        process = await relaybot_discord(DISCORD_BOT_TOKEN=token, **pointed_at(fake, gateway))
+        process = await relaybot_discord(
+            spawn, DISCORD_BOT_TOKEN=token, **pointed_at(fake, gateway)
+        )
         out, err = await asyncio.wait_for(process.communicate(), WAIT)
     lines = err.decode().splitlines()
     assert (process.returncode, out, lines[-1]) == (1, b"", f"relaybot: {problem}")
@@ -597,10 +597,14 @@ async def test_a_refused_token_or_intent_is_one_line_and_exit_1(
     assert token not in err.decode()
 
 
-async def test_relaybot_discord_prints_the_invite_answers_and_stops_on_sigterm() -> None:
+async def test_relaybot_discord_prints_the_invite_answers_and_stops_on_sigterm(
+    spawn: Spawn,
+) -> None:
     async with FakeDiscord(token=TOKEN) as fake, FakeGateway() as gateway:
         gateway.enqueue(answer("From a real process."))
-        process = await relaybot_discord(DISCORD_BOT_TOKEN=TOKEN, **pointed_at(fake, gateway))
+        process = await relaybot_discord(
+            spawn, DISCORD_BOT_TOKEN=TOKEN, **pointed_at(fake, gateway)
+        )
         assert process.stderr is not None
         invite = (await asyncio.wait_for(process.stderr.readline(), WAIT)).decode()
         assert invite == f"relaybot: add the bot to a server: {invite_url(BOT.id)}\n"

@@ -41,6 +41,7 @@ from bots.slack.app import (
 from bots.slack.messages import plain_text
 from bots.slack.server import EVENTS_PATH, HEALTH_PATH, serve_http
 from core.messages import AssistantMessage, ConversationKey, UserMessage
+from tests.conftest import Spawn
 from tests.fakes.llm_gateway import FakeGateway, Stream
 from tests.fakes.open_meteo import FakeOpenMeteo
 from tests.fakes.slack_api import BOT_ID, BOT_USER, TEAM, FakeSlack, Message, ratelimited
@@ -494,9 +495,10 @@ async def test_a_rate_limited_edit_is_retried_after_retry_after(bot: Harness) ->
 
     assert await bot.answer(CHANNEL, asked) == text
     updates = [c for c in bot.slack.calls if c.method == "chat.update"]
+    # The fake answers 'ratelimited' to every update within the Retry-After: the next update
+    # succeeding means the reply waited it out, however slow or fast the machine.
     assert updates[0].error == "ratelimited"
     assert updates[1].error is None
-    assert updates[1].at - updates[0].at >= 1.0
 
 
 async def test_an_over_long_answer_continues_in_a_second_message(bot: Harness) -> None:
@@ -575,14 +577,11 @@ async def test_a_workspace_admin_may_stop_any_answer(bot: Harness) -> None:
 # --- the command line --------------------------------------------------------------------------
 
 
-async def relaybot_slack(*args: str, **environ: str) -> asyncio.subprocess.Process:
+async def relaybot_slack(spawn: Spawn, *args: str, **environ: str) -> asyncio.subprocess.Process:
     """``relaybot slack ...`` as a process, configured by ``environ`` alone."""
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("RELAYBOT_", "SLACK_"))}
     keep.pop("OFOX_API_KEY", None)
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bots", "slack", *args, env=keep | environ,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    return await spawn(sys.executable, "-m", "bots", "slack", *args, env=keep | environ)
 
 
 @pytest.mark.parametrize(
@@ -596,18 +595,18 @@ async def relaybot_slack(*args: str, **environ: str) -> asyncio.subprocess.Proce
     ],
 )  # fmt: skip
 async def test_a_missing_token_is_named_in_one_line(
-    args: tuple[str, ...], environ: dict[str, str], problem: str
+    args: tuple[str, ...], environ: dict[str, str], problem: str, spawn: Spawn
 ) -> None:
-    process = await relaybot_slack(*args, **environ)
+    process = await relaybot_slack(spawn, *args, **environ)
     out, err = await asyncio.wait_for(process.communicate(), WAIT)
     assert (process.returncode, out, err.decode()) == (2, b"", f"relaybot: {problem}\n")
 
 
-async def test_http_mode_serves_events_and_health_until_sigterm() -> None:
+async def test_http_mode_serves_events_and_health_until_sigterm(spawn: Spawn) -> None:
     async with FakeSlack(token=TOKEN) as slack, FakeGateway() as gateway:
         gateway.enqueue(answer("From a real process."))
         process = await relaybot_slack(
-            "--http", "--host", "127.0.0.1", "--port", "0",
+            spawn, "--http", "--host", "127.0.0.1", "--port", "0",
             OFOX_API_KEY="sk-test", SLACK_BOT_TOKEN=TOKEN, SLACK_SIGNING_SECRET=SECRET,
             RELAYBOT_LLM__BASE_URL=gateway.url + "/v1", RELAYBOT_SLACK__API_URL=slack.api_url,
             RELAYBOT_STORE__URL="memory://", RELAYBOT_SLACK__EDIT_INTERVAL="0.02",

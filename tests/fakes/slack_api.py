@@ -18,13 +18,16 @@ form body or a JSON body, as Slack reads them. The bot token goes in ``Authoriza
 answers ``unknown_method``. Answers are ``200`` with ``{"ok": ...}`` unless a fault says else.
 
 Scripted faults (:func:`error`, :func:`ratelimited`, :func:`http_error`, :func:`disconnect`)
-are taken per method, one per call, before the normal answer. Every call is recorded in
-:attr:`FakeSlack.calls`, the error it was answered with included.
+are taken per method, one per call, before the normal answer. As on Slack, a ``ratelimited``
+answer holds for its ``Retry-After``: every call of that method before then is ``ratelimited``
+too, so a client that retries early is caught, whatever the machine's speed. Every call is
+recorded in :attr:`FakeSlack.calls`, the error it was answered with included.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
@@ -180,6 +183,7 @@ class FakeSlack(LoopbackServer):
         self._token, self._users = token, users
         self._messages: dict[str, dict[str, Message]] = defaultdict(dict)
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
+        self._limited_until: dict[str, float] = {}  # method -> when its 429 window ends
         self._removed: set[str] = set()
         self._posted = 0
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -238,9 +242,15 @@ class FakeSlack(LoopbackServer):
         bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
         token = args.pop("token", None) or bearer or None
         call = RecordedCall(method=method, args=args, at=time.monotonic())
+        if (wait := self._limited_until.get(method, 0.0) - call.at) > 0:
+            fault = ratelimited(retry_after=math.ceil(wait))
+            self.calls.append(replace(call, error=fault.name))
+            return _answer(request, fault)
         if self._faults[method]:
             fault = self._faults[method].popleft()
             self.calls.append(replace(call, error=fault.name))
+            if fault.status == 429:
+                self._limited_until[method] = call.at + float(fault.headers["Retry-After"])
             return _answer(request, fault)
         try:
             if token is None:
