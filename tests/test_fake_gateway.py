@@ -31,21 +31,16 @@ NEVER = 3600.0
 
 
 @pytest.fixture
-async def gw() -> AsyncIterator[FakeGateway]:
-    async with FakeGateway() as gateway:
-        yield gateway
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain aiohttp client: the fake is checked with no relaybot code in between."""
     async with aiohttp.ClientSession() as session:
         yield session
 
 
 def post(
-    http: aiohttp.ClientSession, gw: FakeGateway, path: str = OPENAI, **kwargs: Any
+    client: aiohttp.ClientSession, gateway: FakeGateway, path: str = OPENAI, **kwargs: Any
 ) -> Any:  # the request context manager
-    return http.post(gw.url + path, json=BODY, **kwargs)
+    return client.post(gateway.url + path, json=BODY, **kwargs)
 
 
 async def http_chunks(resp: aiohttp.ClientResponse) -> list[bytes]:
@@ -74,45 +69,45 @@ def sse_data(events: list[bytes]) -> list[Any]:
 
 
 async def test_stream_comes_back_byte_exact_one_write_per_event(
-    gw: FakeGateway, http: aiohttp.ClientSession
+    gateway: FakeGateway, client: aiohttp.ClientSession
 ) -> None:
     writes = [*openai_chunks("Héllo, wörld"), KEEPALIVE]
-    gw.enqueue(Stream(writes))
-    async with post(http, gw) as resp:
+    gateway.enqueue(Stream(writes))
+    async with post(client, gateway) as resp:
         assert resp.status == 200
         assert resp.headers["Content-Type"] == "text/event-stream"
         assert await http_chunks(resp) == writes
 
 
 async def test_write_size_one_sends_one_byte_per_write(
-    gw: FakeGateway, http: aiohttp.ClientSession
+    gateway: FakeGateway, client: aiohttp.ClientSession
 ) -> None:
     writes = openai_chunks("hi")
-    gw.enqueue(Stream(writes, write_size=1))
-    async with post(http, gw) as resp:
+    gateway.enqueue(Stream(writes, write_size=1))
+    async with post(client, gateway) as resp:
         chunks = await http_chunks(resp)
     assert b"".join(chunks) == b"".join(writes)
     assert set(map(len, chunks)) == {1}
 
 
 async def test_write_size_one_arrives_as_many_reads(
-    gw: FakeGateway, http: aiohttp.ClientSession
+    gateway: FakeGateway, client: aiohttp.ClientSession
 ) -> None:
     writes = anthropic_events("hi")
-    gw.enqueue(Stream(writes, write_size=1))
-    async with post(http, gw, ANTHROPIC) as resp:
+    gateway.enqueue(Stream(writes, write_size=1))
+    async with post(client, gateway, ANTHROPIC) as resp:
         reads = [data async for data in resp.content.iter_any()]
     assert b"".join(reads) == b"".join(writes)
     assert len(reads) > 10
 
 
 async def test_reset_cuts_the_body_after_the_writes(
-    gw: FakeGateway, http: aiohttp.ClientSession
+    gateway: FakeGateway, client: aiohttp.ClientSession
 ) -> None:
     writes = openai_chunks("Hello there")
-    gw.enqueue(Stream.cut(writes, after=3))
+    gateway.enqueue(Stream.cut(writes, after=3))
     received: list[bytes] = []
-    async with post(http, gw) as resp:
+    async with post(client, gateway) as resp:
         assert resp.status == 200
         with pytest.raises(aiohttp.ClientPayloadError):
             await read_into(resp, received)
@@ -120,11 +115,11 @@ async def test_reset_cuts_the_body_after_the_writes(
 
 
 async def test_error_reply_carries_status_headers_and_json_body(
-    gw: FakeGateway, http: aiohttp.ClientSession
+    gateway: FakeGateway, client: aiohttp.ClientSession
 ) -> None:
     body = {"error": {"message": "Rate limit reached", "type": "rate_limit_error"}}
-    gw.enqueue(Error(429, body, headers={"Retry-After": "0", "retry-after-ms": "5"}))
-    async with post(http, gw) as resp:
+    gateway.enqueue(Error(429, body, headers={"Retry-After": "0", "retry-after-ms": "5"}))
+    async with post(client, gateway) as resp:
         assert resp.status == 429
         assert resp.headers["Retry-After"] == "0"
         assert resp.headers["retry-after-ms"] == "5"
@@ -132,123 +127,127 @@ async def test_error_reply_carries_status_headers_and_json_body(
         assert await resp.json() == body
 
 
-async def test_error_shapes_and_raw_bodies(gw: FakeGateway, http: aiohttp.ClientSession) -> None:
-    gw.enqueue(
+async def test_error_shapes_and_raw_bodies(
+    gateway: FakeGateway, client: aiohttp.ClientSession
+) -> None:
+    gateway.enqueue(
         Error.openai(401, "Incorrect API key provided: sk-abc***xyz", type="invalid_request_error"),
         Error.anthropic(529, "overloaded_error", "Overloaded"),
         Error(502, b"<html>Bad Gateway</html>", headers={"Content-Type": "text/html"}),
     )
-    async with post(http, gw) as resp:
+    async with post(client, gateway) as resp:
         assert resp.status == 401
         assert (await resp.json())["error"]["message"].startswith("Incorrect API key")
-    async with post(http, gw, ANTHROPIC) as resp:
+    async with post(client, gateway, ANTHROPIC) as resp:
         assert resp.status == 529
         assert await resp.json() == {
             "type": "error",
             "error": {"type": "overloaded_error", "message": "Overloaded"},
         }
-    async with post(http, gw) as resp:
+    async with post(client, gateway) as resp:
         assert (resp.status, resp.content_type) == (502, "text/html")
         assert await resp.read() == b"<html>Bad Gateway</html>"
 
 
-async def test_requests_are_recorded(gw: FakeGateway, http: aiohttp.ClientSession) -> None:
-    gw.enqueue(Stream.ok(openai_chunks("a")), Stream.ok(anthropic_events("b")))
-    async with post(http, gw, headers={"Authorization": "Bearer sk-test"}) as resp:
+async def test_requests_are_recorded(gateway: FakeGateway, client: aiohttp.ClientSession) -> None:
+    gateway.enqueue(Stream.ok(openai_chunks("a")), Stream.ok(anthropic_events("b")))
+    async with post(client, gateway, headers={"Authorization": "Bearer sk-test"}) as resp:
         await resp.read()
-    async with post(http, gw, "/anthropic/v1/messages", headers={"X-Api-Key": "k"}) as resp:
+    async with post(client, gateway, "/anthropic/v1/messages", headers={"X-Api-Key": "k"}) as resp:
         await resp.read()
-    first, second = gw.requests
+    first, second = gateway.requests
     assert (first.method, first.path, first.json) == ("POST", OPENAI, BODY)
     assert first.headers["authorization"] == "Bearer sk-test"
     assert first.headers["content-type"] == "application/json"
     assert (second.path, second.headers["x-api-key"]) == ("/anthropic/v1/messages", "k")
-    assert gw.pending == 0
+    assert gateway.pending == 0
 
 
 async def test_routes_any_path_ending_in_an_endpoint(
-    gw: FakeGateway, http: aiohttp.ClientSession
+    gateway: FakeGateway, client: aiohttp.ClientSession
 ) -> None:
     paths = ["/chat/completions", "/openai/v1/chat/completions", "/v1/messages"]
-    gw.enqueue(*(Error(418, {"n": n}) for n in range(len(paths))))
+    gateway.enqueue(*(Error(418, {"n": n}) for n in range(len(paths))))
     statuses = []
     for path in [*paths, "/v1/models"]:
-        async with post(http, gw, path) as resp:
+        async with post(client, gateway, path) as resp:
             statuses.append(resp.status)
     assert statuses == [418, 418, 418, 404]
 
 
-async def test_empty_queue_answers_500(gw: FakeGateway, http: aiohttp.ClientSession) -> None:
-    async with post(http, gw) as resp:
+async def test_empty_queue_answers_500(gateway: FakeGateway, client: aiohttp.ClientSession) -> None:
+    async with post(client, gateway) as resp:
         assert resp.status == 500
         assert await resp.read() == NO_REPLY_BODY
 
 
-async def closes_without_waiting(gw: FakeGateway) -> None:
-    """``gw.close()`` returns though its shutdown timeout is :data:`NEVER`: it cut the stalled
+async def closes_without_waiting(gateway: FakeGateway) -> None:
+    """``gateway.close()`` returns though its shutdown timeout is :data:`NEVER`: it cut the stalled
     or hanging reply instead of waiting for it."""
     try:
         async with asyncio.timeout(WAIT):
-            await gw.close()
+            await gateway.close()
     except TimeoutError:
         raise AssertionError("close() waited for the stalled reply") from None
 
 
 async def test_stall_times_out_the_reader_and_close_is_prompt(
-    http: aiohttp.ClientSession,
+    client: aiohttp.ClientSession,
 ) -> None:
-    gw = FakeGateway(shutdown_timeout=NEVER)
-    await gw.start()
+    gateway = FakeGateway(shutdown_timeout=NEVER)
+    await gateway.start()
     writes = openai_chunks("Hello")
-    gw.enqueue(Stream.stalled(writes, after=2))
+    gateway.enqueue(Stream.stalled(writes, after=2))
     timeout = aiohttp.ClientTimeout(sock_read=0.05)
-    async with post(http, gw, timeout=timeout) as resp:
+    async with post(client, gateway, timeout=timeout) as resp:
         assert await resp.content.readexactly(len(writes[0] + writes[1])) == b"".join(writes[:2])
         with pytest.raises(asyncio.TimeoutError):
             await resp.content.read()
-    await closes_without_waiting(gw)
+    await closes_without_waiting(gateway)
 
 
 async def test_hang_never_sends_headers_and_close_is_prompt(
-    http: aiohttp.ClientSession,
+    client: aiohttp.ClientSession,
 ) -> None:
-    gw = FakeGateway(shutdown_timeout=NEVER)
-    await gw.start()
-    gw.enqueue(Hang())
+    gateway = FakeGateway(shutdown_timeout=NEVER)
+    await gateway.start()
+    gateway.enqueue(Hang())
     with pytest.raises(asyncio.TimeoutError):
-        async with post(http, gw, timeout=aiohttp.ClientTimeout(sock_read=0.05)):
+        async with post(client, gateway, timeout=aiohttp.ClientTimeout(sock_read=0.05)):
             pass
-    await closes_without_waiting(gw)
+    await closes_without_waiting(gateway)
 
 
-async def test_closing_cuts_a_stalled_stream(http: aiohttp.ClientSession) -> None:
-    gw = FakeGateway()
-    await gw.start()
+async def test_closing_cuts_a_stalled_stream(client: aiohttp.ClientSession) -> None:
+    gateway = FakeGateway()
+    await gateway.start()
     writes = openai_chunks("Hello")
-    gw.enqueue(Stream.stalled(writes, after=1))
-    async with post(http, gw) as resp:
+    gateway.enqueue(Stream.stalled(writes, after=1))
+    async with post(client, gateway) as resp:
         assert await resp.content.readexactly(len(writes[0])) == writes[0]
         rest = asyncio.create_task(resp.content.read(), name="read the stalled rest")
-        await gw.close()
+        await gateway.close()
         with pytest.raises(aiohttp.ClientPayloadError):
             await rest
 
 
-async def test_released_stall_ends_the_body(gw: FakeGateway, http: aiohttp.ClientSession) -> None:
+async def test_released_stall_ends_the_body(
+    gateway: FakeGateway, client: aiohttp.ClientSession
+) -> None:
     writes = anthropic_events("Hi")
-    gw.enqueue(Stream(writes, then="stall"))
-    async with post(http, gw, ANTHROPIC) as resp:
+    gateway.enqueue(Stream(writes, then="stall"))
+    async with post(client, gateway, ANTHROPIC) as resp:
         head = await resp.content.readexactly(len(b"".join(writes)))
-        gw.release_stalls()
+        gateway.release_stalls()
         assert head + await resp.read() == b"".join(writes)
 
 
 async def test_stream_status_headers_and_delay(
-    gw: FakeGateway, http: aiohttp.ClientSession
+    gateway: FakeGateway, client: aiohttp.ClientSession
 ) -> None:
     writes = [KEEPALIVE, anthropic_error_event()]
-    gw.enqueue(Stream(writes, headers={"X-Request-Id": "r1"}, delay_between=0.01))
-    async with post(http, gw, ANTHROPIC) as resp:
+    gateway.enqueue(Stream(writes, headers={"X-Request-Id": "r1"}, delay_between=0.01))
+    async with post(client, gateway, ANTHROPIC) as resp:
         assert resp.headers["X-Request-Id"] == "r1"
         assert await http_chunks(resp) == writes
 
@@ -263,9 +262,9 @@ async def test_runs_as_a_process_for_benchmarks() -> None:
         line = await asyncio.wait_for(proc.stdout.readline(), WAIT)
         assert line.startswith(b"LISTENING http://127.0.0.1:")
         url = line.decode().split()[1]
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession() as client:
             for _ in range(2):
-                async with http.post(url + OPENAI, json=BODY) as resp:
+                async with client.post(url + OPENAI, json=BODY) as resp:
                     body = await resp.read()
                 assert body.endswith(OPENAI_DONE)
                 assert body.count(b'"content":"') == 50 + 1  # the role chunk's "" too
