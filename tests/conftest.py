@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
+from typing import Protocol, TypeVar
 
 import httpx2
 import pytest
 
+from core.store import ConversationStore
 from tests.fakes.llm_gateway import FakeGateway
 
 # Before any test module imports them: asserts in the shared helpers report like a test's own.
@@ -66,3 +69,33 @@ async def spawn() -> AsyncIterator[Spawn]:
         if child.returncode is None:
             child.kill()
         await asyncio.wait_for(child.communicate(), timeout=30)
+
+
+StoreT = TypeVar("StoreT", bound=ConversationStore)
+
+
+class Closing(Protocol):
+    """``store = await closing(SqliteStore.open(path))``: the store, closed when the test ends."""
+
+    async def __call__(self, opening: Awaitable[StoreT], /) -> StoreT: ...
+
+
+@pytest.fixture
+async def closing() -> AsyncIterator[Closing]:
+    """Stores opened through it are closed when the test ends, whatever it did (closing one
+    twice is fine, so a test may still close a store itself, to reopen its file).
+
+    A ``SqliteStore`` left open — by an assertion that failed before its ``close()`` — keeps
+    aiosqlite's worker thread alive, and that thread is not a daemon: the interpreter waits
+    for it at exit, so pytest hangs after its last test, beyond pytest-timeout's reach. Nor
+    does dropping the store stop the thread: aiosqlite's ``__del__`` warns (``ResourceWarning``)
+    before it stops it, and our ``filterwarnings = error`` turns that warning into an error.
+    """
+    async with AsyncExitStack() as stack:
+
+        async def open_(opening: Awaitable[StoreT], /) -> StoreT:
+            store = await opening
+            stack.push_async_callback(store.close)
+            return store
+
+        yield open_

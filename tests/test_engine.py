@@ -39,6 +39,7 @@ from core.store.base import ConversationStore
 from core.store.memory import MemoryStore
 from core.store.sqlite import SqliteStore
 from core.tools import Tool, ToolRegistry, tool
+from tests.conftest import Closing
 from tests.fakes.llm_gateway import Error, FakeGateway, Stream
 from tests.fakes.open_meteo import FakeOpenMeteo
 from tests.fakes.streams import anthropic_events, openai_chunks
@@ -269,15 +270,16 @@ async def test_two_turns_on_one_key_run_in_order(harness: Harness) -> None:
     assert [m.get("content") for m in second[1:]] == ["one", "first answer", "two"]
 
 
-async def test_restart_continues_the_thread_from_sqlite(harness: Harness, tmp_path: Path) -> None:
+async def test_restart_continues_the_thread_from_sqlite(
+    harness: Harness, tmp_path: Path, closing: Closing
+) -> None:
     path = tmp_path / "relaybot.db"
-    harness.store = await SqliteStore.open(path)
+    harness.store = await closing(SqliteStore.open(path))
     harness.gateway.enqueue(Stream(openai_chunks("Noted: blue.")), Stream(openai_chunks("Blue.")))
     await harness.turn(ask("My favourite colour is blue."))
     await harness.store.close()
-    harness.store = await SqliteStore.open(path)
+    harness.store = await closing(SqliteStore.open(path))
     await harness.turn(ask("What is my favourite colour?"))
-    await harness.store.close()
     contents = [m.get("content") for m in harness.bodies()[1]["messages"][1:]]
     assert contents == [
         "My favourite colour is blue.",

@@ -35,6 +35,7 @@ from core.store import (
     open_store,
     validate_store_url,
 )
+from tests.conftest import Closing
 from tests.support.clock import FakeTime
 
 KEY = ConversationKey(platform="slack", workspace="T1", channel="C1", thread="1700000000.000100")
@@ -299,8 +300,10 @@ async def test_memory_store_prunes_expired_claims(clock: FakeTime) -> None:
     assert list(store._claims) == ["late"]  # the expired hundred are gone
 
 
-async def test_sqlite_store_prunes_expired_claims(tmp_path: Path, clock: FakeTime) -> None:
-    store = await SqliteStore.open(tmp_path / "relaybot.db", clock=clock)
+async def test_sqlite_store_prunes_expired_claims(
+    tmp_path: Path, clock: FakeTime, closing: Closing
+) -> None:
+    store = await closing(SqliteStore.open(tmp_path / "relaybot.db", clock=clock))
     for n in range(100):
         await store.claim(f"Ev{n}", ttl=10)
     clock.now += 10
@@ -333,51 +336,54 @@ def make_database(path: Path, *statements: str) -> None:
 
 
 async def open_error(path: Path | str) -> str:
-    with pytest.raises(StoreError) as caught:
-        await SqliteStore.open(path)
-    message = str(caught.value)
-    assert "\n" not in message
-    return message
+    """The one-line error of opening ``path`` (a store that opens is closed, and fails)."""
+    try:
+        store = await SqliteStore.open(path)
+    except StoreError as error:
+        message = str(error)
+        assert "\n" not in message
+        return message
+    await store.close()
+    pytest.fail(f"{path} opened as a store: expected a StoreError")
 
 
-async def test_a_new_store_survives_a_restart(tmp_path: Path, clock: FakeTime) -> None:
+async def test_a_new_store_survives_a_restart(
+    tmp_path: Path, clock: FakeTime, closing: Closing
+) -> None:
     path = tmp_path / "deep" / "er" / "relaybot.db"  # directories are made
-    store = await SqliteStore.open(path, clock=clock)
+    store = await closing(SqliteStore.open(path, clock=clock))
     await store.append(KEY, a_tool_exchange())
     assert await store.claim("Ev1", ttl=60) is True
     await store.close()
 
-    again = await SqliteStore.open(path, clock=clock)
+    again = await closing(SqliteStore.open(path, clock=clock))
     assert await again.load(KEY) == a_tool_exchange()
     assert await again.claim("Ev1", ttl=60) is False
     await again.append(KEY, [user("after the restart")])
     assert (await again.load(KEY))[-1] == user("after the restart")
-    await again.close()
 
 
-async def test_the_file_is_wal_with_schema_version_1(tmp_path: Path) -> None:
+async def test_the_file_is_wal_with_schema_version_2(tmp_path: Path, closing: Closing) -> None:
     path = tmp_path / "relaybot.db"
-    store = await SqliteStore.open(path)
+    store = await closing(SqliteStore.open(path))
     await store.append(KEY, [user("hi")])
     await store.close()
     assert rows(path, "PRAGMA journal_mode") == [("wal",)]
-    assert rows(path, "PRAGMA user_version") == [(1,)]
-    assert rows(path, "SELECT conversation, seq FROM messages") == [(str(KEY), 1)]
+    assert rows(path, "PRAGMA user_version") == [(2,)]
+    assert rows(path, "SELECT conversation, seq, turn FROM messages") == [(str(KEY), 1, None)]
 
 
-async def test_an_empty_file_becomes_a_store(tmp_path: Path) -> None:
+async def test_an_empty_file_becomes_a_store(tmp_path: Path, closing: Closing) -> None:
     path = tmp_path / "relaybot.db"
     path.touch()
-    store = await SqliteStore.open(path)
+    store = await closing(SqliteStore.open(path))
     assert await store.load(KEY) == []
-    await store.close()
 
 
-async def test_an_in_memory_database_works() -> None:
-    store = await SqliteStore.open(":memory:")
+async def test_an_in_memory_database_works(closing: Closing) -> None:
+    store = await closing(SqliteStore.open(":memory:"))
     await store.append(KEY, [user("hi")])
     assert await store.load(KEY) == [user("hi")]
-    await store.close()
 
 
 async def test_a_file_that_is_not_a_database_is_an_error(tmp_path: Path) -> None:
@@ -394,7 +400,7 @@ async def test_a_newer_schema_is_an_error(tmp_path: Path) -> None:
     make_database(path, "PRAGMA user_version = 7")
     assert await open_error(path) == (
         f"sqlite store {path}: written by a newer relaybot (schema version 7, this one knows"
-        " up to 1); upgrade relaybot or use another file"
+        " up to 2); upgrade relaybot or use another file"
     )
 
 
@@ -453,9 +459,82 @@ async def test_an_unreadable_file_is_an_error(tmp_path: Path) -> None:
     assert (out.decode().strip(), err.decode(), child.returncode) == (expected, "", 0)
 
 
-async def test_a_message_that_no_longer_reads_back_is_an_error(tmp_path: Path) -> None:
-    path = tmp_path / "relaybot.db"
+OPENER = """
+import asyncio, sys
+from core.messages import ConversationKey, UserMessage
+from core.store import SqliteStore
+
+KEY = ConversationKey(platform="console", workspace="local", channel="race", thread=sys.argv[1])
+
+async def open_and_write(path):
     store = await SqliteStore.open(path)
+    try:
+        await store.append(KEY, [UserMessage(text="hi")])
+    finally:
+        await store.close()
+
+print("ready", flush=True)
+for line in sys.stdin:  # a path: the parent sends it to every opener at once
+    try:
+        asyncio.run(open_and_write(line.strip()))
+        print("ok", flush=True)
+    except Exception as error:
+        print(f"{type(error).__name__}: {error}".replace("\\n", " "), flush=True)
+"""
+
+
+async def start_opener(
+    n: int,
+) -> tuple[asyncio.subprocess.Process, asyncio.StreamWriter, asyncio.StreamReader]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", OPENER, str(n),
+        cwd=REPOSITORY, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdin is not None
+    assert process.stdout is not None
+    return process, process.stdin, process.stdout
+
+
+async def test_processes_opening_a_new_file_at_once_all_succeed(tmp_path: Path) -> None:
+    """Three processes open each new file at the same instant: released together by one line
+    on their stdin, once each has said it is ready. Twenty files, no error."""
+    openers: list[tuple[asyncio.subprocess.Process, asyncio.StreamWriter, asyncio.StreamReader]]
+    openers = []
+    results: list[str] = []
+    try:
+        for n in range(3):
+            openers.append(await start_opener(n))
+        for _, _, stdout in openers:
+            assert await asyncio.wait_for(stdout.readline(), 30) == b"ready\n"
+        for round_ in range(20):
+            path = tmp_path / f"{round_}.db"
+            for _, stdin, _ in openers:
+                stdin.write(f"{path}\n".encode())
+            for _, stdin, stdout in openers:
+                await asyncio.wait_for(stdin.drain(), 30)
+                line = await asyncio.wait_for(stdout.readline(), 30)
+                results.append(f"{path.name}: {line.decode().strip()}")
+    finally:  # every opener ends and is reaped, its pipes drained, whatever happened
+        for _, stdin, _ in openers:
+            stdin.close()  # its loop ends: it exits
+        for process, _, _ in openers:
+            try:
+                await asyncio.wait_for(process.communicate(), 30)
+            except TimeoutError:
+                process.kill()
+                await asyncio.wait_for(process.communicate(), 30)
+    assert [result for result in results if not result.endswith(": ok")] == []
+    for round_ in range(20):
+        path = tmp_path / f"{round_}.db"
+        assert rows(path, "PRAGMA user_version") == [(2,)]
+        assert rows(path, "SELECT count(*) FROM messages") == [(3,)]
+
+
+async def test_a_message_that_no_longer_reads_back_is_an_error(
+    tmp_path: Path, closing: Closing
+) -> None:
+    path = tmp_path / "relaybot.db"
+    store = await closing(SqliteStore.open(path))
     await store.append(KEY, [user("fine"), user("about to be damaged")])
     with sqlite3.connect(path) as db:
         db.execute('UPDATE messages SET body = \'{"role": "user"}\' WHERE seq = 2')
@@ -465,16 +544,14 @@ async def test_a_message_that_no_longer_reads_back_is_an_error(tmp_path: Path) -
         f"sqlite store {path}: message 2 of conversation {KEY} cannot be read"
         " (user.text: Field required)"
     )
-    await store.close()
 
 
 # --- store URLs -------------------------------------------------------------------------------
 
 
-async def test_memory_url_opens_a_memory_store() -> None:
-    store = await open_store("memory://")
+async def test_memory_url_opens_a_memory_store(closing: Closing) -> None:
+    store = await closing(open_store("memory://"))
     assert isinstance(store, MemoryStore)
-    await store.close()
 
 
 @pytest.mark.parametrize(
@@ -488,27 +565,26 @@ async def test_memory_url_opens_a_memory_store() -> None:
     ],
 )
 async def test_sqlite_urls_name_a_file(
-    url: str, where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    url: str, where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, closing: Closing
 ) -> None:
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    store = await open_store(url.replace("/{tmp}", str(tmp_path)))
+    store = await closing(open_store(url.replace("/{tmp}", str(tmp_path))))
     await store.append(KEY, [user("hi")])
     await store.close()
     assert rows(tmp_path / where, "SELECT count(*) FROM messages") == [(1,)]
 
 
-async def test_sqlite_memory_url() -> None:
-    store = await open_store("sqlite:///:memory:")
+async def test_sqlite_memory_url(closing: Closing) -> None:
+    store = await closing(open_store("sqlite:///:memory:"))
     assert isinstance(store, SqliteStore)
-    await store.close()
 
 
-async def test_open_store_reports_an_unusable_file(tmp_path: Path) -> None:
+async def test_open_store_reports_an_unusable_file(tmp_path: Path, closing: Closing) -> None:
     (tmp_path / "relaybot.db").write_bytes(b"garbage" * 100)
     with pytest.raises(StoreError, match="not a SQLite database"):
-        await open_store(f"sqlite:///{tmp_path}/relaybot.db")
+        await closing(open_store(f"sqlite:///{tmp_path}/relaybot.db"))
 
 
 @pytest.mark.parametrize(
@@ -527,9 +603,9 @@ async def test_open_store_reports_an_unusable_file(tmp_path: Path) -> None:
         ("", "a store URL starts with a scheme"),
     ],
 )
-async def test_bad_store_urls_are_value_errors(url: str, error: str) -> None:
+async def test_bad_store_urls_are_value_errors(url: str, error: str, closing: Closing) -> None:
     with pytest.raises(ValueError, match="^" + error.replace("?", r"\?")) as caught:
-        await open_store(url)
+        await closing(open_store(url))
     assert "hunter2" not in str(caught.value)
     with pytest.raises(ValueError, match="^" + error.replace("?", r"\?")):
         validate_store_url(url)

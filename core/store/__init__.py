@@ -15,8 +15,10 @@ before any file is touched: :func:`validate_store_url` checks one without openin
 that cannot serve as a store is a :class:`StoreError` when it is opened. Errors name the scheme,
 never the whole URL, which could hold a password.
 
-Trimming a history to a token budget is :mod:`core.store.trim`; the per-key turn lock both
-in-process stores share is :mod:`core.store.locks`.
+Every store keeps the turn journal (:mod:`core.store.journal`: :class:`TurnJournal`,
+:class:`Turn`, :class:`Lease`), which a :class:`ConversationStore` extends. Trimming a history
+to a token budget is :mod:`core.store.trim`; the per-key turn lock both in-process stores share
+is :mod:`core.store.locks`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from core.store.base import ConversationStore, StoreError
+from core.store.journal import Lease, LeaseLost, Turn, TurnJournal, TurnState, discord_order
 from core.store.locks import KeyedLock
 from core.store.memory import MemoryStore
 from core.store.sqlite import SqliteStore
@@ -33,9 +36,15 @@ from core.store.sqlite import SqliteStore
 __all__ = [
     "ConversationStore",
     "KeyedLock",
+    "Lease",
+    "LeaseLost",
     "MemoryStore",
     "SqliteStore",
     "StoreError",
+    "Turn",
+    "TurnJournal",
+    "TurnState",
+    "discord_order",
     "open_store",
     "validate_store_url",
 ]
@@ -44,7 +53,7 @@ _EXPECTED = "memory:// or sqlite:///path/to/file.db"
 
 
 async def open_store(url: str, *, clock: Callable[[], float] = time.time) -> ConversationStore:
-    """Open the store ``url`` names (see the module docs); ``clock`` times claims.
+    """Open the store ``url`` names (see the module docs); ``clock`` times claims and leases.
 
     Raises ``ValueError`` for a URL it does not understand, :class:`StoreError` for a store
     that cannot be used. The caller closes the store.

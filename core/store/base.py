@@ -1,9 +1,10 @@
 """``ConversationStore``: where threads remember what was said.
 
 A store keeps each conversation's messages in order, serializes turns of one conversation
-(``turn_lock``), and de-duplicates platform events (``claim``). Implementations: ``memory``
-(tests, the terminal), ``sqlite`` (the embedded default) and later ``redis`` (several worker
-processes).
+(``turn_lock``), de-duplicates platform events (``claim``), and keeps the turn journal
+(:class:`~core.store.journal.TurnJournal`: every accepted message answered once, in order,
+across crashes and restarts). Implementations: ``memory`` (tests, the terminal), ``sqlite``
+(the embedded default) and later ``redis`` (several worker processes).
 """
 
 from __future__ import annotations
@@ -13,22 +14,20 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from core.messages import ConversationKey, Message
+from core.store.errors import StoreError
+from core.store.journal import TurnJournal
 
 __all__ = ["ConversationStore", "StoreError"]
 
 
-class StoreError(Exception):
-    """The store cannot be used: an unreadable or corrupt file, a wrong schema, a lost server.
-    The message names the store (never a password) and what is wrong, in one line."""
-
-
-class ConversationStore(Protocol):
+class ConversationStore(TurnJournal, Protocol):
     async def load(self, key: ConversationKey) -> list[Message]:
-        """Every message of the conversation, oldest first; ``[]`` for a new one."""
+        """Every message of the conversation, oldest first; ``[]`` for a new one. Messages of
+        no turn (``append``) come first, then each turn's, in the turns' order."""
         ...
 
     async def append(self, key: ConversationKey, messages: Sequence[Message]) -> None:
-        """Add messages at the end of the conversation, atomically (all or none)."""
+        """Add messages to the conversation, atomically (all or none), belonging to no turn."""
         ...
 
     def turn_lock(self, key: ConversationKey) -> AbstractAsyncContextManager[None]:

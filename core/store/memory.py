@@ -1,75 +1,373 @@
-"""``MemoryStore``: conversations kept in this process only (tests, the terminal bot).
+"""``MemoryStore``: conversations and their turn journal in this process only (tests, the
+terminal bot).
 
 Messages are stored serialized, exactly as the SQLite store writes them, so a message that a
-file could not hold fails here too and a loaded message never aliases a saved one.
+file could not hold fails here too and a loaded message never aliases a saved one. Each method
+changes the store without awaiting anything, so it is atomic among the tasks of the process.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, replace
 
-from core.messages import ConversationKey, Message
+from core.messages import ConversationKey, Message, UserMessage
 from core.store.base import StoreError
 from core.store.codec import decode_message, encode_message
+from core.store.journal import Lease, LeaseLost, Turn, nobody_is_dead
 from core.store.locks import KeyedLock
 
 __all__ = ["MemoryStore"]
 
+_NAME = "memory store"
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    body: str
+    turn: int | None  # None: stored by append, not by a turn
+    created_at: float
+
 
 class MemoryStore:
-    """A :class:`~core.store.base.ConversationStore` in a dict; everything is lost on exit.
+    """A :class:`~core.store.base.ConversationStore` in dicts; everything is lost on exit.
 
-    ``clock`` gives the time (seconds) that claims expire by.
+    ``clock`` gives the time (seconds) that claims and leases expire by.
     """
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._conversations: dict[str, list[str]] = {}
+        self._conversations: dict[str, list[_Stored]] = {}
         self._claims: dict[str, float] = {}  # event id -> expiry
         self._expiries: list[tuple[float, str]] = []  # a heap, to prune expired claims
+        self._turns: dict[int, Turn] = {}
+        self._threads: dict[str, list[int]] = {}  # conversation -> its turns' ids
+        self._turn_ids = itertools.count(1)
         self._locks = KeyedLock()
         self._closed = False
 
     def __repr__(self) -> str:
         return "MemoryStore()"
 
+    # --- conversations and claims -------------------------------------------------------------
+
     async def load(self, key: ConversationKey) -> list[Message]:
         self._check_open()
-        return [decode_message(body) for body in self._conversations.get(str(key), ())]
+        return self._decoded(self._conversations.get(str(key), []))
 
     async def append(self, key: ConversationKey, messages: Sequence[Message]) -> None:
         self._check_open()
-        bodies = [encode_message(message) for message in messages]  # all, before any is kept
-        if bodies:
-            self._conversations.setdefault(str(key), []).extend(bodies)
+        self._add(str(key), None, _encoded(messages))
 
     def turn_lock(self, key: ConversationKey) -> AbstractAsyncContextManager[None]:
         return self._locks.hold(str(key))
 
     async def claim(self, event_id: str, ttl: float) -> bool:
-        if ttl <= 0:
-            raise ValueError(f"a claim needs a positive ttl, not {ttl}")
+        _check_ttl(ttl)
+        self._check_open()
+        return self._claim(event_id, ttl)
+
+    async def close(self) -> None:
+        self._closed = True
+
+    # --- the turn journal ---------------------------------------------------------------------
+
+    async def accept(
+        self,
+        *,
+        event_id: str,
+        key: ConversationKey,
+        order: str,
+        question: UserMessage,
+        platform: str,
+        timezone: str | None = None,
+        claim_ttl: float,
+    ) -> Turn | None:
+        _check_ttl(claim_ttl)
+        self._check_open()
+        body = encode_message(question)  # before anything is kept
+        if not self._claim(event_id, claim_ttl):
+            return None
+        saved = decode_message(body)
+        assert isinstance(saved, UserMessage)
+        turn = Turn(
+            id=next(self._turn_ids),
+            key=key,
+            order=order,
+            event_id=event_id,
+            question=saved,
+            platform=platform,
+            timezone=timezone,
+            accepted_at=self._clock(),
+        )
+        self._turns[turn.id] = turn
+        self._threads.setdefault(str(key), []).append(turn.id)
+        self._conversations.setdefault(str(key), []).append(
+            _Stored(body, turn.id, turn.accepted_at)
+        )
+        return turn
+
+    async def known(self, key: ConversationKey) -> bool:
+        self._check_open()
+        return str(key) in self._threads or str(key) in self._conversations
+
+    async def take(self, key: ConversationKey, *, owner: str, lease_seconds: float) -> Lease | None:
+        _check_lease(lease_seconds)
         self._check_open()
         now = self._clock()
-        self._prune(now)
+        first = self._first_queued(str(key))
+        if first is None or self._running_in(str(key)):
+            return None
+        return self._lease(first, owner, now, lease_seconds)
+
+    async def take_over(
+        self, turn_id: int, *, owner: str, lease_seconds: float, force: bool = False
+    ) -> Lease | None:
+        _check_lease(lease_seconds)
+        self._check_open()
+        now = self._clock()
+        turn = self._turns.get(turn_id)
+        if turn is None:
+            return None
+        conversation = str(turn.key)
+        match turn.state:
+            case "queued":
+                first = self._first_queued(conversation)
+                free = not self._running_in(conversation)
+                stranded = free and first is not None and first.id == turn.id
+            case "running" | "answered":
+                stranded = force or not _live(turn, now)
+            case _:
+                stranded = False
+        return self._lease(turn, owner, now, lease_seconds) if stranded else None
+
+    async def renew(self, lease: Lease, *, lease_seconds: float) -> Lease:
+        _check_lease(lease_seconds)
+        turn = self._fenced(lease, "renew", delivery=True)
+        now = self._clock()
+        renewed = self._save(replace(turn, lease_expires_at=now + lease_seconds))
+        return replace(lease, turn=renewed, expires_at=now + lease_seconds)
+
+    async def history(self, lease: Lease) -> list[Message]:
+        self._check_open()
+        turn = self._turns.get(lease.turn.id)
+        if turn is None or turn.fence != lease.fence:
+            raise self._lost(lease, "read the history")
+        mark = (turn.order, turn.id)
+        return self._decoded(
+            stored
+            for stored in self._conversations.get(str(turn.key), [])
+            if stored.turn is None or self._position(stored.turn) <= mark
+        )
+
+    async def tool_started(self, lease: Lease, call_id: str) -> None:
+        turn = self._fenced(lease, f"start tool call {call_id}")
+        self._save(replace(turn, tool_started=True))
+
+    async def save_refs(self, lease: Lease, refs: Sequence[str]) -> None:
+        turn = self._fenced(lease, "save refs", delivery=True)
+        self._save(replace(turn, refs=tuple(refs)))
+
+    async def answered(
+        self,
+        lease: Lease,
+        *,
+        messages: Sequence[Message],
+        text: str,
+        finish_reason: str | None,
+    ) -> None:
+        bodies = _encoded(messages)  # before anything changes
+        turn = self._fenced(lease, "end it answered")
+        # The lease stays, as this worker's delivery lease.
+        self._save(replace(turn, state="answered", final_text=text, finish_reason=finish_reason))
+        self._add(str(turn.key), turn.id, bodies)
+
+    async def failed(self, lease: Lease, *, messages: Sequence[Message], error: str) -> None:
+        bodies = _encoded(messages)  # before anything changes
+        turn = self._fenced(lease, "end it failed")
+        self._save(replace(turn, state="failed", error=error, lease_expires_at=None))
+        self._add(str(turn.key), turn.id, bodies)
+
+    async def delivered(self, turn_id: int, refs: Sequence[str]) -> None:
+        turn = await self.turn(turn_id)
+        if turn.state == "answered":
+            self._save(replace(turn, state="delivered", refs=tuple(refs), lease_expires_at=None))
+        elif turn.state != "delivered":
+            raise StoreError(
+                f"{_NAME}: turn {turn_id} is {turn.state}, not answered: it cannot be delivered"
+            )
+
+    async def stranded(self, *, is_dead: Callable[[str], bool] = nobody_is_dead) -> list[Turn]:
+        self._check_open()
+        now = self._clock()
+        found: list[Turn] = []
+        for conversation in self._threads:
+            first = self._first_queued(conversation)
+            if first is not None and not self._running_in(conversation):
+                found.append(first)
+        for turn in self._turns.values():
+            if turn.state in ("running", "answered") and (
+                not _live(turn, now) or (turn.owner is not None and is_dead(turn.owner))
+            ):
+                found.append(turn)
+        return sorted(found, key=lambda turn: (turn.accepted_at, turn.id))
+
+    async def turn(self, turn_id: int) -> Turn:
+        self._check_open()
+        try:
+            return self._turns[turn_id]
+        except KeyError:
+            raise StoreError(f"{_NAME}: there is no turn {turn_id}") from None
+
+    async def forget_message(self, key: ConversationKey, order: str) -> None:
+        self._check_open()
+        conversation = str(key)
+        turns = [self._turns[id_] for id_ in self._threads.get(conversation, [])]
+        forgotten = {turn.id for turn in turns if turn.order == order}
+        if not forgotten:
+            return
+        self._keep(conversation, lambda stored: stored.turn not in forgotten)
+        for turn in turns:
+            if turn.id in forgotten and turn.state in ("queued", "running"):
+                self._save(replace(turn, state="failed", error="deleted", lease_expires_at=None))
+
+    async def prune(self, *, older_than: float) -> int:
+        self._check_open()
+        ended = {
+            turn.id
+            for turn in self._turns.values()
+            if turn.state in ("delivered", "failed") and turn.accepted_at < older_than
+        }
+        deleted = 0
+        for conversation in list(self._conversations):
+            deleted += self._keep(
+                conversation,
+                lambda stored: (
+                    stored.turn not in ended
+                    and (stored.turn is not None or stored.created_at >= older_than)
+                ),
+            )
+        for id_ in ended:
+            conversation = str(self._turns.pop(id_).key)
+            self._threads[conversation].remove(id_)
+            if not self._threads[conversation]:
+                del self._threads[conversation]
+        return deleted
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _claim(self, event_id: str, ttl: float) -> bool:
+        now = self._clock()
+        while self._expiries and self._expiries[0][0] <= now:  # prune expired claims
+            expiry, expired = heapq.heappop(self._expiries)
+            if self._claims.get(expired) == expiry:
+                del self._claims[expired]
         if event_id in self._claims:
             return False
         self._claims[event_id] = now + ttl
         heapq.heappush(self._expiries, (now + ttl, event_id))
         return True
 
-    async def close(self) -> None:
-        self._closed = True
+    def _add(self, conversation: str, turn: int | None, bodies: list[str]) -> None:
+        if bodies:
+            now = self._clock()
+            stored = self._conversations.setdefault(conversation, [])
+            stored.extend(_Stored(body, turn, now) for body in bodies)
 
-    def _prune(self, now: float) -> None:
-        while self._expiries and self._expiries[0][0] <= now:
-            expiry, event_id = heapq.heappop(self._expiries)
-            if self._claims.get(event_id) == expiry:
-                del self._claims[event_id]
+    def _keep(self, conversation: str, keep: Callable[[_Stored], bool]) -> int:
+        """Drop the conversation's messages that ``keep`` refuses; how many were dropped."""
+        stored = self._conversations.get(conversation, [])
+        kept = [item for item in stored if keep(item)]
+        if kept:
+            self._conversations[conversation] = kept
+        else:
+            self._conversations.pop(conversation, None)
+        return len(stored) - len(kept)
+
+    def _decoded(self, stored: Iterable[_Stored]) -> list[Message]:
+        """Messages of no turn first, then by their turn's order (a stable sort)."""
+        ordered = sorted(
+            stored, key=lambda item: (item.turn is not None, self._position(item.turn))
+        )
+        return [decode_message(item.body) for item in ordered]
+
+    def _position(self, turn_id: int | None) -> tuple[str, int]:
+        if turn_id is None:
+            return ("", 0)
+        turn = self._turns[turn_id]
+        return (turn.order, turn.id)
+
+    def _first_queued(self, conversation: str) -> Turn | None:
+        queued = [
+            turn
+            for id_ in self._threads.get(conversation, [])
+            if (turn := self._turns[id_]).state == "queued"
+        ]
+        return min(queued, key=lambda turn: (turn.order, turn.id), default=None)
+
+    def _running_in(self, conversation: str) -> bool:
+        """A turn of the thread is running, under a live lease or an expired one."""
+        return any(
+            self._turns[id_].state == "running" for id_ in self._threads.get(conversation, [])
+        )
+
+    def _lease(self, turn: Turn, owner: str, now: float, lease_seconds: float) -> Lease:
+        expires_at = now + lease_seconds
+        leased = self._save(
+            replace(
+                turn,
+                state="running" if turn.state == "queued" else turn.state,
+                owner=owner,
+                fence=turn.fence + 1,
+                lease_expires_at=expires_at,
+            )
+        )
+        return Lease(turn=leased, owner=owner, fence=leased.fence, expires_at=expires_at)
+
+    def _fenced(self, lease: Lease, what: str, *, delivery: bool = False) -> Turn:
+        """The leased turn as stored, if the lease still holds it (``delivery``: a delivery
+        lease on an answered turn will do), else :class:`LeaseLost`."""
+        self._check_open()
+        turn = self._turns.get(lease.turn.id)
+        if turn is None or turn.fence != lease.fence:
+            raise self._lost(lease, what)
+        delivering = delivery and turn.state == "answered" and turn.lease_expires_at is not None
+        if turn.state != "running" and not delivering:
+            raise self._lost(lease, what)
+        return turn
+
+    def _save(self, turn: Turn) -> Turn:
+        self._turns[turn.id] = turn
+        return turn
+
+    def _lost(self, lease: Lease, what: str) -> LeaseLost:
+        return LeaseLost(
+            f"{_NAME}: turn {lease.turn.id} is no longer leased to {lease.owner}"
+            f" (fence {lease.fence}): cannot {what}"
+        )
 
     def _check_open(self) -> None:
         if self._closed:
-            raise StoreError("memory store: used after close()")
+            raise StoreError(f"{_NAME}: used after close()")
+
+
+def _encoded(messages: Sequence[Message]) -> list[str]:
+    return [encode_message(message) for message in messages]  # all, before any is kept
+
+
+def _check_ttl(ttl: float) -> None:
+    if ttl <= 0:
+        raise ValueError(f"a claim needs a positive ttl, not {ttl}")
+
+
+def _check_lease(lease_seconds: float) -> None:
+    if lease_seconds <= 0:
+        raise ValueError(f"a lease needs positive lease_seconds, not {lease_seconds}")
+
+
+def _live(turn: Turn, now: float) -> bool:
+    return turn.lease_expires_at is not None and turn.lease_expires_at > now

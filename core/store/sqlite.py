@@ -1,21 +1,31 @@
 """``SqliteStore``: the embedded default — one file, WAL, schema versioned, survives restarts.
 
-Schema version 1 (kept in ``PRAGMA user_version``; migrations run when the store opens):
+Schema version 2 (kept in ``PRAGMA user_version``; migrations run when the store opens, and a
+file of version 1 keeps every row):
 
-- ``messages(conversation, seq, body, created_at)`` — one row per message: the conversation
-  key's string form, a sequence number from 1 within the conversation, the message as JSON.
+- ``messages(conversation, seq, body, created_at, turn)`` — one row per message: the
+  conversation key's string form, a sequence number from 1 within the conversation, the message
+  as JSON, when it was stored, and the ``turns.id`` it belongs to — ``NULL`` for messages stored
+  before the journal existed or by ``append`` (a thread rebuilt from the platform).
 - ``claims(event_id, expires_at)`` — platform events already taken; expired rows are pruned
   as new claims arrive.
+- ``turns(id, conversation, ord, event_id, state, question, platform, timezone, accepted_at,
+  owner, fence, lease_expires_at, tool_started, refs, final_text, finish_reason, error,
+  updated_at)`` — the turn journal (:mod:`core.store.journal`, implemented in
+  :mod:`core.store.sqlite_journal`): one row per accepted message, ``question`` and ``refs`` as
+  JSON. ``id`` is ``AUTOINCREMENT``, so the id of a pruned turn is never given to another.
 
 Opening checks the file and fails with a one-line :class:`StoreError` when it cannot be used:
 a directory, a file this process may not read and write, a file that is not a SQLite database,
 a database of another program, or one written by a newer relaybot (a higher schema version).
-A stored message that no longer reads back is a ``StoreError`` naming it, never a gap.
+Several processes may open a new file at the same instant: the checks and the migration run in
+one write transaction, which re-reads the version once it holds the file. A stored message
+that no longer reads back is a ``StoreError`` naming it, never a gap.
 
-Every write is a single SQL statement, so it is atomic without an explicit transaction and a
-cancelled caller cannot leave one half-done. Turns are serialized within this process only
-(:class:`~core.store.locks.KeyedLock`); several processes may share the file for history and
-claims, but one conversation should be served by one process.
+Writes are one SQL statement or one ``BEGIN IMMEDIATE`` transaction, on one connection that
+the tasks of the process take in turn (:class:`~core.store.sqlite_access.SharedConnection`), so a
+cancelled caller cannot leave a write half-done. ``turn_lock`` serializes turns within this
+process only (:class:`~core.store.locks.KeyedLock`); across processes the journal's leases do.
 """
 
 from __future__ import annotations
@@ -25,21 +35,24 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, suppress
 from pathlib import Path
 
 import aiosqlite
-from pydantic import ValidationError
 
 from core.messages import ConversationKey, Message
 from core.store.base import StoreError
-from core.store.codec import decode_message, encode_message, explain
+from core.store.codec import encode_message
 from core.store.locks import KeyedLock
+from core.store.sqlite_access import SharedConnection
+from core.store.sqlite_journal import APPEND, CLAIM, LOAD, PRUNE_CLAIMS, SqliteJournal
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
 MEMORY = ":memory:"
+BUSY_TIMEOUT = 5.0
+"""Seconds a statement waits for another process that holds the file."""
 
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 1: messages and claims
@@ -60,43 +73,52 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX claims_by_expiry ON claims (expires_at)",
     ),
+    (  # 2: the turn journal
+        """
+        CREATE TABLE turns (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            conversation TEXT NOT NULL,
+            ord TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            state TEXT NOT NULL
+                CHECK (state IN ('queued', 'running', 'answered', 'delivered', 'failed')),
+            question TEXT NOT NULL,
+            platform TEXT NOT NULL,
+            timezone TEXT,
+            accepted_at REAL NOT NULL,
+            owner TEXT,
+            fence INTEGER NOT NULL DEFAULT 0,
+            lease_expires_at REAL,
+            tool_started INTEGER NOT NULL DEFAULT 0,
+            refs TEXT NOT NULL DEFAULT '[]',
+            final_text TEXT,
+            finish_reason TEXT,
+            error TEXT,
+            updated_at REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX turns_by_thread ON turns (conversation, state, ord, id)",
+        "CREATE INDEX turns_by_state ON turns (state, accepted_at)",  # stranded, prune
+        "ALTER TABLE messages ADD COLUMN turn INTEGER",
+        "CREATE INDEX messages_by_turn ON messages (turn) WHERE turn IS NOT NULL",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
-_LOAD = "SELECT seq, body FROM messages WHERE conversation = ? ORDER BY seq"
 
-# One statement: numbers the batch after the conversation's last message and inserts it whole.
-_APPEND = """
-    INSERT INTO messages (conversation, seq, body, created_at)
-    SELECT :conversation, last.seq + item.key + 1, item.value, :now
-    FROM (SELECT COALESCE(MAX(seq), 0) AS seq FROM messages WHERE conversation = :conversation)
-        AS last,
-        json_each(:bodies) AS item
-"""
-
-# Inserts a new claim or renews an expired one; changes no row while the claim is live.
-_CLAIM = """
-    INSERT INTO claims (event_id, expires_at) VALUES (:event_id, :expires_at)
-    ON CONFLICT (event_id) DO UPDATE SET expires_at = excluded.expires_at
-    WHERE claims.expires_at <= :now
-"""
-_PRUNE_CLAIMS = "DELETE FROM claims WHERE expires_at <= ?"
-
-
-class SqliteStore:
+class SqliteStore(SqliteJournal):
     """A :class:`~core.store.base.ConversationStore` in one SQLite file.
 
     Made by ``await SqliteStore.open(path)``; ``path`` may be ``":memory:"`` (gone on close).
-    ``clock`` gives the time (seconds) that claims expire by and messages are stamped with.
+    ``clock`` gives the time (seconds) that claims and leases expire by and messages are
+    stamped with.
     """
 
     def __init__(self, db: aiosqlite.Connection, *, name: str, clock: Callable[[], float]) -> None:
         """Use :meth:`open`, which checks the file and brings its schema up to date."""
-        self._db = db
-        self._name = name
+        self._connection = SharedConnection(db, name=name)
         self._clock = clock
         self._locks = KeyedLock()
-        self._closed = False
 
     @classmethod
     async def open(
@@ -122,13 +144,13 @@ class SqliteStore:
         return cls(db, name=name, clock=clock)
 
     def __repr__(self) -> str:
-        return f"<{self._name}>"
+        return f"<{self._connection.name}>"
 
     async def load(self, key: ConversationKey) -> list[Message]:
         conversation = str(key)
-        with self._mapped_errors():
-            rows = await self._db.execute_fetchall(_LOAD, (conversation,))
-        return [self._decode(conversation, seq, body) for seq, body in rows]
+        async with self._connection.statement() as db:
+            rows = await db.execute_fetchall(LOAD, {"conversation": conversation})
+        return [self._connection.decode(conversation, seq, body) for seq, body in rows]
 
     async def append(self, key: ConversationKey, messages: Sequence[Message]) -> None:
         bodies = [encode_message(message) for message in messages]  # all, before any is written
@@ -136,11 +158,12 @@ class SqliteStore:
             return
         parameters = {
             "conversation": str(key),
+            "turn": None,
             "bodies": json.dumps(bodies, ensure_ascii=False),
             "now": self._clock(),
         }
-        with self._mapped_errors():
-            await self._db.execute(_APPEND, parameters)
+        async with self._connection.statement() as db:
+            await db.execute(APPEND, parameters)
 
     def turn_lock(self, key: ConversationKey) -> AbstractAsyncContextManager[None]:
         return self._locks.hold(str(key))
@@ -150,34 +173,14 @@ class SqliteStore:
             raise ValueError(f"a claim needs a positive ttl, not {ttl}")
         now = self._clock()
         parameters = {"event_id": event_id, "expires_at": now + ttl, "now": now}
-        with self._mapped_errors():
-            async with self._db.execute(_CLAIM, parameters) as cursor:
+        async with self._connection.statement() as db:
+            async with db.execute(CLAIM, parameters) as cursor:
                 claimed = cursor.rowcount == 1
-            await self._db.execute(_PRUNE_CLAIMS, (now,))
+            await db.execute(PRUNE_CLAIMS, (now,))
         return claimed
 
     async def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            await self._db.close()
-
-    def _decode(self, conversation: str, seq: int, body: str) -> Message:
-        try:
-            return decode_message(body)
-        except ValidationError as exc:
-            raise StoreError(
-                f"{self._name}: message {seq} of conversation {conversation} cannot be read"
-                f" ({explain(exc)})"
-            ) from exc
-
-    @contextmanager
-    def _mapped_errors(self) -> Iterator[None]:
-        if self._closed:
-            raise StoreError(f"{self._name}: used after close()")
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self._name}: {exc}") from exc
+        await self._connection.close()
 
 
 def _resolve(path: str | os.PathLike[str]) -> str | Path:
@@ -199,13 +202,16 @@ def _check_location(path: Path, name: str) -> None:
 
 
 async def _prepare(db: aiosqlite.Connection, name: str) -> None:
-    """Check that the file is a store this code can read, then bring its schema up to date."""
+    """Check that the file is a store this code can read, then bring its schema up to date.
+
+    The first look (version and tables, read together in one snapshot) refuses a foreign or
+    newer file before anything is written to it; the migration then runs in one write
+    transaction that looks again, since another process may have set the file up meanwhile.
+    """
     try:
-        await db.execute("PRAGMA busy_timeout = 5000")  # another process may hold the file
-        version = await _schema_version(db, name)  # the first read: fails on a non-database
-        if version == 0:
-            await _check_no_foreign_tables(db, name)
-        await db.execute("PRAGMA journal_mode = WAL")
+        await db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        version = await _check_version(db, name)  # the first read: fails on a non-database
+        await _use_wal(db)
         await db.execute("PRAGMA synchronous = NORMAL")  # durable across crashes with WAL
         if version < SCHEMA_VERSION:
             await _migrate(db, name)
@@ -213,7 +219,55 @@ async def _prepare(db: aiosqlite.Connection, name: str) -> None:
         raise StoreError(f"{name}: {_describe(exc)}") from exc
 
 
-async def _schema_version(db: aiosqlite.Connection, name: str) -> int:
+async def _check_version(db: aiosqlite.Connection, name: str) -> int:
+    """The schema version, read in one snapshot with the tables it vouches for (a process
+    migrating the file writes both in one transaction)."""
+    await db.execute("BEGIN")
+    try:
+        version = await _look(db, name)
+    except BaseException:
+        with suppress(sqlite3.Error):
+            await db.execute("ROLLBACK")
+        raise
+    await db.execute("COMMIT")  # a read: ends the snapshot
+    return version
+
+
+async def _use_wal(db: aiosqlite.Connection) -> None:
+    """``PRAGMA journal_mode = WAL``. While another process switches the file's mode, SQLite
+    answers "database is locked" at once, without waiting ``busy_timeout``: so wait here, as
+    long."""
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    delay = 0.002
+    while True:
+        try:
+            await db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+async def _migrate(db: aiosqlite.Connection, name: str) -> None:
+    """Apply the missing migrations in one transaction (rolled back if any fails)."""
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        version = await _look(db, name)  # another process may have set the file up by now
+        for statements in _MIGRATIONS[version:]:
+            for statement in statements:
+                await db.execute(statement)
+        await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        await db.execute("COMMIT")
+    except BaseException:
+        with suppress(sqlite3.Error):
+            await db.execute("ROLLBACK")
+        raise
+
+
+async def _look(db: aiosqlite.Connection, name: str) -> int:
+    """The schema version, if this code can read the file: not newer, not another program's."""
     async with db.execute("PRAGMA user_version") as cursor:
         row = await cursor.fetchone()
     version = int(row[0]) if row else 0
@@ -222,34 +276,17 @@ async def _schema_version(db: aiosqlite.Connection, name: str) -> int:
             f"{name}: written by a newer relaybot (schema version {version}, this one knows"
             f" up to {SCHEMA_VERSION}); upgrade relaybot or use another file"
         )
+    if version == 0:
+        tables = [
+            row[0]
+            for row in await db.execute_fetchall(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            )
+        ]
+        if tables:
+            listed = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+            raise StoreError(f"{name}: a SQLite database of another program (tables: {listed})")
     return version
-
-
-async def _check_no_foreign_tables(db: aiosqlite.Connection, name: str) -> None:
-    tables = [
-        row[0]
-        for row in await db.execute_fetchall(
-            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
-        )
-    ]
-    if tables:
-        listed = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
-        raise StoreError(f"{name}: a SQLite database of another program (tables: {listed})")
-
-
-async def _migrate(db: aiosqlite.Connection, name: str) -> None:
-    """Apply the missing migrations in one transaction (rolled back if any fails)."""
-    await db.execute("BEGIN IMMEDIATE")
-    try:
-        version = await _schema_version(db, name)  # another process may have migrated by now
-        for statements in _MIGRATIONS[version:]:
-            for statement in statements:
-                await db.execute(statement)
-        await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        await db.execute("COMMIT")
-    except BaseException:
-        await db.execute("ROLLBACK")
-        raise
 
 
 def _describe(error: sqlite3.Error) -> str:
