@@ -92,8 +92,7 @@ class MemoryStore:
         body = encode_message(question)  # before anything is kept
         if not self._claim(event_id, claim_ttl):
             return None
-        saved = decode_message(body)
-        assert isinstance(saved, UserMessage)
+        saved = UserMessage.model_validate_json(body)  # a copy, as a file would give back
         turn = Turn(
             id=next(self._turn_ids),
             key=key,
