@@ -302,6 +302,8 @@ async def test_a_taken_over_lease_fences_out_its_old_owner(
         await store.failed(old, messages=[answer("A's")], error="A failed")
     with pytest.raises(LeaseLost, match=f"turn {turn.id} "):
         await store.history(old)
+    with pytest.raises(LeaseLost, match=f"turn {turn.id} "):
+        await store.revise_question(old, user("A's names"))
 
     assert await store.turn(turn.id) == taken_over  # A changed nothing
     assert await store.load(KEY) == [user("question 1")]
@@ -556,6 +558,24 @@ async def test_refs_and_tool_started_are_saved(store: ConversationStore) -> None
     stored = await store.turn(turn.id)
     assert stored.refs == ("1700000001.000300", "1700000001.000400")
     assert stored.tool_started is True
+
+
+async def test_a_revised_question_is_saved_and_read_in_history(store: ConversationStore) -> None:
+    await store.append(KEY, [user("rebuilt from the platform")])
+    turn = await accept(store, "1")
+    follow_up = await accept(store, "2")
+    lease = await take(store)
+    named = UserMessage(text="ask @Grace Hopper", author_id="U1", author_name="Ada Lovelace")
+    revised = await store.revise_question(lease, named)
+    assert (revised.turn.question, revised.fence) == (named, lease.fence)
+    assert (await store.turn(turn.id)).question == named
+    assert await store.history(revised) == [user("rebuilt from the platform"), named]
+    await answer_it(store, revised)
+    later = await take(store)
+    assert later.turn.id == follow_up.id
+    assert await store.history(later) == [
+        user("rebuilt from the platform"), named, answer("answer 1"), user("question 2"),
+    ]  # fmt: skip
 
 
 async def test_turn_of_an_unknown_id_is_an_error(store: ConversationStore) -> None:

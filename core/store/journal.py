@@ -176,6 +176,12 @@ class TurnJournal(Protocol):
         its question first. :class:`LeaseLost` if the lease was taken over."""
         ...
 
+    async def revise_question(self, lease: Lease, question: UserMessage) -> Lease:
+        """Replace the running turn's question, where it is saved and in its history (a bot
+        that accepted the raw text before acknowledging the platform puts in the names it looked
+        up afterwards); the lease, with the turn as revised."""
+        ...
+
     async def tool_started(self, lease: Lease, call_id: str) -> None:
         """Durably record that the turn is about to run a tool (``Turn.tool_started``)."""
         ...

@@ -163,6 +163,15 @@ class MemoryStore:
             if stored.turn is None or self._position(stored.turn) <= mark
         )
 
+    async def revise_question(self, lease: Lease, question: UserMessage) -> Lease:
+        body = encode_message(question)  # before anything is changed
+        turn = replace(self._fenced(lease, "revise its question"), question=question)
+        stored = self._conversations[str(turn.key)]
+        first = next(index for index, kept in enumerate(stored) if kept.turn == turn.id)
+        stored[first] = replace(stored[first], body=body)
+        self._save(turn)
+        return replace(lease, turn=turn)
+
     async def tool_started(self, lease: Lease, call_id: str) -> None:
         turn = self._fenced(lease, f"start tool call {call_id}")
         self._save(replace(turn, tool_started=True))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, cast
 
 from pydantic import ValidationError
@@ -101,6 +102,14 @@ _RENEW = f"""
     RETURNING {_COLUMNS}
 """
 _TOOL_STARTED = f"UPDATE turns SET tool_started = 1, updated_at = :now WHERE {_RUNNING}"
+_REVISE_QUESTION = f"UPDATE turns SET question = :question, updated_at = :now WHERE {_RUNNING}"
+# The turn's question is its first message.
+_REVISE_QUESTION_MESSAGE = """
+    UPDATE messages SET body = :question
+    WHERE conversation = :conversation AND seq = (
+        SELECT MIN(seq) FROM messages WHERE conversation = :conversation AND turn = :id
+    )
+"""
 _SAVE_REFS = f"UPDATE turns SET refs = :refs, updated_at = :now WHERE {_LEASED}"
 # answered keeps the lease, as the worker's delivery lease; failed ends it.
 _END = f"""
@@ -222,6 +231,19 @@ class SqliteJournal:
                 raise self._lost(lease, "read the history")
             rows = await db.execute_fetchall(_HISTORY, parameters)
         return [self._connection.decode(conversation, seq, body) for seq, body in rows]
+
+    async def revise_question(self, lease: Lease, question: UserMessage) -> Lease:
+        body = encode_message(question)  # before anything is written
+        parameters = {
+            **_fence(lease), "question": body, "conversation": str(lease.turn.key),
+            "now": self._clock(),
+        }  # fmt: skip
+        async with self._connection.transaction() as db:
+            async with db.execute(_REVISE_QUESTION, parameters) as cursor:
+                if cursor.rowcount != 1:
+                    raise self._lost(lease, "revise its question")
+            await db.execute(_REVISE_QUESTION_MESSAGE, parameters)
+        return replace(lease, turn=replace(lease.turn, question=question))
 
     async def tool_started(self, lease: Lease, call_id: str) -> None:
         await self._fenced(_TOOL_STARTED, _fence(lease), lease, f"start tool call {call_id}")
