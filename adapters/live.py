@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from types import TracebackType
@@ -101,7 +101,9 @@ class LiveReply:
     """One reply, kept in step with the engine events fed to it (see the module docstring).
 
     ``on_gone`` is called once when the platform says the reply can no longer be written (the
-    bot cancels the turn); ``name`` names the flusher task and the log lines.
+    bot cancels the turn); ``on_posted`` is awaited with every message of the reply each time a
+    message is posted or deleted (a bot saves them, so a crash leaves nothing it cannot find;
+    it must not raise); ``name`` names the flusher task and the log lines.
     """
 
     def __init__(
@@ -113,6 +115,7 @@ class LiveReply:
         placeholder: str | None = THINKING,
         show_reasoning: bool = False,
         on_gone: Callable[[], None] | None = None,
+        on_posted: Callable[[tuple[MessageRef, ...]], Awaitable[None]] | None = None,
         name: str = "reply",
         final_attempts: int = 6,
         retry_delay: float = 1.0,
@@ -123,6 +126,7 @@ class LiveReply:
         self._placeholder = placeholder
         self._show_reasoning = show_reasoning
         self._on_gone = on_gone
+        self._on_posted = on_posted
         self._name = name
         self._final_attempts = final_attempts
         self._retry_delay = retry_delay
@@ -150,6 +154,12 @@ class LiveReply:
     def messages(self) -> tuple[MessageRef, ...]:
         """The messages posted so far, in order."""
         return tuple(self._refs)
+
+    @property
+    def delivered(self) -> bool:
+        """The final state is on the platform, whole (after the ``async with`` block: the
+        reply was not lost, and its final text was not given up on)."""
+        return self._final and not (self._gone or self._gave_up) and self._next_call(0) is None
 
     @property
     def gone(self) -> bool:
@@ -332,6 +342,7 @@ class LiveReply:
             case _Post(draft=draft):
                 self._refs.append(await self._surface.post(draft))
                 self._sent.append(draft)
+                await self._posted()
             case _Edit(index=index, draft=draft):
                 await self._surface.edit(self._refs[index], draft)
                 self._sent[index] = draft
@@ -339,6 +350,14 @@ class LiveReply:
                 with suppress(MessageGone):  # already what we wanted
                     await self._surface.delete(self._refs[index])
                 del self._refs[index], self._sent[index]
+                await self._posted()
+
+    async def _posted(self) -> None:
+        if self._on_posted is not None:
+            try:
+                await self._on_posted(tuple(self._refs))
+            except Exception:
+                log.exception("live reply %s: on_posted failed", self._name)
 
     def _shrink(self) -> bool:
         """Lower this reply's message limit after ``MessageTooLong``; False at the floor."""

@@ -378,6 +378,57 @@ async def test_final_edit_gives_up_after_its_attempts(caplog: pytest.LogCaptureF
     ]
 
 
+async def test_a_given_up_final_text_is_not_delivered() -> None:
+    scene = Scene(final_attempts=2)
+    scene.start([(0.0, finished("Hi"))])
+    for _ in range(2):
+        scene.surface.fail_next("edit", SurfaceError("HTTP 500"))
+    await scene.end(30.0)
+    assert scene.reply.delivered is False  # the bot must not record it delivered
+
+
+async def test_a_final_text_on_the_platform_is_delivered() -> None:
+    scene = Scene()
+    assert scene.reply.delivered is False
+    await scene.run([(0.0, text("Hi")), (1.0, finished("Hi there"))])
+    assert scene.reply.delivered is True
+
+
+# --- the messages a bot saves -------------------------------------------------------------------
+
+
+async def test_every_post_and_delete_is_reported_with_all_the_messages() -> None:
+    reported: list[tuple[str, ...]] = []
+
+    async def posted(refs: tuple[str, ...]) -> None:
+        reported.append(refs)
+
+    scene = Scene(SurfaceLimits(max_length=100, edit_interval=1.0), on_posted=posted)
+    long = "\n\n" + " ".join(["lorem ipsum"] * 12)
+    script: Script = [
+        (0.0, text("Let me check.")),
+        (0.3, text(long)),
+        (3.0, AttemptVoid(attempt=1, reason="stream interrupted")),
+        (7.0, finished("Let me check.")),
+    ]
+    await scene.run(script)
+    assert reported == [("m1",), ("m1", "m2"), ("m1", "m2", "m3"), ("m1", "m2"), ("m1",)]
+
+
+async def test_a_failing_report_of_the_messages_does_not_stop_the_reply(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def posted(refs: tuple[str, ...]) -> None:
+        raise RuntimeError("the store is gone")
+
+    scene = Scene(on_posted=posted)
+    with caplog.at_level(logging.ERROR, logger="relaybot.live"):
+        await scene.run([(0.0, finished("Hi"))])
+    assert scene.surface.visible() == ["Hi"]
+    assert scene.reply.delivered is True
+    assert [r.getMessage() for r in caplog.records] == ["live reply reply: on_posted failed"]
+
+
 async def test_message_too_long_is_split_smaller_and_sent_again() -> None:
     scene = Scene(final_attempts=1)  # were it counted as a failure, the reply would give up
     scene.surface.fail_next("edit", MessageTooLong("msg_too_long"))
