@@ -42,7 +42,7 @@ from tests.fakes.streams import (
 
 KEY = "sk-test-0123456789abcdef"
 REQUEST = ModelRequest(model="fake/model", messages=(UserMessage(text="Hi"),), max_tokens=64)
-FAST = Timeouts(connect=1.0, read_idle=1.0, total=5.0)
+FAST = Timeouts(connect=10.0, read_idle=10.0, total=30.0)  # generous: loopback on a loaded machine
 NO_WAIT = RetryPolicy(max_attempts=4, base_delay=0.0, max_delay=0.0, deadline=5.0)
 
 
@@ -141,7 +141,7 @@ async def test_keepalive_comments_keep_an_idle_stream_alive(
     chunks = openai_chunks("slow")
     writes = [chunks[0], *[KEEPALIVE] * 6, *chunks[1:]]
     gateway.enqueue(Stream(writes, delay_between=0.03))
-    client = openai_client(gateway, http, Timeouts(connect=1, read_idle=0.15, total=5))
+    client = openai_client(gateway, http, Timeouts(connect=10, read_idle=0.15, total=30))
     assert (await message_of(client)).text == "slow"
 
 
@@ -237,7 +237,7 @@ async def test_stall_becomes_stalled_error_and_retries(
 ) -> None:
     chunks = openai_chunks("after the stall")
     gateway.enqueue(Stream.stalled(chunks, after=2), Stream(chunks))
-    client = openai_client(gateway, http, Timeouts(connect=1, read_idle=0.05, total=5))
+    client = openai_client(gateway, http, Timeouts(connect=10, read_idle=0.05, total=30))
     retried: list[LLMError] = []
     async with retrying_stream(
         client, REQUEST, NO_WAIT, on_retry=lambda error, *_: retried.append(error)
@@ -249,7 +249,7 @@ async def test_stall_becomes_stalled_error_and_retries(
 
 async def test_no_headers_at_all_is_a_stall(gateway: FakeGateway, http: httpx2.AsyncClient) -> None:
     gateway.enqueue(Hang())
-    client = openai_client(gateway, http, Timeouts(connect=1, read_idle=0.05, total=5))
+    client = openai_client(gateway, http, Timeouts(connect=10, read_idle=0.05, total=30))
     with pytest.raises(StreamStalled, match=r"sent nothing for 0\.05 s"):
         await events_of(client, RetryPolicy(max_attempts=1))
 
@@ -258,7 +258,7 @@ async def test_total_deadline_ends_a_trickling_stream(
     gateway: FakeGateway, http: httpx2.AsyncClient
 ) -> None:
     gateway.enqueue(Stream([KEEPALIVE] * 50, delay_between=0.02))
-    client = openai_client(gateway, http, Timeouts(connect=1, read_idle=1, total=0.1))
+    client = openai_client(gateway, http, Timeouts(connect=10, read_idle=10, total=0.1))
     with pytest.raises(DeadlineExceeded):
         await events_of(client)
     assert len(gateway.requests) == 1

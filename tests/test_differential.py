@@ -91,7 +91,7 @@ from tests.fakes.llm_gateway import FakeGateway, Stream
 
 MODEL = "relaybot/differential"
 REQUEST = ModelRequest(model=MODEL, messages=(UserMessage(text="Hi"),), max_tokens=64)
-FAST = Timeouts(connect=1.0, read_idle=2.0, total=10.0)
+FAST = Timeouts(connect=10.0, read_idle=10.0, total=30.0)  # generous: loopback under load
 
 Call = tuple[str, str, dict[str, Any] | None]
 """A tool call: ``(id, name, arguments)``."""

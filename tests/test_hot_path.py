@@ -165,7 +165,7 @@ on a loaded machine, so that it ends a read, never the opening."""
 
 
 def client(gateway: FakeGateway, http: httpx2.AsyncClient, total: float) -> LLMClient:
-    timeouts = Timeouts(connect=1, read_idle=5, total=total)
+    timeouts = Timeouts(connect=10, read_idle=5, total=total)
     return LLMClient(
         http=http,
         protocol=OpenAIProtocol(),
