@@ -9,8 +9,10 @@ from adapters.live import STOPPED, THINKING
 
 __all__ = [
     "BROKEN",
+    "INTERRUPTED",
     "NEW_CONVERSATION",
     "NOT_YOURS",
+    "OFFLINE",
     "ONLY_A_MENTION",
     "STOPPED",
     "THINKING",
@@ -27,3 +29,7 @@ TOO_LONG = (
 BROKEN = "Sorry, something went wrong before I could answer. Please try again."
 ONLY_A_MENTION = "(They mentioned you without saying anything else.)"
 """What the model reads when a message was only a mention of the bot."""
+INTERRUPTED = "I was interrupted while answering — please ask again."
+"""A turn whose worker died after a tool ran: it is not run again (a tool never runs twice)."""
+OFFLINE = "I was offline when you asked — please ask again."
+"""A turn found unanswered after a restart, older than ``[store] recovery_max_age``."""

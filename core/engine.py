@@ -1,22 +1,39 @@
-"""``ConversationEngine``: one conversation turn — history, model calls, tools, saving.
+"""``ConversationEngine``: one journal turn — history, model calls, tools, its outcome saved.
 
-A turn loads the thread's history, streams the model, runs the tools it asks for, feeds their
-results back, and repeats until the model answers without tools (at most ``max_rounds`` model
-calls; the last one is asked to answer without tools). It yields :data:`~core.events.EngineEvent`
-values as they happen and ends with exactly one ``TurnFinished`` or ``TurnFailed``; every
-failure becomes a short message fit to show a user, never an exception.
+A turn reads its history from the journal (it ends with the turn's question), streams the
+model, runs the tools it asks for, feeds their results back, and repeats until the model
+answers without tools (at most ``max_rounds`` model calls; the last one is asked to answer
+without tools). It yields :data:`~core.events.EngineEvent` values as they happen and ends with
+exactly one ``TurnFinished`` or ``TurnFailed``; every failure becomes a short message fit to
+show a user, never an exception.
 
-Turns of one conversation run one at a time, in arrival order (the store's ``turn_lock``).
-Cancelling the task that consumes a turn (or closing the generator) stops the model stream and
-the running tools, and saves what was said, marked ``stopped``. A process-wide semaphore caps
-concurrent gateway requests; tools run outside it. Nothing a turn waits for is unbounded: the
-model call has the client's timeouts and the retry deadline, each tool call its timeout, and
-every wait is cancellable; a tool that fails in any way (its result or summary included) is an
-error result the model reads.
+The caller holds the turn's :class:`~core.store.journal.Lease` (it took the turn, and renews
+the lease while the turn runs: :func:`core.lease.keep_lease`); the lease, not this engine,
+keeps turns of a thread one at a time. The engine writes to the journal:
+
+- before a round's tools run, :meth:`~core.store.journal.TurnJournal.tool_started` for each of
+  its calls, so a recovered turn never runs a tool twice;
+- once, at the end, the outcome: ``answered`` (the turn's new messages, its final text and
+  finish reason) before ``TurnFinished`` is yielded, or ``failed`` with the message the user is
+  shown before ``TurnFailed`` is. Cancelling the task that consumes a turn (or closing the
+  generator) stops the model stream and the running tools, and ends the turn ``failed``
+  (``"stopped"``) with what was said, the partial answer marked ``stopped``; that write is
+  finished even if the task is cancelled again meanwhile.
+
+**Exceptions.** :class:`~core.store.journal.LeaseLost` is the only exception ``run_turn``
+raises: another worker took the turn over, so this one stops at once and writes nothing more.
+Lost at the final write, it is only logged: the events are unchanged, as they are when the
+final write fails with another :class:`~core.store.errors.StoreError` (logged). A store that
+fails to give the history or to record a tool call ends the turn failed, before any tool runs.
+
+A process-wide semaphore caps concurrent gateway requests; tools run outside it. Nothing a
+turn waits for is unbounded: the model call has the client's timeouts and the retry deadline,
+each tool call its timeout, and every wait is cancellable; a tool that fails in any way (its
+result or summary included) is an error result the model reads.
 
 Consume a turn with ``contextlib.aclosing`` so it is closed even when left early::
 
-    async with aclosing(engine.run_turn(request)) as events:
+    async with aclosing(engine.run_turn(lease)) as events:
         async for event in events: ...
 """
 
@@ -24,11 +41,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import assert_never
+from typing import Any, assert_never
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.assembly import MessageAssembler
@@ -59,7 +76,6 @@ from core.events import (
 )
 from core.messages import (
     AssistantMessage,
-    ConversationKey,
     Message,
     ModelRequest,
     ToolCall,
@@ -68,29 +84,22 @@ from core.messages import (
 )
 from core.retry import ModelStream, RetryPolicy, retrying_stream
 from core.store.base import ConversationStore
+from core.store.errors import StoreError
+from core.store.journal import Lease, LeaseLost, Turn
 from core.store.trim import estimate_tokens, trim
 from core.tools import ToolContext, ToolOutcome, ToolRegistry
 
-__all__ = ["ConversationEngine", "EngineConfig", "TurnRequest", "user_message_for"]
+__all__ = ["ConversationEngine", "EngineConfig", "user_message_for"]
 
 log = logging.getLogger("relaybot.engine")
 
 ROUND_SEPARATOR = "\n\n"
 LENGTH_NOTE = "\n\n_(The answer was cut off because it reached the length limit.)_"
 STOPPED_NOTE = "the turn was stopped before it finished"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TurnRequest:
-    """A user's message to a conversation. ``timezone`` is an IANA name when the platform
-    gives one (Slack does)."""
-
-    key: ConversationKey
-    user_id: str
-    user_name: str
-    text: str
-    platform: str
-    timezone: str | None = None
+STOPPED = "stopped"
+"""The error of a turn that was cancelled or closed before it ended."""
+NO_HISTORY = "I couldn't read this conversation from my storage. Please try again."
+NO_TOOL_RECORD = "I couldn't save my progress, so I stopped before using a tool. Please try again."
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,73 +133,88 @@ class ConversationEngine:
         self._now = now
         self._gate = request_gate or asyncio.Semaphore(config.max_concurrent_requests)
 
-    async def run_turn(self, request: TurnRequest) -> AsyncGenerator[EngineEvent, None]:
-        """The events of one turn; see the module docstring."""
-        async with self._store.turn_lock(request.key):
-            turn = _Turn(self, request, await self._store.load(request.key))
-            try:
-                async with aclosing(turn.run()) as events:
-                    async for event in events:
-                        yield event
-            finally:
-                await turn.save()
+    async def run_turn(self, lease: Lease) -> AsyncGenerator[EngineEvent, None]:
+        """The events of the leased turn; see the module docstring."""
+        turn = _Turn(self, lease)
+        try:
+            async with aclosing(turn.run()) as events:
+                async for event in events:
+                    if isinstance(event, TurnFinished | TurnFailed):
+                        await turn.end(event)
+                    yield event
+        except LeaseLost as lost:
+            turn.lost = True
+            log.info("stopped turn %d of %s: %s", lease.turn.id, lease.turn.key, lost)
+            raise
+        finally:
+            if not turn.ended and not turn.lost:
+                await _finished(turn.end_stopped(), name=f"save stopped turn {lease.turn.id}")
 
     # Used by _Turn: one model call with the request gate held.
     def _model_request(self, messages: Sequence[Message], *, budget: int, last: bool,
-                       request: TurnRequest) -> ModelRequest:  # fmt: skip
+                       turn: Turn) -> ModelRequest:  # fmt: skip
         window = trim(_attributed(messages), budget)
         return ModelRequest(
             model=self._config.model,
             messages=tuple(window),
-            system=self._system_prompt(request),
+            system=self._system_prompt(turn),
             tools=self._tools.specs(),
             tool_choice="none" if last else "auto",
             max_tokens=self._config.max_tokens,
             temperature=self._config.temperature,
         )
 
-    def _system_prompt(self, request: TurnRequest) -> str:
+    def _system_prompt(self, turn: Turn) -> str:
         now = self._now()
         lines = [
             self._config.system_prompt.strip(),
             "",
             f"Current date and time: {now.astimezone(UTC):%A, %d %B %Y, %H:%M} UTC.",
         ]
-        zone = _zone(request.timezone)
+        zone = _zone(turn.timezone)
         if zone is not None:
             local = now.astimezone(zone)
             lines.append(
-                f"The user's time zone is {request.timezone}; their local time is {local:%A %H:%M}."
+                f"The user's time zone is {turn.timezone}; their local time is {local:%A %H:%M}."
             )
-        lines.append(f"You are answering {request.user_name} on {request.platform}.")
+        lines.append(f"You are answering {_asker(turn)} on {turn.platform}.")
         return "\n".join(lines)
 
 
 class _Turn:
     """The state of one running turn: what it has said so far, and what must be saved."""
 
-    def __init__(
-        self, engine: ConversationEngine, request: TurnRequest, history: list[Message]
-    ) -> None:
+    def __init__(self, engine: ConversationEngine, lease: Lease) -> None:
         self.engine = engine
-        self.request = request
-        self.history = history
-        self.new: list[Message] = [
-            UserMessage(text=request.text, author_id=request.user_id, author_name=request.user_name)
-        ]
+        self.lease = lease
+        self.turn = lease.turn
+        self.history: list[Message] = []  # read when the turn starts; ends with the question
+        self.new: list[Message] = []  # what the turn said: assistant and tool messages
         self.shown: list[str] = []  # text deltas of finished model calls
         self.assembler = MessageAssembler()
         self.usage = Usage()
+        self.finish_reason: str | None = None  # of the last model message
         self.budget = engine._config.context_budget_tokens
-        self.completed = False
+        self.completed = False  # the final event was made
+        self.ended = False  # the final write was made (or tried)
+        self.lost = False  # the lease was taken over: nothing more may be written
         self.context = ToolContext(
-            key=request.key,
-            user_id=request.user_id,
-            user_name=request.user_name,
-            platform=request.platform,
+            key=self.turn.key,
+            user_id=self.turn.question.author_id or "",
+            user_name=_asker(self.turn),
+            platform=self.turn.platform,
         )
 
     async def run(self) -> AsyncGenerator[EngineEvent, None]:
+        try:
+            self.history = await self.engine._store.history(self.lease)
+        except LeaseLost:
+            raise
+        except StoreError:
+            log.exception("could not read the history of turn %d of %s", self.turn.id,
+                          self.turn.key)  # fmt: skip
+            yield self._failed(NO_HISTORY)
+            return
         config = self.engine._config
         rounds = 0
         shrunk = False
@@ -209,21 +233,24 @@ class _Turn:
                     return
                 shrunk, rounds = True, rounds - 1
                 self.budget = max(1, min(self.budget, self._window_tokens()) // 2)
-                log.info("context too long for %s; trimming to %d tokens", self.request.key,
+                log.info("context too long for %s; trimming to %d tokens", self.turn.key,
                          self.budget)  # fmt: skip
                 continue
             except LLMError as error:
-                log.warning("turn failed for %s: %s", self.request.key, error)
+                log.warning("turn failed for %s: %s", self.turn.key, error)
                 yield self._failed(user_message_for(error))
                 return
             message = self.assembler.message()
             self.assembler = MessageAssembler()
             self.new.append(message)
             self.usage = _add(self.usage, message)
+            self.finish_reason = message.finish_reason
             if message.tool_calls and not last:
                 async with aclosing(self._run_tools(message.tool_calls)) as events:
                     async for event in events:
                         yield event
+                if self.completed:  # the calls could not be recorded: none ran
+                    return
                 continue
             self.new.extend(_not_run(call) for call in message.tool_calls)
             async with aclosing(self._finish(message, rounds)) as events:
@@ -234,7 +261,7 @@ class _Turn:
     async def _model_call(self, *, last: bool) -> AsyncGenerator[EngineEvent, None]:
         engine = self.engine
         request = engine._model_request(
-            [*self.history, *self.new], budget=self.budget, last=last, request=self.request
+            [*self.history, *self.new], budget=self.budget, last=last, turn=self.turn
         )
         separator = bool("".join(self.shown))
         attempt_text: list[str] = []
@@ -264,7 +291,12 @@ class _Turn:
         self.shown.extend(attempt_text)
 
     async def _run_tools(self, calls: Sequence[ToolCall]) -> AsyncGenerator[EngineEvent, None]:
-        """Run one round's calls concurrently; report each as it finishes."""
+        """Record the round's calls as started, then run them concurrently; report each as it
+        finishes."""
+        if not await self._record_started(calls):
+            self.new.extend(_stopped_result(call) for call in calls)
+            yield self._failed(NO_TOOL_RECORD)
+            return
         tools = self.engine._tools
         for call in calls:
             yield ToolStarted(
@@ -286,6 +318,20 @@ class _Turn:
                 for index, call in enumerate(calls)
             )
 
+    async def _record_started(self, calls: Sequence[ToolCall]) -> bool:
+        """Durably record every call of the round before any runs; False if the store failed
+        (:class:`LeaseLost` propagates)."""
+        try:
+            for call in calls:
+                await self.engine._store.tool_started(self.lease, call.id)
+        except LeaseLost:
+            raise
+        except StoreError:
+            log.exception("could not record a tool call of turn %d of %s", self.turn.id,
+                          self.turn.key)  # fmt: skip
+            return False
+        return True
+
     async def _finish(
         self, message: AssistantMessage, rounds: int
     ) -> AsyncGenerator[EngineEvent, None]:
@@ -302,7 +348,7 @@ class _Turn:
 
     def _retrying(self, error: LLMError, attempt: int, wait: float) -> None:
         log.info("retrying a model call for %s in %.2f s after attempt %d: %s",
-                 self.request.key, wait, attempt, error)  # fmt: skip
+                 self.turn.key, wait, attempt, error)  # fmt: skip
 
     def _failed(self, message: str) -> TurnFailed:
         self.completed = True
@@ -311,15 +357,49 @@ class _Turn:
     def _window_tokens(self) -> int:
         return sum(estimate_tokens(message) for message in [*self.history, *self.new])
 
-    async def save(self) -> None:
-        """Save the turn. Cancelled or closed early: keep what was said, marked stopped."""
-        if not self.completed:
-            partial = self.assembler.message()
-            self.new.append(AssistantMessage(text=partial.text, usage=partial.usage, stopped=True))
+    async def end(self, event: TurnFinished | TurnFailed) -> None:
+        """The turn's one outcome write, made before its final event is yielded."""
+        store = self.engine._store
+        self.ended = True
+        match event:
+            case TurnFinished(text=text):
+                write = store.answered(
+                    self.lease, messages=self.new, text=text, finish_reason=self.finish_reason
+                )
+            case TurnFailed(message=message):
+                write = store.failed(self.lease, messages=self.new, error=message)
+        await _finished(self._saving(write), name=f"save turn {self.turn.id}")
+
+    async def end_stopped(self) -> None:
+        """Cancelled or closed early: keep what was said, the partial answer marked stopped."""
+        self.ended = True
+        partial = self.assembler.message()
+        self.new.append(AssistantMessage(text=partial.text, usage=partial.usage, stopped=True))
+        await self._saving(self.engine._store.failed(self.lease, messages=self.new, error=STOPPED))
+
+    async def _saving(self, write: Awaitable[None]) -> None:
         try:
-            await self.engine._store.append(self.request.key, self.new)
+            await write
+        except LeaseLost as lost:
+            log.info("turn %d of %s ended under a lost lease: %s", self.turn.id, self.turn.key,
+                     lost)  # fmt: skip
         except Exception:
-            log.exception("could not save the turn of %s", self.request.key)
+            log.exception("could not save turn %d of %s", self.turn.id, self.turn.key)
+
+
+async def _finished(write: Coroutine[Any, Any, None], *, name: str) -> None:
+    """Run ``write`` to its end even if the caller is cancelled meanwhile; then let the
+    cancellation through. (A turn's last write must not be lost to a second Stop.)"""
+    task = asyncio.create_task(write, name=name)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    task.result()
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 def user_message_for(error: LLMError) -> str:
@@ -379,6 +459,11 @@ def _attributed(messages: Sequence[Message]) -> list[Message]:
         else m
         for m in messages
     ]
+
+
+def _asker(turn: Turn) -> str:
+    """Who asked, in words the model reads."""
+    return turn.question.author_name or turn.question.author_id or "someone"
 
 
 def _zone(name: str | None) -> ZoneInfo | None:

@@ -223,7 +223,13 @@ class ToolSettings(Section):
 
 
 class StoreSettings(Section):
+    """Where conversations and the turn journal are kept, and how turns are leased."""
+
     url: Annotated[str, AfterValidator(_store_url)] | None = None
+    lease_seconds: float = Field(default=30.0, gt=0)
+    """How long a worker holds a turn without renewing it before another may take it over."""
+    recovery_max_age: float = Field(default=3600.0, gt=0)
+    """An unanswered turn found after a restart is answered only if it is younger than this."""
 
     def resolved_url(self, *, data_dir: Path | None = None) -> str:
         """``url``, or ``sqlite:///<data dir>/relaybot/relaybot.db`` (SQLAlchemy's spelling:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
+from collections.abc import Sequence
 from contextlib import aclosing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +17,7 @@ import pytest
 
 from bots.tools.weather import weather_tool
 from core.client import LLMClient, Timeouts
-from core.engine import ConversationEngine, EngineConfig, TurnRequest
+from core.engine import ConversationEngine, EngineConfig
 from core.events import (
     AttemptVoid,
     EngineEvent,
@@ -35,7 +37,8 @@ from core.messages import (
 )
 from core.protocols import AnthropicProtocol, OpenAIProtocol
 from core.retry import RetryPolicy
-from core.store.base import ConversationStore
+from core.store.base import ConversationStore, StoreError
+from core.store.journal import Lease, LeaseLost, Turn
 from core.store.memory import MemoryStore
 from core.store.sqlite import SqliteStore
 from core.tools import Tool, ToolRegistry, tool
@@ -43,6 +46,7 @@ from tests.conftest import Closing
 from tests.fakes.llm_gateway import Error, FakeGateway, Stream
 from tests.fakes.open_meteo import FakeOpenMeteo
 from tests.fakes.streams import anthropic_events, openai_chunks
+from tests.support.clock import FakeTime
 
 KEY = ConversationKey(platform="slack", workspace="T1", channel="C1", thread="1700000000.000100")
 NOW = datetime(2026, 11, 25, 14, 30, tzinfo=UTC)
@@ -53,10 +57,33 @@ WAIT = 20.0
 loaded machine; a hang still fails inside the suite's 60 s per test."""
 
 
-def ask(text: str, *, key: ConversationKey = KEY, tz: str | None = None) -> TurnRequest:
-    return TurnRequest(
-        key=key, user_id="U1", user_name="Ada", text=text, platform="slack", timezone=tz
-    )
+OWNER = "worker-1"
+LEASE = 60.0
+_orders = itertools.count(1)
+
+
+async def accepted(
+    store: ConversationStore, text: str, *, key: ConversationKey = KEY, tz: str | None = None
+) -> Turn:
+    """Ada's message accepted into the journal, ordered after every one accepted before."""
+    order = f"{next(_orders):06d}"
+    turn = await store.accept(
+        event_id=f"test:{key}:{order}", key=key, order=order,
+        question=UserMessage(text=text, author_id="U1", author_name="Ada"),
+        platform="slack", timezone=tz, claim_ttl=60,
+    )  # fmt: skip
+    assert turn is not None
+    return turn
+
+
+async def asked(
+    store: ConversationStore, text: str, *, key: ConversationKey = KEY, tz: str | None = None
+) -> Lease:
+    """Ada's message accepted and taken by this worker: a turn ready to run."""
+    await accepted(store, text, key=key, tz=tz)
+    lease = await store.take(key, owner=OWNER, lease_seconds=LEASE)
+    assert lease is not None
+    return lease
 
 
 class Harness:
@@ -86,15 +113,18 @@ class Harness:
             protocol=AnthropicProtocol() if anthropic else OpenAIProtocol(),
             base_url=self.gateway.url if anthropic else self.gateway.url + "/v1",
             api_key="sk-test",
-            timeouts=Timeouts(connect=1, read_idle=1, total=5),
+            timeouts=Timeouts(connect=10, read_idle=10, total=30),  # generous under load
         )
         return ConversationEngine(
             client=client, store=self.store, tools=self.registry, config=config,
             retry=NO_WAIT, now=lambda: NOW,
         )  # fmt: skip
 
-    async def turn(self, request: TurnRequest, **engine: Any) -> list[EngineEvent]:
-        async with aclosing(self.engine(**engine).run_turn(request)) as events:
+    async def ask(self, text: str, *, key: ConversationKey = KEY, tz: str | None = None) -> Lease:
+        return await asked(self.store, text, key=key, tz=tz)
+
+    async def turn(self, lease: Lease, **engine: Any) -> list[EngineEvent]:
+        async with aclosing(self.engine(**engine).run_turn(lease)) as events:
             return [event async for event in events]
 
     def bodies(self) -> list[dict[str, Any]]:
@@ -126,12 +156,13 @@ def last(events: list[EngineEvent]) -> EngineEvent:
 
 async def test_plain_turn_is_saved_and_the_next_turn_continues_it(harness: Harness) -> None:
     harness.gateway.enqueue(Stream(openai_chunks("Hello Ada!")), Stream(openai_chunks("Yes.")))
-    first = await harness.turn(ask("Hi"))
+    lease = await harness.ask("Hi")
+    first = await harness.turn(lease)
     assert last(first) == TurnFinished(
         text="Hello Ada!", usage=Usage(input_tokens=10, output_tokens=5), rounds=1
     )
     assert text_of(first) == "Hello Ada!"
-    await harness.turn(ask("Do you remember me?"))
+    await harness.turn(await harness.ask("Do you remember me?"))
     second = harness.bodies()[1]["messages"]
     assert [m["role"] for m in second] == ["system", "user", "assistant", "user"]
     assert second[2]["content"] == "Hello Ada!"
@@ -139,11 +170,13 @@ async def test_plain_turn_is_saved_and_the_next_turn_continues_it(harness: Harne
     assert [type(m).__name__ for m in history] == [
         "UserMessage", "AssistantMessage", "UserMessage", "AssistantMessage"
     ]  # fmt: skip
+    turn = await harness.store.turn(lease.turn.id)
+    assert (turn.state, turn.final_text, turn.finish_reason) == ("answered", "Hello Ada!", "stop")
 
 
 async def test_system_prompt_carries_date_time_and_time_zone(harness: Harness) -> None:
     harness.gateway.enqueue(Stream(openai_chunks("ok")))
-    await harness.turn(ask("time?", tz="Europe/Paris"))
+    await harness.turn(await harness.ask("time?", tz="Europe/Paris"))
     system = harness.bodies()[0]["messages"][0]["content"]
     assert system.startswith("You are a test bot.")
     assert "Current date and time: Wednesday, 25 November 2026, 14:30 UTC." in system
@@ -157,7 +190,7 @@ async def test_tool_round_trip_openai(harness: Harness) -> None:
         ),
         Stream(openai_chunks("The answer is 42.")),
     )
-    events = await harness.turn(ask("What is the answer to life?"))
+    events = await harness.turn(await harness.ask("What is the answer to life?"))
     [finished] = [e for e in events if isinstance(e, ToolFinished)]
     assert [e for e in events if isinstance(e, ToolStarted | ToolFinished)] == [
         ToolStarted(
@@ -188,7 +221,7 @@ async def test_tool_round_trip_anthropic_sends_thinking_back(harness: Harness) -
                                 tool_uses=[("toolu_1", "lookup", '{"topic":"mars"}')])),
         Stream(anthropic_events("Mars: 42.")),
     )  # fmt: skip
-    events = await harness.turn(ask("Tell me about Mars"), anthropic=True)
+    events = await harness.turn(await harness.ask("Tell me about Mars"), anthropic=True)
     assert isinstance(last(events), TurnFinished)
     second = harness.bodies()[1]["messages"]
     assert second[-2] == {
@@ -221,7 +254,7 @@ async def test_parallel_tool_calls_overlap(harness: Harness) -> None:
                                          ("c2", "meet", '{"name":"b"}')])),
         Stream(openai_chunks("Both met.")),
     )  # fmt: skip
-    events = await harness.turn(ask("meet"))
+    events = await harness.turn(await harness.ask("meet"))
     kinds = [type(e).__name__ for e in events if isinstance(e, ToolStarted | ToolFinished)]
     assert kinds == ["ToolStarted", "ToolStarted", "ToolFinished", "ToolFinished"]
     assert isinstance(last(events), TurnFinished)
@@ -236,7 +269,7 @@ async def test_broken_streams_never_rerun_tools_or_duplicate_text(harness: Harne
         Stream.cut(first, after=3), Stream(first),  # broken after text
         Stream.cut(second, after=4), Stream(second),  # broken after the tool ran
     )  # fmt: skip
-    events = await harness.turn(ask("x?"))
+    events = await harness.turn(await harness.ask("x?"))
     assert sum(isinstance(e, AttemptVoid) for e in events) == 2
     assert harness.calls == [("lookup", {"topic": "x"})]
     final = last(events)
@@ -244,30 +277,43 @@ async def test_broken_streams_never_rerun_tools_or_duplicate_text(harness: Harne
     assert final.text == text_of(events) == "Checking.\n\nFound it: x is 42."
 
 
-async def test_two_turns_on_one_key_run_in_order(harness: Harness) -> None:
-    """Turn two arrives while turn one is mid-stream: it waits, then sees turn one's answer."""
+async def test_a_follow_up_accepted_mid_answer_waits_then_reads_the_answer(
+    harness: Harness,
+) -> None:
+    """Turn two is accepted while turn one streams: it cannot be taken until turn one ends,
+    then its model request holds turn one's question and answer, then its own question, once."""
     one_streaming, release = asyncio.Event(), asyncio.Event()
     harness.gateway.enqueue(
         Stream(openai_chunks("first answer")), Stream(openai_chunks("second answer"))
     )
     engine = harness.engine()
 
-    async def run(text: str) -> None:
-        async with aclosing(engine.run_turn(ask(text))) as events:
-            async for _ in events:
+    async def run(lease: Lease) -> list[EngineEvent]:
+        seen: list[EngineEvent] = []
+        async with aclosing(engine.run_turn(lease)) as events:
+            async for event in events:
+                seen.append(event)
                 one_streaming.set()
                 await release.wait()
+        return seen
 
-    one = asyncio.create_task(run("one"))
-    await one_streaming.wait()
-    two = asyncio.create_task(run("two"))
-    for _ in range(20):
-        await asyncio.sleep(0)
-    assert len(harness.gateway.requests) == 1
+    one = asyncio.create_task(run(await harness.ask("one")))
+    await asyncio.wait_for(one_streaming.wait(), WAIT)
+    await accepted(harness.store, "two")
+    assert await harness.store.take(KEY, owner=OWNER, lease_seconds=LEASE) is None
     release.set()
-    await asyncio.gather(one, two)
+    assert isinstance(last(await one), TurnFinished)
+    two = await harness.store.take(KEY, owner=OWNER, lease_seconds=LEASE)
+    assert two is not None
+    assert two.turn.question.text == "two"
+    assert isinstance(last(await run(two)), TurnFinished)
     second = harness.bodies()[1]["messages"]
     assert [m.get("content") for m in second[1:]] == ["one", "first answer", "two"]
+    history = await harness.store.load(KEY)
+    assert [(m.role, getattr(m, "text", None)) for m in history] == [
+        ("user", "one"), ("assistant", "first answer"), ("user", "two"),
+        ("assistant", "second answer"),
+    ]  # fmt: skip
 
 
 async def test_restart_continues_the_thread_from_sqlite(
@@ -276,10 +322,10 @@ async def test_restart_continues_the_thread_from_sqlite(
     path = tmp_path / "relaybot.db"
     harness.store = await closing(SqliteStore.open(path))
     harness.gateway.enqueue(Stream(openai_chunks("Noted: blue.")), Stream(openai_chunks("Blue.")))
-    await harness.turn(ask("My favourite colour is blue."))
+    await harness.turn(await harness.ask("My favourite colour is blue."))
     await harness.store.close()
     harness.store = await closing(SqliteStore.open(path))
-    await harness.turn(ask("What is my favourite colour?"))
+    await harness.turn(await harness.ask("What is my favourite colour?"))
     contents = [m.get("content") for m in harness.bodies()[1]["messages"][1:]]
     assert contents == [
         "My favourite colour is blue.",
@@ -294,7 +340,7 @@ async def test_context_too_long_trims_harder_and_retries_once(harness: Harness) 
     too_long = Error.openai(400, "This model's maximum context length is 100 tokens",
                             code="context_length_exceeded")  # fmt: skip
     harness.gateway.enqueue(too_long, Stream(openai_chunks("Short now.")))
-    events = await harness.turn(ask("go on"))
+    events = await harness.turn(await harness.ask("go on"))
     assert isinstance(last(events), TurnFinished)
     sizes = [len(body["messages"]) for body in harness.bodies()]
     assert sizes[1] < sizes[0]
@@ -304,7 +350,7 @@ async def test_context_too_long_trims_harder_and_retries_once(harness: Harness) 
 async def test_context_too_long_twice_tells_the_user(harness: Harness) -> None:
     too_long = Error.openai(400, "prompt is too long", code="context_length_exceeded")
     harness.gateway.enqueue(too_long, too_long)
-    events = await harness.turn(ask("go on"))
+    events = await harness.turn(await harness.ask("go on"))
     assert last(events) == TurnFailed(
         message="This thread is too long for me to continue. Please start a new thread."
     )
@@ -312,7 +358,7 @@ async def test_context_too_long_twice_tells_the_user(harness: Harness) -> None:
 
 async def test_length_cut_answer_says_so(harness: Harness) -> None:
     harness.gateway.enqueue(Stream(openai_chunks("A long story", finish_reason="length")))
-    events = await harness.turn(ask("tell me a story"))
+    events = await harness.turn(await harness.ask("tell me a story"))
     final = last(events)
     assert isinstance(final, TurnFinished)
     assert final.truncated
@@ -325,19 +371,23 @@ async def test_length_cut_answer_says_so(harness: Harness) -> None:
 
 async def test_failed_model_call_is_a_visible_message(harness: Harness) -> None:
     harness.gateway.enqueue(Error.openai(401, "Incorrect API key provided: sk-te***st"))
-    events = await harness.turn(ask("hi"))
+    lease = await harness.ask("hi")
+    events = await harness.turn(lease)
     assert events == [
         TurnFailed(message="I can't reach the language model: the gateway rejected my "
                            "credentials. An admin needs to check the API key.")
     ]  # fmt: skip
     assert [m.role for m in await harness.store.load(KEY)] == ["user"]
+    turn = await harness.store.turn(lease.turn.id)
+    assert (turn.state, turn.error) == ("failed", "I can't reach the language model: the "
+        "gateway rejected my credentials. An admin needs to check the API key.")  # fmt: skip
 
 
 async def test_last_round_answers_without_tools(harness: Harness) -> None:
     looping = openai_chunks(tool_calls=[("c", "lookup", '{"topic":"again"}')])
     config = EngineConfig(model="m", system_prompt="s", max_rounds=2)
     harness.gateway.enqueue(Stream(looping), Stream(openai_chunks("Enough lookups.")))
-    events = await harness.turn(ask("loop"), config=config)
+    events = await harness.turn(await harness.ask("loop"), config=config)
     assert [body["tool_choice"] for body in harness.bodies()] == ["auto", "none"]
     assert isinstance(last(events), TurnFinished)
 
@@ -361,7 +411,8 @@ async def test_cancelling_a_turn_stops_tools_and_saves_what_was_said(harness: Ha
     harness.gateway.enqueue(
         Stream(openai_chunks("Working on it.", tool_calls=[("c", "slow", "{}")]))
     )
-    task = asyncio.create_task(harness.turn(ask("do the slow thing")))
+    lease = await harness.ask("do the slow thing")
+    task = asyncio.create_task(harness.turn(lease))
     await asyncio.wait_for(tool_started.wait(), WAIT)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -375,6 +426,8 @@ async def test_cancelling_a_turn_stops_tools_and_saves_what_was_said(harness: Ha
     assert history[2].is_error
     assert isinstance(history[3], AssistantMessage)
     assert history[3].stopped
+    turn = await harness.store.turn(lease.turn.id)
+    assert (turn.state, turn.error, turn.tool_started) == ("failed", "stopped", True)
 
 
 async def test_cancelling_mid_stream_keeps_the_partial_text(harness: Harness) -> None:
@@ -385,12 +438,13 @@ async def test_cancelling_mid_stream_keeps_the_partial_text(harness: Harness) ->
     two_seen = asyncio.Event()
 
     async def consume() -> None:
-        async with aclosing(engine.run_turn(ask("go"))) as events:
+        async with aclosing(engine.run_turn(lease)) as events:
             async for event in events:
                 seen.append(event)
                 if len(seen) == 2:
                     two_seen.set()
 
+    lease = await harness.ask("go")
     task = asyncio.create_task(consume())
     await asyncio.wait_for(two_seen.wait(), WAIT)
     task.cancel()
@@ -400,6 +454,9 @@ async def test_cancelling_mid_stream_keeps_the_partial_text(harness: Harness) ->
     assert isinstance(history[-1], AssistantMessage)
     assert history[-1].stopped
     assert history[-1].text == text_of(seen)
+    assert [m.role for m in history] == ["user", "assistant"]
+    turn = await harness.store.turn(lease.turn.id)
+    assert (turn.state, turn.error, turn.tool_started) == ("failed", "stopped", False)
 
 
 async def test_request_gate_caps_concurrent_model_calls(harness: Harness) -> None:
@@ -415,7 +472,8 @@ async def test_request_gate_caps_concurrent_model_calls(harness: Harness) -> Non
     async def run(n: int) -> None:
         nonlocal finished
         key = ConversationKey(platform="slack", workspace="T1", channel="C1", thread=str(n))
-        async with aclosing(engine.run_turn(ask("hi", key=key))) as events:
+        lease = await harness.ask("hi", key=key)
+        async with aclosing(engine.run_turn(lease)) as events:
             async for event in events:
                 if isinstance(event, TextDelta):
                     in_flight.append(len(harness.gateway.requests) - finished)
@@ -444,7 +502,9 @@ async def test_weather_turn_end_to_end(harness: Harness, anthropic: bool) -> Non
             first = openai_chunks(tool_calls=[("call_w", "get_weather", arguments)])
             second = openai_chunks("It is mild in Paris.")
         harness.gateway.enqueue(Stream(first), Stream(second))
-        events = await harness.turn(ask("What's the weather in Paris?"), anthropic=anthropic)
+        events = await harness.turn(
+            await harness.ask("What's the weather in Paris?"), anthropic=anthropic
+        )
 
     [finished] = [e for e in events if isinstance(e, ToolFinished)]
     assert finished.ok
@@ -492,7 +552,8 @@ async def test_leaving_a_turn_early_stops_its_tools_and_keeps_history_paired(
     harness.registry.add(slow)
     calls = [("c1", "lookup", '{"topic":"x"}'), ("c2", "slow", "{}")]
     harness.gateway.enqueue(Stream(openai_chunks("On it.", tool_calls=calls)))
-    async with aclosing(harness.engine().run_turn(ask("go"))) as events:
+    lease = await harness.ask("go")
+    async with aclosing(harness.engine().run_turn(lease)) as events:
         async for event in events:
             if isinstance(event, ToolFinished):  # lookup is done; slow still runs
                 await asyncio.wait_for(slow_started.wait(), WAIT)
@@ -502,6 +563,8 @@ async def test_leaving_a_turn_early_stops_its_tools_and_keeps_history_paired(
     assert [m.role for m in history] == ["user", "assistant", "tool", "tool", "assistant"]
     results = [m for m in history if isinstance(m, ToolResult)]
     assert [(r.call_id, r.is_error) for r in results] == [("c1", False), ("c2", True)]
+    turn = await harness.store.turn(lease.turn.id)
+    assert (turn.state, turn.error) == ("failed", "stopped")
 
 
 async def test_context_too_long_trims_below_the_budget_already_in_force(harness: Harness) -> None:
@@ -511,7 +574,7 @@ async def test_context_too_long_trims_below_the_budget_already_in_force(harness:
     too_long = Error.openai(400, "maximum context length exceeded", code="context_length_exceeded")
     harness.gateway.enqueue(too_long, Stream(openai_chunks("Short now.")))
     config = EngineConfig(model="m", system_prompt="s", context_budget_tokens=1000)
-    events = await harness.turn(ask("go on"), config=config)
+    events = await harness.turn(await harness.ask("go on"), config=config)
     assert isinstance(last(events), TurnFinished)
     sizes = [len(body["messages"]) for body in harness.bodies()]
     assert sizes[1] < sizes[0] < len(old)
@@ -519,7 +582,7 @@ async def test_context_too_long_trims_below_the_budget_already_in_force(harness:
 
 async def test_a_result_whose_summary_raises_is_an_error_the_model_reads(harness: Harness) -> None:
     """The tool returned, but its result broke while summarized: the model is told, the turn
-    ends, and the thread's lock is free for the next message."""
+    ends, and the thread is free for the next message."""
 
     class Broken:
         @property
@@ -539,7 +602,7 @@ async def test_a_result_whose_summary_raises_is_an_error_the_model_reads(harness
     )
     problem = "fragile returned a result that could not be read: RuntimeError: summary broke"
     async with asyncio.timeout(WAIT):  # a hang fails the test instead of stalling it
-        events = await harness.turn(ask("try it"))
+        events = await harness.turn(await harness.ask("try it"))
         [finished] = [e for e in events if isinstance(e, ToolFinished)]
         assert (finished.ok, finished.summary) == (False, problem)
         assert last(events) == TurnFinished(
@@ -548,7 +611,206 @@ async def test_a_result_whose_summary_raises_is_an_error_the_model_reads(harness
         assert harness.bodies()[1]["messages"][-1] == {
             "role": "tool", "tool_call_id": "c1", "content": problem
         }  # fmt: skip
-        following = await harness.turn(ask("and now?"))
+        following = await harness.turn(await harness.ask("and now?"))
     assert last(following) == TurnFinished(
         text="Next answer.", usage=Usage(input_tokens=10, output_tokens=5), rounds=1
     )
+
+
+async def test_a_tool_runs_only_after_every_call_of_its_round_is_recorded(
+    harness: Harness,
+) -> None:
+    """A recovered turn must never run a tool twice: the journal says so before any runs."""
+    recorded: list[bool] = []
+    turn_id = 0
+
+    @tool
+    async def check(name: str) -> str:
+        """Look at the journal."""
+        recorded.append((await harness.store.turn(turn_id)).tool_started)
+        return f"{name} checked"
+
+    harness.registry.add(check)
+    calls = [("c1", "check", '{"name":"a"}'), ("c2", "check", '{"name":"b"}')]
+    harness.gateway.enqueue(
+        Stream(openai_chunks(tool_calls=calls)), Stream(openai_chunks("Checked."))
+    )
+    lease = await harness.ask("check")
+    turn_id = lease.turn.id
+    assert not (await harness.store.turn(turn_id)).tool_started
+    events = await harness.turn(lease)
+    assert isinstance(last(events), TurnFinished)
+    assert recorded == [True, True]
+
+
+async def test_an_answered_turn_saves_its_new_messages_final_text_and_finish_reason(
+    harness: Harness,
+) -> None:
+    harness.gateway.enqueue(
+        Stream(openai_chunks("Looking.", tool_calls=[("c1", "lookup", '{"topic":"x"}')])),
+        Stream(openai_chunks("x is 42, and more", finish_reason="length")),
+    )
+    lease = await harness.ask("x?")
+    events = await harness.turn(lease)
+    final = last(events)
+    assert isinstance(final, TurnFinished)
+    turn = await harness.store.turn(lease.turn.id)
+    assert (turn.state, turn.final_text, turn.finish_reason, turn.error) == (
+        "answered", final.text, "length", None
+    )  # fmt: skip
+    assert turn.tool_started
+    history = await harness.store.load(KEY)
+    assert [m.role for m in history] == ["user", "assistant", "tool", "assistant"]
+    assert [m.text for m in history if isinstance(m, UserMessage)] == ["x?"]  # saved once
+
+
+async def test_a_failed_turn_saves_what_it_said_and_the_message_the_user_was_shown(
+    harness: Harness,
+) -> None:
+    too_long = Error.openai(400, "prompt is too long", code="context_length_exceeded")
+    harness.gateway.enqueue(
+        Stream(openai_chunks("Looking.", tool_calls=[("c1", "lookup", '{"topic":"x"}')])),
+        too_long,
+        too_long,
+    )
+    lease = await harness.ask("x?")
+    events = await harness.turn(lease)
+    failed = last(events)
+    assert failed == TurnFailed(
+        message="This thread is too long for me to continue. Please start a new thread.",
+        partial_text="Looking.",
+    )
+    turn = await harness.store.turn(lease.turn.id)
+    assert (turn.state, turn.error, turn.final_text) == ("failed", failed.message, None)
+    assert [m.role for m in await harness.store.load(KEY)] == ["user", "assistant", "tool"]
+
+
+async def test_a_turn_taken_over_mid_answer_stops_before_its_tool_and_saves_nothing(
+    harness: Harness,
+) -> None:
+    """The worker's lease expired and another worker took the turn over: the old worker's
+    next write is refused, so it runs no tool and writes nothing more."""
+    time = FakeTime()
+    harness.store = MemoryStore(clock=time)
+    harness.gateway.enqueue(
+        Stream(openai_chunks("Let me look.", tool_calls=[("c1", "lookup", '{"topic":"x"}')]))
+    )
+    lease = await harness.ask("x?")
+    seen: list[EngineEvent] = []
+
+    async def consume() -> None:
+        async with aclosing(harness.engine().run_turn(lease)) as events:
+            async for event in events:
+                seen.append(event)
+                if len(seen) == 1:  # mid-answer, before the tool call
+                    time.now += LEASE + 1
+                    taken = await harness.store.take_over(
+                        lease.turn.id, owner="worker-2", lease_seconds=LEASE
+                    )
+                    assert taken is not None
+
+    with pytest.raises(LeaseLost):
+        await consume()
+    assert text_of(seen) == "Let me look."
+    assert not any(isinstance(e, ToolStarted | TurnFinished | TurnFailed) for e in seen)
+    assert harness.calls == []
+    turn = await harness.store.turn(lease.turn.id)
+    assert (turn.state, turn.owner, turn.fence, turn.tool_started) == (
+        "running", "worker-2", 2, False
+    )  # fmt: skip
+    assert [m.role for m in await harness.store.load(KEY)] == ["user"]
+
+
+class SlowFailStore(MemoryStore):
+    """Its ``failed`` write waits until the test lets it through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def failed(self, lease: Lease, *, messages: Sequence[Message], error: str) -> None:
+        self.writing.set()
+        await self.go.wait()
+        await super().failed(lease, messages=messages, error=error)
+
+
+async def test_a_stopped_turn_is_saved_even_if_stopped_again_while_saving(
+    harness: Harness,
+) -> None:
+    store = harness.store = SlowFailStore()
+    harness.gateway.enqueue(Stream.stalled(openai_chunks("Partial answer"), after=3))
+    lease = await harness.ask("go")
+    streaming = asyncio.Event()
+
+    async def consume() -> None:
+        async with aclosing(harness.engine().run_turn(lease)) as events:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    streaming.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(streaming.wait(), WAIT)
+    task.cancel()
+    await asyncio.wait_for(store.writing.wait(), WAIT)
+    task.cancel()  # a second Stop while the first is being saved
+    await asyncio.sleep(0)
+    store.go.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    turn = await store.turn(lease.turn.id)
+    assert (turn.state, turn.error) == ("failed", "stopped")
+    history = await store.load(KEY)
+    assert [m.role for m in history] == ["user", "assistant"]
+    assert isinstance(history[1], AssistantMessage)
+    assert history[1].stopped
+
+
+class BrokenJournal(MemoryStore):
+    """A store whose journal writes fail (not a lost lease: the store itself is down)."""
+
+    def __init__(self, *, broken: set[str]) -> None:
+        super().__init__()
+        self.broken = broken
+
+    async def tool_started(self, lease: Lease, call_id: str) -> None:
+        if "tool_started" in self.broken:
+            raise StoreError("the disk is full")
+        await super().tool_started(lease, call_id)
+
+    async def answered(
+        self, lease: Lease, *, messages: Sequence[Message], text: str, finish_reason: str | None
+    ) -> None:
+        if "answered" in self.broken:
+            raise StoreError("the disk is full")
+        await super().answered(lease, messages=messages, text=text, finish_reason=finish_reason)
+
+
+async def test_a_tool_call_that_cannot_be_recorded_is_not_run(harness: Harness) -> None:
+    harness.store = BrokenJournal(broken={"tool_started"})
+    harness.gateway.enqueue(
+        Stream(openai_chunks("Looking.", tool_calls=[("c1", "lookup", '{"topic":"x"}')]))
+    )
+    lease = await harness.ask("x?")
+    events = await harness.turn(lease)
+    assert last(events) == TurnFailed(
+        message="I couldn't save my progress, so I stopped before using a tool. Please try again.",
+        partial_text="Looking.",
+    )
+    assert not any(isinstance(e, ToolStarted) for e in events)
+    assert harness.calls == []
+    turn = await harness.store.turn(lease.turn.id)
+    assert (turn.state, turn.tool_started) == ("failed", False)
+    history = await harness.store.load(KEY)
+    assert [m.role for m in history] == ["user", "assistant", "tool"]
+
+
+async def test_an_answer_the_store_cannot_save_is_still_shown(harness: Harness) -> None:
+    harness.store = BrokenJournal(broken={"answered"})
+    harness.gateway.enqueue(Stream(openai_chunks("Hello Ada!")))
+    lease = await harness.ask("Hi")
+    events = await harness.turn(lease)
+    assert last(events) == TurnFinished(
+        text="Hello Ada!", usage=Usage(input_tokens=10, output_tokens=5), rounds=1
+    )
+    assert (await harness.store.turn(lease.turn.id)).state == "running"

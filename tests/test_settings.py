@@ -291,6 +291,24 @@ def test_store_url_defaults_to_sqlite_in_the_data_dir() -> None:
     assert store.resolved_url(data_dir=Path("/unused")) == "memory://"
 
 
+def test_the_journal_settings_from_the_file_and_the_environment(toml: WriteToml) -> None:
+    defaults = load_settings(environ={}).store
+    assert (defaults.lease_seconds, defaults.recovery_max_age) == (30, 3600)
+    path = toml("[store]\nlease_seconds = 10\nrecovery_max_age = 600\n")
+    store = load_settings(path, environ={}).store
+    assert (store.lease_seconds, store.recovery_max_age) == (10, 600)
+    store = load_settings(path, environ={"RELAYBOT_STORE__LEASE_SECONDS": "2.5"}).store
+    assert (store.lease_seconds, store.recovery_max_age) == (2.5, 600)
+
+
+@pytest.mark.parametrize("key", ["lease_seconds", "recovery_max_age"])
+def test_the_journal_settings_are_positive(key: str) -> None:
+    variable = f"RELAYBOT_STORE__{key.upper()}"
+    assert error_of(environ={variable: "0"}) == (
+        f"config error: store.{key}: Input should be greater than 0 (got '0') [from {variable}]"
+    )
+
+
 # --- errors: one line, naming the key and the source ------------------------------------------
 
 

@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
@@ -41,6 +42,7 @@ from bots.slack.app import (
 from bots.slack.messages import plain_text
 from bots.slack.server import EVENTS_PATH, HEALTH_PATH, serve_http
 from core.messages import AssistantMessage, ConversationKey, UserMessage
+from core.store import ConversationStore
 from tests.conftest import Spawn
 from tests.fakes.llm_gateway import FakeGateway, Stream
 from tests.fakes.open_meteo import FakeOpenMeteo
@@ -72,6 +74,33 @@ class SlowOpenMeteo(FakeOpenMeteo):
     async def _search(self, request: web.Request) -> web.StreamResponse:
         await self.go.wait()
         return await super()._search(request)
+
+
+@dataclass(frozen=True)
+class Held(Stream):
+    """A stream whose first ``after`` writes go out at once and the rest once ``go`` is set: an
+    answer seen streaming, held as long as a test needs, then ended as the model ends it."""
+
+    after: int = 1
+    go: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class HoldingGateway(FakeGateway):
+    """The fake gateway, able to hold a stream mid-way (:class:`Held`)."""
+
+    async def _stream(self, request: web.Request, reply: Stream) -> web.StreamResponse:
+        if not isinstance(reply, Held):
+            return await super()._stream(request, reply)
+        response = web.StreamResponse(headers={"Content-Type": reply.content_type})
+        await response.prepare(request)
+        for index, chunk in enumerate(reply.chunks()):
+            if index == reply.after:
+                await reply.go.wait()
+                if request.transport is None or request.transport.is_closing():
+                    return response  # the bot hung up meanwhile (a Stop)
+            await response.write(chunk)
+        await response.write_eof()
+        return response
 
 
 class Harness(BotHarness[SlackBot]):
@@ -134,12 +163,13 @@ class Harness(BotHarness[SlackBot]):
 
 @pytest.fixture
 async def start() -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
-    """``await start(**settings)`` serves a bot; ``settings`` become ``RELAYBOT_*`` variables."""
+    """``await start(**settings)`` serves a bot; ``settings`` become ``RELAYBOT_*`` variables
+    (``store=`` gives the store, instead of a new memory store)."""
     async with AsyncExitStack() as stack:
 
-        async def begin(**settings: str) -> Harness:
+        async def begin(*, store: ConversationStore | None = None, **settings: str) -> Harness:
             slack = await stack.enter_async_context(FakeSlack(token=TOKEN))
-            gateway = await stack.enter_async_context(FakeGateway())
+            gateway = await stack.enter_async_context(HoldingGateway())
             weather = SlowOpenMeteo()
             await stack.enter_async_context(weather)
             stack.callback(weather.go.set)
@@ -159,7 +189,7 @@ async def start() -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
                 **{f"RELAYBOT_{name.upper()}": value for name, value in settings.items()},
             }
             runtime = await stack.enter_async_context(
-                Runtime.start(load_settings(environ=environ), announce=print)
+                Runtime.start(load_settings(environ=environ), announce=print, store=store)
             )
             bot = await stack.enter_async_context(slack_bot(runtime, http=True))
             url = await stack.enter_async_context(serve_http(bot, host="127.0.0.1", port=0))

@@ -11,6 +11,7 @@ websocket), the Slack Web API, and the LLM gateway.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -27,6 +28,7 @@ from bots.settings import load_settings
 from bots.slack.app import SlackBot, slack_bot
 from bots.slack.server import run_slack, socket_mode
 from core.settings import SettingsError
+from core.store import ConversationStore, StoreError, Turn
 from core.store.memory import MemoryStore
 from tests.fakes.llm_gateway import FakeGateway, Stream
 from tests.fakes.slack_api import BOT_USER, TEAM, FakeSlack, Message
@@ -41,7 +43,9 @@ ANSWER = "Hello Ada! Socket Mode works."
 
 
 @asynccontextmanager
-async def running_bot(slack: FakeSlack, gateway: FakeGateway) -> AsyncIterator[SlackBot]:
+async def running_bot(
+    slack: FakeSlack, gateway: FakeGateway, *, store: ConversationStore | None = None
+) -> AsyncIterator[SlackBot]:
     settings = load_settings(
         environ={
             "SLACK_BOT_TOKEN": BOT_TOKEN,
@@ -53,7 +57,9 @@ async def running_bot(slack: FakeSlack, gateway: FakeGateway) -> AsyncIterator[S
         }
     )
     async with (
-        Runtime.start(settings, announce=lambda line: None, store=MemoryStore()) as runtime,
+        Runtime.start(
+            settings, announce=lambda line: None, store=store or MemoryStore()
+        ) as runtime,
         slack_bot(runtime, http=False) as bot,
     ):
         yield bot
@@ -124,6 +130,62 @@ async def test_a_mention_over_socket_mode_is_acknowledged_and_answered_in_its_th
     assert socket.acked_at[envelope_id] < posted.at  # acknowledged before the answer began
     [request] = gateway.requests
     assert request.json["messages"][-1]["content"].endswith(QUESTION)
+
+
+class FlakyStore(MemoryStore):
+    """A memory store whose ``accept`` fails while ``failing`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing = True
+
+    async def accept(self, **kwargs: Any) -> Turn | None:
+        if self.failing:
+            raise StoreError("memory store: the disk is full")
+        return await super().accept(**kwargs)
+
+
+def unacknowledged(caplog: pytest.LogCaptureFixture) -> bool:
+    """slack_sdk said it sent no acknowledgement, after a dispatch that failed."""
+    return any(
+        r.getMessage().startswith("Unsuccessful Bolt execution result (status: 500")
+        for r in caplog.records
+    )
+
+
+async def test_an_event_the_store_could_not_accept_is_not_acknowledged_and_its_retry_is(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = FlakyStore()
+    caplog.set_level(logging.INFO, logger="relaybot.slack.bolt")
+    async with (
+        FakeSlack(token=BOT_TOKEN) as slack,
+        FakeGateway() as gateway,
+        FakeSocketMode(app_token=APP_TOKEN) as socket,
+        running_bot(slack, gateway, store=store) as bot,
+        asyncio.timeout(20),
+    ):
+        gateway.enqueue(Stream(openai_chunks(ANSWER, pieces=8)))
+        handler = socket_mode(bot, APP_TOKEN, web_client=AsyncWebClient(base_url=socket.api_url))
+        try:
+            await handler.connect_async()  # type: ignore[no-untyped-call]
+            await socket.connected()
+            asked = slack.seed_message("C1", "U1", f"<@{BOT_USER}> {QUESTION}")
+            refused = await socket.send_event(mention(asked), event_id="Ev1")
+            await until(lambda: unacknowledged(caplog), "the failed dispatch", within=None)
+            store.failing = False
+            retried = await socket.send_event(mention(asked), event_id="Ev1")  # Slack's retry
+            assert await socket.ack(retried) == {"envelope_id": retried}
+            await until(lambda: answered(slack, "C1", asked), "an answer", within=None)
+            again = await socket.send_event(mention(asked), event_id="Ev1")
+            assert await socket.ack(again) == {"envelope_id": again}
+            await until(lambda: bot.busy == 0, "idle", within=None)
+        finally:
+            await handler.close_async()  # type: ignore[no-untyped-call]
+
+    assert refused not in socket.acked_at
+    assert len(gateway.requests) == 1
+    assert [c.method for c in slack.calls].count("chat.postMessage") == 1
 
 
 async def test_relaybot_slack_connects_answers_and_stops_on_sigterm(tmp_path: Path) -> None:

@@ -11,11 +11,11 @@ import argparse
 import json
 from contextlib import aclosing
 from typing import Any, TextIO, assert_never
+from uuid import uuid4
 
 from bots.runtime import Runtime
 from bots.settings import Settings
 from core.assembly import MessageAssembler
-from core.engine import TurnRequest
 from core.events import (
     AttemptVoid,
     EngineEvent,
@@ -27,8 +27,11 @@ from core.events import (
     TurnFinished,
     Usage,
 )
+from core.lease import owner_id
 from core.messages import AssistantMessage, ConversationKey, ModelRequest, UserMessage
 from core.retry import retrying_stream
+from core.store.base import ConversationStore
+from core.store.journal import Lease
 from core.store.memory import MemoryStore
 
 __all__ = ["TerminalView", "TurnFailedError", "ask", "message_json"]
@@ -52,18 +55,26 @@ async def ask(
             if args.json:
                 print(json.dumps(message_json(message), ensure_ascii=False), file=stdout)
             return 0
-        request = TurnRequest(
-            key=ConversationKey(platform="console", workspace="local", channel="ask", thread="1"),
-            user_id="local",
-            user_name="you",
-            text=args.prompt,
-            platform="a terminal",
-        )
+        lease = await _asked(runtime.store, args.prompt)
         view = TerminalView(stdout, stderr, show_reasoning=settings.llm.show_reasoning)
-        async with aclosing(runtime.engine.run_turn(request)) as events:
+        async with aclosing(runtime.engine.run_turn(lease)) as events:
             async for event in events:
                 view.show(event)
     return 0
+
+
+async def _asked(store: ConversationStore, prompt: str) -> Lease:
+    """The prompt accepted as a turn of the journal, and taken by this process."""
+    key = ConversationKey(platform="console", workspace="local", channel="ask", thread="1")
+    question = UserMessage(text=prompt, author_id="local", author_name="you")
+    turn = await store.accept(
+        event_id=f"ask:{uuid4()}", key=key, order="1", question=question,
+        platform="a terminal", claim_ttl=60,
+    )  # fmt: skip
+    lease = await store.take(key, owner=owner_id(), lease_seconds=60)
+    if turn is None or lease is None:  # a new memory store holds no other claim or turn
+        raise RuntimeError("the terminal's question could not be accepted")
+    return lease
 
 
 async def _one_call(

@@ -4,33 +4,50 @@ The session is one conversation, kept in the configured store (SQLite by default
 starts a new one and ``/exit`` (or end of input) leaves. On a terminal the reply grows in
 place, rendered with rich, and Ctrl-C stops the answer being written; piped, every line of
 standard input is one message and every answer is printed once, as plain text.
+
+Each line goes through the store's turn journal as a chat platform's message does: accepted
+(``console:<session>:<n>``), taken by this process's :class:`~bots.turns.TurnWorker`, and
+answered by it. So a console killed mid-answer leaves its turn in the store, and the next
+console started on the same store finishes it before reading its first line: the answer is
+written again and printed (a turn whose tool had run is not run again: it ends with
+:data:`~bots.replies.INTERRUPTED`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 import threading
 import uuid
-from collections.abc import Callable
-from contextlib import aclosing, suppress
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
 
 from rich.console import Console
 
+from adapters.budget import EditBudget
 from adapters.console_surface import ConsoleSurface
 from adapters.live import LiveReply
-from bots.replies import NEW_CONVERSATION, THINKING
+from adapters.surface import MessageRef, Surface
+from bots.replies import BROKEN, NEW_CONVERSATION, THINKING
 from bots.runtime import Runtime, edit_budget
 from bots.settings import Settings
-from bots.tasks import running_task
-from core.engine import TurnRequest
-from core.messages import ConversationKey
+from bots.turns import TurnWorker, WorkerTiming
+from core.messages import ConversationKey, UserMessage
+from core.store import Lease, StoreError, Turn
 
 __all__ = ["ConsoleBot", "run_console"]
 
+log = logging.getLogger("relaybot.console")
+
 HELP = "Type a message. /reset starts a new conversation, /exit leaves."
 PROMPT = "[bold cyan]you \N{SINGLE RIGHT-POINTING ANGLE QUOTATION MARK}[/] "
+PLATFORM = "a terminal"
+CLAIM_TTL = 24 * 3600.0
+EARLIER = "relaybot: the answer to “{question}”, left unfinished by an earlier session:"
+RECOVERY_POLL = 0.05
+"""Seconds between looks at whether what recovery started is done."""
 
 
 class ConsoleBot:
@@ -40,57 +57,142 @@ class ConsoleBot:
         self._runtime = runtime
         self._console = console
         self._interactive = interactive
-        self._budget = edit_budget(runtime.settings)
         self._session = _new_session()
+        self._asked = 0  # lines accepted in this session
+        settings = runtime.settings
+        self._screen = _Screen(
+            console, edit_budget(settings), interactive=interactive,
+            show_reasoning=settings.llm.show_reasoning, session=lambda: self._session,
+        )  # fmt: skip
+        self._timing = WorkerTiming(
+            lease_seconds=settings.store.lease_seconds,
+            recovery_max_age=settings.store.recovery_max_age,
+        )
+        self._worker = TurnWorker(
+            store=runtime.store, engine=runtime.engine, platform=self._screen,
+            budget=self._screen.budget, timing=self._timing, name="console",
+        )  # fmt: skip
 
     async def run(self, read_line: Callable[[], str | None]) -> None:
-        """Answer lines until ``/exit`` or end of input (``read_line`` returns ``None``)."""
-        while (line := await _in_thread(read_line)) is not None:
-            text = line.strip()
-            if not text:
-                continue
-            if text in ("/exit", "/quit"):
-                return
-            if text == "/reset":
-                self._session = _new_session()
-                self._say(NEW_CONVERSATION)
-                continue
-            if text == "/help":
-                self._say(HELP)
-                continue
-            await self.answer(text)
+        """Finish what an earlier console left in the store, then answer lines until
+        ``/exit`` or end of input (``read_line`` returns ``None``)."""
+        await self._worker.start()
+        try:
+            await self._recovered()
+            while (line := await _in_thread(read_line)) is not None:
+                text = line.strip()
+                if not text:
+                    continue
+                if text in ("/exit", "/quit"):
+                    return
+                if text == "/reset":
+                    self._session, self._asked = _new_session(), 0
+                    self._say(NEW_CONVERSATION)
+                    continue
+                if text == "/help":
+                    self._say(HELP)
+                    continue
+                await self.answer(text)
+        finally:
+            await self._worker.close()
 
     async def answer(self, text: str) -> None:
         """One turn, rendered as it streams. Ctrl-C on a terminal stops it, not the program."""
-        turn = running_task()
-        surface = ConsoleSurface(self._console, live=self._interactive)
-        reply = LiveReply(
-            surface,
-            self._budget,
-            placeholder=THINKING if self._interactive else None,
-            show_reasoning=self._runtime.settings.llm.show_reasoning,
-            name=f"console {self._session}",
+        try:
+            lease = await self._accepted(text)
+        except StoreError:
+            log.exception("could not accept a line of session %s", self._session)
+            self._say(BROKEN)
+            return
+        with _stop_on_interrupt(
+            lambda: self._worker.stop(lease.turn.id), enabled=self._interactive
+        ):
+            await self._worker.answer(lease)
+
+    async def _accepted(self, text: str) -> Lease:
+        """The line as a turn of the journal, taken by this console's worker."""
+        store = self._runtime.store
+        self._asked += 1
+        key = ConversationKey(
+            platform="console", workspace="local", channel="terminal", thread=self._session
         )
-        request = TurnRequest(
-            key=ConversationKey(
-                platform="console", workspace="local", channel="terminal", thread=self._session
-            ),
-            user_id="local",
-            user_name="you",
-            text=text,
-            platform="a terminal chat",
+        turn = await store.accept(
+            event_id=f"console:{self._session}:{self._asked}", key=key,
+            order=f"{self._asked:012d}", platform=PLATFORM, claim_ttl=CLAIM_TTL,
+            question=UserMessage(text=text, author_id="local", author_name="you"),
+        )  # fmt: skip
+        lease = await store.take(
+            key, owner=self._worker.owner, lease_seconds=self._timing.lease_seconds
         )
-        with _stop_on_interrupt(turn, enabled=self._interactive):
-            try:
-                async with reply, aclosing(self._runtime.engine.run_turn(request)) as events:
-                    async for event in events:
-                        reply.feed(event)
-            except asyncio.CancelledError:
-                if turn.uncancel() > 0:  # cancelled from elsewhere, not by Ctrl-C
-                    raise
+        if turn is None or lease is None or lease.turn.id != turn.id:
+            raise StoreError(f"the line could not be accepted and taken in session {key}")
+        return lease
+
+    async def _recovered(self) -> None:
+        """Wait until what the worker's recovery started at start (an earlier console's
+        turns) is done, so that it is printed before the first prompt."""
+        while self._worker.busy:  # noqa: ASYNC110 (the worker has no event to wait on)
+            await asyncio.sleep(RECOVERY_POLL)
 
     def _say(self, line: str) -> None:
         self._console.print(line, style="dim" if self._interactive else None, highlight=False)
+
+
+class _Screen:
+    """The terminal as the worker's :class:`~bots.turns.Platform`. A turn it prepared (this
+    session's) streams in place on a terminal; the notices and answers recovery shows for an
+    earlier console print once, as plain text — what that console drew is on its own screen,
+    nothing here to take back — under a line naming the question."""
+
+    def __init__(
+        self,
+        console: Console,
+        budget: EditBudget,
+        *,
+        interactive: bool,
+        show_reasoning: bool,
+        session: Callable[[], str],
+    ) -> None:
+        self._console = console
+        self.budget = budget
+        self._interactive = interactive
+        self._show_reasoning = show_reasoning
+        self._session = session
+        self._prepared: set[int] = set()
+        self._announced: set[int] = set()
+
+    async def prepare(self, lease: Lease) -> Lease:
+        self._prepared.add(lease.turn.id)
+        return lease
+
+    async def surface(self, turn: Turn) -> ConsoleSurface:
+        if turn.key.thread != self._session() and turn.id not in self._announced:
+            self._announced.add(turn.id)
+            question = " ".join(turn.question.text.split())
+            question = question if len(question) <= 60 else question[:59] + "…"
+            style = "dim" if self._interactive else None
+            line = EARLIER.format(question=question)
+            self._console.print(line, style=style, highlight=False, markup=False, soft_wrap=True)
+        live = self._interactive and turn.id in self._prepared
+        return ConsoleSurface(self._console, live=live)
+
+    def reply(
+        self,
+        turn: Turn,
+        surface: Surface,
+        *,
+        on_gone: Callable[[], None],
+        on_posted: Callable[[tuple[MessageRef, ...]], Awaitable[None]],
+    ) -> LiveReply:
+        live = self._interactive and turn.id in self._prepared
+        return LiveReply(
+            surface, self.budget, placeholder=THINKING if live else None,
+            show_reasoning=self._show_reasoning, on_gone=on_gone, on_posted=on_posted,
+            name=f"console {turn.key.thread} turn {turn.id}",
+        )  # fmt: skip
+
+    async def finished(self, turn: Turn) -> None:
+        self._prepared.discard(turn.id)
 
 
 async def run_console(settings: Settings, *, console: Console | None = None) -> int:
@@ -162,17 +264,17 @@ def _settle(
 
 
 class _stop_on_interrupt:
-    """While a reply streams on a terminal, Ctrl-C cancels that turn instead of the program."""
+    """While a reply streams on a terminal, Ctrl-C stops that answer instead of the program."""
 
-    def __init__(self, task: asyncio.Task[object], *, enabled: bool) -> None:
-        self._task = task
+    def __init__(self, stop: Callable[[], object], *, enabled: bool) -> None:
+        self._stop = stop
         self._enabled = enabled
         self._installed = False
 
     def __enter__(self) -> None:
         if self._enabled:
             with suppress(NotImplementedError, RuntimeError):
-                asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._task.cancel)
+                asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._stop)
                 self._installed = True
 
     def __exit__(self, *exc: object) -> None:

@@ -1,6 +1,7 @@
 """The Discord bot (``relaybot discord``).
 
-- :mod:`~bots.discord.bot`: the gateway event handlers, who it answers, and the turns it runs.
+- :mod:`~bots.discord.bot`: the gateway event handlers, who it answers, the turns it accepts.
+- :mod:`~bots.discord.platform`: where a turn's answer is shown (threads, typing, Stop).
 - :mod:`~bots.discord.client`: the discord.py client, its intents and endpoints, logging in.
 - :mod:`~bots.discord.runner`: the bot logged in and running until a signal.
 - :mod:`~bots.discord.channels`: its own calls apart from a reply's (threads, notices, typing).

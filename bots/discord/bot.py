@@ -16,15 +16,22 @@ Who it answers, and where the conversation lives (its ``ConversationKey``):
 
 People's messages only: bots (itself included), webhooks and system messages never start a
 turn, and edits are not listened to. ``allowed_guilds`` / ``allowed_channels`` (a thread
-counts as its parent) / ``allowed_roles`` restrict where and whom it answers. Each message is
-claimed once in the store (``discord:<message id>``).
+counts as its parent) / ``allowed_roles`` restrict where and whom it answers.
 
 How: the event handler only looks at the message and starts a task (``TaskOwner``). The task
-turns the text into plain words (:mod:`bots.discord.messages`), refuses an over-long one
-politely, opens the thread, and streams the turn through a ``LiveReply`` on a
-``DiscordSurface``: the bot shows as typing until the first words (or tool status) appear,
-then one message grows with a Stop button (:mod:`bots.discord.stop`) that goes away at the
-end. Stop, or the thread being deleted, cancels the turn. Every send pings no one.
+turns the text into plain words (:mod:`bots.discord.messages`) and *accepts* it in the store's
+turn journal at once — claim ``discord:<message id>``, the question, a queued turn, in one
+transaction; Discord never sends a message twice, so nothing earlier may be lost — then wakes
+the :class:`~bots.turns.TurnWorker`. A mention in a channel is keyed by its message id before
+any thread exists (the thread opened from a message takes its id). The worker answers a
+thread's turns one at a time, in message order, through its platform
+(:mod:`bots.discord.platform`): it opens or unarchives the thread, refuses an over-long
+question, shows the bot typing until the first words (or tool status) appear, then one message
+grows with a Stop button (:mod:`bots.discord.stop`) that goes away at the end. Stop, or the
+thread being deleted, ends that answer; the thread's next turn still runs. A deleted question
+is forgotten: its turn and answer leave the history, and a turn still waiting is not answered.
+``reset`` in a DM answers at once and is no turn. After a crash, another start finishes what
+the journal holds (:mod:`bots.turns`). Every send pings no one.
 """
 
 from __future__ import annotations
@@ -32,26 +39,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Callable
-from contextlib import aclosing
-from typing import Any
 
 import discord
 
-from adapters.discord_surface import DiscordSurface
-from adapters.live import LiveReply
-from bots.discord.channels import Channel, keep_typing, open_thread, say, the_channel, unarchive
+from bots.discord.channels import Channel, fetch_thread, say, the_channel
 from bots.discord.client import DiscordUnavailable, stay_connected
-from bots.discord.messages import Names, plain_text, thread_name
+from bots.discord.messages import Names, plain_text
+from bots.discord.platform import DM, DiscordPlatform
 from bots.discord.sessions import DirectSessions
-from bots.discord.stop import StopButton
-from bots.replies import BROKEN, NEW_CONVERSATION, ONLY_A_MENTION, TOO_LONG
+from bots.replies import BROKEN, NEW_CONVERSATION, ONLY_A_MENTION
 from bots.runtime import Runtime, edit_budget
-from bots.tasks import TaskOwner, cancel_and_wait, running_task
-from core.engine import TurnRequest
-from core.events import EngineEvent, TextDelta, ToolStarted, TurnFailed, TurnFinished
-from core.messages import ConversationKey
+from bots.tasks import TaskOwner, cancel_and_wait
+from bots.turns import TurnWorker, WorkerTiming
+from core.messages import ConversationKey, UserMessage
+from core.store import StoreError, Turn, discord_order
 
 __all__ = ["DiscordBot"]
 
@@ -61,14 +63,11 @@ CLAIM_TTL = 24 * 3600.0
 PLATFORM = "Discord"
 PERSON_MESSAGES = frozenset({discord.MessageType.default, discord.MessageType.reply})
 RESET = "reset"
-NEW_THREAD = "A question for relaybot"
-_SHOWN = (TextDelta, ToolStarted, TurnFinished, TurnFailed)
-"""Events after which the reply shows something: the typing indicator stops."""
 
 
 class DiscordBot:
-    """The client's event handlers and the turns they run. Build it with
-    :func:`bots.discord.runner.discord_bot`."""
+    """The client's event handlers, and the worker that answers the turns they accept. Build
+    it with :func:`bots.discord.runner.discord_bot`."""
 
     def __init__(
         self,
@@ -77,25 +76,43 @@ class DiscordBot:
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._runtime = runtime
-        self._settings = runtime.settings.discord
+        settings = runtime.settings
+        self._store = runtime.store
+        self._settings = settings.discord
         self.client = client
-        self._budget = edit_budget(runtime.settings)
         self._tasks = TaskOwner(log)
         self._sessions = DirectSessions(
             idle_seconds=self._settings.dm_idle_hours * 3600, clock=clock
         )
         self._connection: asyncio.Task[None] | None = None
+        budget = edit_budget(settings)
+        self._platform = DiscordPlatform(
+            client, store=runtime.store, budget=budget, settings=self._settings,
+            show_reasoning=settings.llm.show_reasoning, stop=self._stop,
+        )  # fmt: skip
+        timing = WorkerTiming(
+            lease_seconds=settings.store.lease_seconds,
+            recovery_max_age=settings.store.recovery_max_age,
+        )
+        self._worker = TurnWorker(
+            store=runtime.store, engine=runtime.engine, platform=self._platform, budget=budget,
+            timing=timing, name="discord",
+        )  # fmt: skip
+        self._started = False
 
         async def on_message(message: discord.Message) -> None:
             self._on_message(message)
 
+        async def on_raw_message_delete(payload: discord.RawMessageDeleteEvent) -> None:
+            self._on_delete(payload)
+
         client.event(on_message)
+        client.event(on_raw_message_delete)
 
     @property
     def busy(self) -> int:
-        """Messages being handled right now (answers being written among them)."""
-        return len(self._tasks)
+        """Messages being accepted and threads being answered right now."""
+        return len(self._tasks) + self._worker.busy
 
     # --- the connection -------------------------------------------------------------------
 
@@ -107,8 +124,9 @@ class DiscordBot:
         )
 
     async def ready(self) -> None:
-        """Wait until the gateway session is ready; raise what ended the connection if it
-        ended first (``DiscordUnavailable``)."""
+        """Wait until the gateway session is ready, then start the worker: it finishes what a
+        previous process left in the journal. Raise what ended the connection if it ended
+        first (``DiscordUnavailable``)."""
         connection = self._connected()
         waiter = asyncio.create_task(self.client.wait_until_ready(), name="discord ready")
         try:
@@ -118,6 +136,9 @@ class DiscordBot:
         if connection.done():
             connection.result()
             raise DiscordUnavailable("the gateway connection ended before it was ready")
+        if not self._started:
+            self._started = True
+            await self._worker.start()
 
     async def disconnected(self) -> None:
         """Wait for the connection to end: raises ``DiscordUnavailable`` if Discord ended it."""
@@ -129,14 +150,20 @@ class DiscordBot:
         return self._connection
 
     async def close(self) -> None:
-        """Stop every answer still being written (each ends with "Stopped."), then close the
-        connection."""
+        """Stop every answer still being written (each ends with "Stopped."; turns still
+        queued stay in the journal for the next start), then close the connection."""
         await self._tasks.close()
+        await self._worker.close()
+        await self._platform.close()
         await self.client.close()
         if self._connection is not None:
             await cancel_and_wait(self._connection)
 
-    # --- the event handler: look, start a task, return ------------------------------------
+    def _stop(self, turn_id: int) -> None:
+        """The Stop button of a turn (pressed by someone allowed)."""
+        self._worker.stop(turn_id)
+
+    # --- the event handlers: look, start a task, return -----------------------------------
 
     def _on_message(self, message: discord.Message) -> None:
         me = self.client.user
@@ -148,6 +175,12 @@ class DiscordBot:
             return
         self._tasks.spawn(
             self._handle(message), name=f"discord message {message.channel.id}/{message.id}"
+        )
+
+    def _on_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        self._tasks.spawn(
+            self._forget(payload),
+            name=f"discord deleted {payload.channel_id}/{payload.message_id}",
         )
 
     def _may_answer(self, message: discord.Message) -> bool:
@@ -185,57 +218,47 @@ class DiscordBot:
                 return
         elif not addressed:
             return
-        if not await self._runtime.store.claim(f"discord:{message.id}", CLAIM_TTL):
-            return  # answered (or being answered) already
         try:
-            prepared = await self._prepare(message, channel)
+            turn = await self._accept(message, channel)
         except Exception:
-            log.exception("could not prepare an answer to message %s", message.id)
+            log.exception("could not accept message %s", message.id)
             await say(channel, BROKEN, reply_to=message)
             return
-        if prepared is not None:
-            await self._answer(message, *prepared)
+        if turn is not None:
+            self._worker.wake(turn.key)
 
-    async def _prepare(
-        self, message: discord.Message, channel: Channel
-    ) -> tuple[TurnRequest, Channel, discord.Message | None] | None:
-        """The turn, where to answer and what to reply to; ``None`` when the message was
-        answered with a notice."""
+    async def _accept(self, message: discord.Message, channel: Channel) -> Turn | None:
+        """The message as a queued turn of the journal; ``None`` when it was accepted already
+        or is no question (``reset`` in a DM, answered here)."""
         text = self._plain_text(message)
-        limit = self._settings.max_input_chars
-        if len(text) > limit:
-            await say(channel, TOO_LONG.format(length=len(text), limit=limit), reply_to=message)
-            return None
         if message.attachments:
             names = ", ".join(a.filename for a in message.attachments)
             text += f"\n\n(Attached, but you cannot read them: {names}.)"
-        reply_to: discord.Message | None = None
-        if message.guild is None:
-            if text.strip().lower() == RESET:
+        event_id = f"discord:{message.id}"
+        if message.guild is None and text.strip().lower() == RESET:
+            if await self._store.claim(event_id, CLAIM_TTL):
                 self._sessions.reset(channel.id)
                 await say(channel, NEW_CONVERSATION)
-                return None
-            key = _key("dm", channel.id, self._sessions.conversation(channel.id, message.id))
-        elif isinstance(channel, discord.Thread):
-            await unarchive(channel)
-            key = _key(message.guild.id, channel.parent_id, channel.id)
-        else:
-            thread = None
-            if isinstance(channel, discord.TextChannel):
-                name = thread_name(text, fallback=NEW_THREAD)
-                thread = await open_thread(message, name)
-            if thread is not None:
-                key, channel = _key(message.guild.id, channel.id, thread.id), thread
-            else:  # inline: this exchange is a conversation of its own
-                key, reply_to = _key(message.guild.id, channel.id, message.id), message
-        request = TurnRequest(
-            key=key,
-            user_id=str(message.author.id),
-            user_name=message.author.display_name,
+            return None
+        question = UserMessage(
             text=text.strip() or ONLY_A_MENTION,
-            platform=PLATFORM,
+            author_id=str(message.author.id),
+            author_name=message.author.display_name,
         )
-        return request, channel, reply_to
+        return await self._store.accept(
+            event_id=event_id, key=self._key(message, channel), order=discord_order(message.id),
+            question=question, platform=PLATFORM, claim_ttl=CLAIM_TTL,
+        )  # fmt: skip
+
+    def _key(self, message: discord.Message, channel: Channel) -> ConversationKey:
+        """The message's conversation: a DM's current one; the thread it was written in; or,
+        for a mention in a channel, the thread about to be opened from it — which takes the
+        message's id — or the inline exchange, keyed alike."""
+        if message.guild is None:
+            return _key(DM, channel.id, self._sessions.conversation(channel.id, message.id))
+        if isinstance(channel, discord.Thread):
+            return _key(message.guild.id, channel.parent_id, channel.id)
+        return _key(message.guild.id, channel.id, message.id)
 
     def _plain_text(self, message: discord.Message) -> str:
         guild = message.guild
@@ -255,48 +278,34 @@ class DiscordBot:
             names=Names(users=users, roles=roles, channels=channels),
         )
 
-    async def _answer(
-        self,
-        message: discord.Message,
-        request: TurnRequest,
-        channel: Channel,
-        reply_to: discord.Message | None,
-    ) -> None:
-        """Stream the turn; Stop (or losing the channel) cancels this task."""
-        task = running_task()
-        turn_id = uuid.uuid4().hex
+    # --- a deleted message ----------------------------------------------------------------
 
-        def stop() -> None:  # the Stop button, or the thread is gone
-            task.cancel()
-
-        def stop_view() -> StopButton:
-            return StopButton(turn_id=turn_id, asker=message.author.id, on_stop=stop)
-
-        surface = DiscordSurface(
-            channel, stop_view=stop_view, edit_interval=self._settings.edit_interval,
-            reply_to=None if reply_to is None else channel.get_partial_message(reply_to.id),
-        )  # fmt: skip
-        reply = LiveReply(
-            surface, self._budget, placeholder=None,
-            show_reasoning=self._runtime.settings.llm.show_reasoning,
-            on_gone=stop, name=f"discord {request.key}",
-        )  # fmt: skip
-        typing = self._tasks.spawn(keep_typing(channel), name=f"discord typing {request.key}")
+    async def _forget(self, payload: discord.RawMessageDeleteEvent) -> None:
+        """A deleted question leaves the history; its turn, if still to answer, ends unseen."""
+        key = await self._key_of_deleted(payload)
+        if key is None:
+            return
         try:
-            async with reply, aclosing(self._runtime.engine.run_turn(request)) as events:
-                async for event in events:
-                    _stop_typing_at(event, typing)
-                    reply.feed(event)
-        finally:
-            await cancel_and_wait(typing)
+            await self._store.forget_message(key, discord_order(payload.message_id))
+        except StoreError:
+            log.exception("could not forget deleted message %s", payload.message_id)
+
+    async def _key_of_deleted(
+        self, payload: discord.RawMessageDeleteEvent
+    ) -> ConversationKey | None:
+        channel_id, message_id = payload.channel_id, payload.message_id
+        if payload.guild_id is None:
+            session = self._sessions.current(channel_id)
+            return None if session is None else _key(DM, channel_id, session)
+        channel = self.client.get_channel(channel_id) or await fetch_thread(self.client, channel_id)
+        if isinstance(channel, discord.Thread):
+            return _key(payload.guild_id, channel.parent_id, channel.id)
+        if channel is None:
+            return None
+        return _key(payload.guild_id, channel_id, message_id)
 
 
 def _key(workspace: object, channel: object, thread: object) -> ConversationKey:
     return ConversationKey(
         platform="discord", workspace=str(workspace), channel=str(channel), thread=str(thread)
     )
-
-
-def _stop_typing_at(event: EngineEvent, typing: asyncio.Task[Any]) -> None:
-    if isinstance(event, _SHOWN) and not typing.done():
-        typing.cancel()

@@ -1,5 +1,5 @@
-"""The Discord bot's own calls, apart from a reply's: opening a thread, unarchiving one, a short
-notice, the typing indicator, and answering a button press.
+"""The Discord bot's own calls, apart from a reply's: opening a thread, finding or unarchiving
+one, a short notice, the typing indicator, and answering a button press.
 
 Each call that fails is logged — with the HTTP status and Discord's error code, never the
 token — and gives a harmless outcome: no thread (the bot answers inline), no notice, no
@@ -24,6 +24,7 @@ __all__ = [
     "Channel",
     "acknowledge",
     "failure_reason",
+    "fetch_thread",
     "keep_typing",
     "open_thread",
     "say",
@@ -69,7 +70,23 @@ async def the_channel(client: discord.Client, message: discord.Message) -> Chann
     return fetched if isinstance(fetched, discord.Thread | discord.TextChannel) else None
 
 
-async def open_thread(message: discord.Message, name: str) -> discord.Thread | None:
+async def fetch_thread(client: discord.Client, thread_id: int) -> discord.Thread | None:
+    """The thread ``thread_id`` when discord.py has not seen it (archived before the bot
+    started); ``None`` when there is no such thread (an inline exchange, a deleted thread) or
+    it cannot be read."""
+    try:
+        found = await client.fetch_channel(thread_id)
+    except discord.NotFound:
+        return None
+    except DISCORD_FAILURES as error:
+        log.warning("cannot read thread %s: %s", thread_id, failure_reason(error))
+        return None
+    return found if isinstance(found, discord.Thread) else None
+
+
+async def open_thread(
+    message: discord.Message | discord.PartialMessage, name: str
+) -> discord.Thread | None:
     """A public thread started from ``message``, or ``None`` when Discord refuses (the bot may
     not create threads there, or the channel cannot have them): the bot answers inline."""
     try:

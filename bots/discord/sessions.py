@@ -52,6 +52,12 @@ class DirectSessions:
         session.last = now
         return session.name
 
+    def current(self, channel_id: int) -> str | None:
+        """The channel's conversation as it stands, without counting a message (a deleted
+        message is forgotten from it); ``None`` when there is none."""
+        session = self._sessions.get(channel_id)
+        return session.name if session is not None else None
+
     def reset(self, channel_id: int) -> None:
         """The channel's next message starts a new conversation."""
         self._sessions.pop(channel_id, None)

@@ -1,4 +1,4 @@
-"""The Slack bot: slack-bolt's ``AsyncApp`` in, conversation turns and live replies out.
+"""The Slack bot: slack-bolt's ``AsyncApp`` in, accepted turns and live replies out.
 
 Who it answers:
 
@@ -6,24 +6,29 @@ Who it answers:
   thread it was posted in);
 - a direct message: each top-level DM starts a conversation answered in its thread, and
   replies in that thread continue it;
-- with ``follow_ups`` (the default), a message in a channel thread the bot has answered in (the
-  store holds the thread) or under one of its own messages, without a new mention.
+- with ``follow_ups`` (the default), a message in a channel thread the bot is part of (a
+  message of it was accepted, or the store holds the thread) or under one of its own messages,
+  without a new mention.
 
 People's messages only: bots (itself included), edits, deletions and joins never start a turn
 (:func:`bots.slack.messages.user_message`). ``allowed_channels`` / ``allowed_users`` restrict
-where and whom it answers. One message gets one answer: the ``app_mention`` and ``message``
-events of one message, and a re-delivered event, claim the same ``slack:team:channel:ts`` in
-the store, once.
+where and whom it answers. A deleted message (``message_deleted``) is forgotten: its question
+and answer leave the thread's history, and an answer to it being written stops.
 
-How: the listeners only read the payload and start a task (``TaskOwner``), so bolt answers
-Slack at once (``process_before_response=True``: bolt neither fires its own unowned task nor
-polls for the ack). The task reads names and the time zone (``users.info``, cached), rebuilds a
-thread's history from ``conversations.replies`` when the store has none of it (both through
-:class:`bots.slack.workspace.Workspace`), and streams the turn through a ``LiveReply`` on a
+How: the listener *accepts* a message before bolt acknowledges the event
+(``process_before_response=True``): in one store transaction it claims
+``slack:team:channel:ts``, saves Slack's raw text and queues a turn (the journal,
+:mod:`core.store.journal`), then wakes the :class:`~bots.turns.TurnWorker`. The ``app_mention``
+and ``message`` events of one message, and a re-delivered event, claim the same id: once. If
+accepting fails the listener raises, bolt answers 500 (HTTP) or sends no acknowledgement
+(Socket Mode), and Slack's retry brings the event back. Everything that calls Slack comes
+after, when the worker takes the turn (:class:`bots.slack.answers.SlackAnswers`: names, the
+time zone, attachments, a thread read back) and streams it through a ``LiveReply`` on a
 ``SlackSurface``: the assistant status "is thinking…" in a DM where Slack allows it, else a
-"Thinking…" placeholder, then the growing answer with a Stop button. Stop cancels the turn
-(what was said is kept, marked stopped) when the asker or a workspace admin presses it;
-anyone else gets an ephemeral note.
+"Thinking…" placeholder, then the growing answer with a Stop button (its value: the turn id).
+Stop cancels that answer (what was said is kept, marked stopped) when the asker or a
+workspace admin presses it; anyone else gets an ephemeral note. A turn whose process died is
+finished by the next one (the worker's recovery).
 
 Two Web API clients share one HTTP session: the bot's own calls retry 429s in the client
 (``AsyncRateLimitErrorRetryHandler``); the surface's client must not — ``LiveReply`` waits out
@@ -32,12 +37,9 @@ a reply's rate limit itself.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator
-from contextlib import aclosing, asynccontextmanager
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -49,26 +51,27 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.live import LiveReply
-from adapters.slack_surface import STOP_ACTION, SlackSurface
-from bots.replies import BROKEN, NOT_YOURS, ONLY_A_MENTION, THINKING, TOO_LONG
+from adapters.slack_surface import STOP_ACTION
+from bots.replies import NOT_YOURS
 from bots.runtime import Runtime, edit_budget
-from bots.slack.messages import (
-    SlackMessage,
-    authors,
-    mentioned_users,
-    plain_text,
-    thread_history,
-    user_message,
-)
+from bots.slack.answers import ASSISTANT_STATUS, FILES_NOTE, FILES_ONLY, Asked, SlackAnswers
+from bots.slack.messages import SlackMessage, deletion, user_message
 from bots.slack.settings import SlackSettings
 from bots.slack.workspace import Workspace
-from bots.tasks import TaskOwner, running_task
-from core.engine import TurnRequest
-from core.messages import ConversationKey
+from bots.tasks import TaskOwner
+from bots.turns import TurnWorker, WorkerTiming
+from core.messages import ConversationKey, UserMessage
 from core.settings import SettingsError
 
-__all__ = ["SlackBot", "bot_token", "slack_bot"]
+__all__ = [
+    "ASSISTANT_STATUS",
+    "FILES_NOTE",
+    "FILES_ONLY",
+    "SlackBot",
+    "bot_token",
+    "event_id",
+    "slack_bot",
+]
 
 log = logging.getLogger("relaybot.slack")
 
@@ -76,42 +79,34 @@ SLACK_API = AsyncWebClient.BASE_URL
 CLAIM_TTL = 24 * 3600.0
 """Seconds a message stays claimed: Slack re-delivers an event for a few minutes at most."""
 PLATFORM = "Slack"
-ASSISTANT_STATUS = "is thinking…"
-FILES_NOTE = "I can't read attachments yet, so I'm answering the text of your message."
-FILES_ONLY = "I can't read attachments yet. Tell me in words what you need, and I'll help."
-
-
-@dataclass(frozen=True, slots=True)
-class _Me:
-    """The bot as Slack names it in events."""
-
-    user_id: str | None
-    bot_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class _RunningTurn:
-    """An answer being written, as the Stop button finds it."""
-
-    task: asyncio.Task[Any]
-    asker: str
-    channel: str
-    thread_ts: str
 
 
 class SlackBot:
-    """The bolt app and the turns it runs. Build it with :func:`slack_bot`."""
+    """The bolt app and the worker answering what it accepts. Build it with :func:`slack_bot`
+    (which starts the worker)."""
 
     def __init__(
         self, runtime: Runtime, *, client: AsyncWebClient, surface_client: AsyncWebClient
     ) -> None:
-        self._runtime = runtime
+        self._store = runtime.store
         self._settings = runtime.settings.slack
-        self._surface_client = surface_client
         self.workspace = Workspace(client, cache_seconds=self._settings.user_cache_seconds)
-        self._budget = edit_budget(runtime.settings)
-        self._tasks = TaskOwner(log)
-        self._turns: dict[str, _RunningTurn] = {}
+        budget = edit_budget(runtime.settings)
+        self._answers = SlackAnswers(
+            workspace=self.workspace, store=runtime.store, settings=self._settings,
+            surface_client=surface_client, budget=budget,
+            show_reasoning=runtime.settings.llm.show_reasoning,
+        )  # fmt: skip
+        store_settings = runtime.settings.store
+        self.worker = TurnWorker(
+            store=runtime.store, engine=runtime.engine, platform=self._answers, budget=budget,
+            timing=WorkerTiming(
+                lease_seconds=store_settings.lease_seconds,
+                recovery_max_age=store_settings.recovery_max_age,
+            ),
+            name="slack",
+        )  # fmt: skip
+        self._tasks = TaskOwner(log)  # Stop presses
         secret = self._settings.signing_secret
         self.app = AsyncApp(
             client=client,
@@ -126,26 +121,55 @@ class SlackBot:
 
     @property
     def busy(self) -> int:
-        """Messages being handled right now (answers being written among them)."""
-        return len(self._tasks)
+        """Threads being answered right now."""
+        return self.worker.busy
+
+    async def start(self) -> None:
+        """Finish what a previous process left (the worker's recovery), then keep watching."""
+        await self.worker.start()
 
     async def close(self) -> None:
         """Stop every answer still being written (each ends with "Stopped.")."""
         await self._tasks.close()
+        await self.worker.close()
 
-    # --- listeners: read the payload, start a task, return (bolt then acknowledges) -------
+    # --- listeners: accept before bolt acknowledges -----------------------------------------
 
     async def _on_message(
         self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
     ) -> None:
+        """Accept a message to answer (or forget a deleted one). A store that fails raises:
+        the event is not acknowledged, and Slack sends it again."""
         team = context.team_id or str(body.get("team_id") or "")
+        if (gone := deletion(event)) is not None:
+            key = ConversationKey(
+                platform="slack", workspace=team, channel=gone.channel, thread=gone.thread
+            )
+            await self._store.forget_message(key, gone.ts)
+            if (turn_id := self._answers.answering(key, gone.ts)) is not None:
+                self.worker.stop(turn_id)  # its answer stops at once, not at the next write
+            return
         message = user_message(event, team=team, bot_user_id=context.bot_user_id)
         if message is None or not self._may_answer(message):
             return
-        me = _Me(context.bot_user_id, context.bot_id)
-        self._tasks.spawn(
-            self._handle(message, me), name=f"slack message {message.channel}/{message.ts}"
+        key = ConversationKey(
+            platform="slack", workspace=team, channel=message.channel, thread=message.thread
         )
+        addressed = message.mentions_bot or message.direct
+        mine = context.bot_user_id is not None and message.parent_user == context.bot_user_id
+        known = await self._store.known(key)
+        if not (addressed or mine or known):
+            return  # a thread the bot is not part of
+        turn = await self._store.accept(
+            event_id=event_id(message), key=key, order=message.ts,
+            question=UserMessage(text=message.text, author_id=message.user),  # no name yet
+            platform=PLATFORM, claim_ttl=CLAIM_TTL,
+        )  # fmt: skip
+        if turn is None:
+            return  # accepted already (the other event of this message, or a retry)
+        asked = Asked(files=message.files, direct=message.direct, new_thread=not known)
+        self._answers.asked(turn, asked)
+        self.worker.wake(key)
 
     def _may_answer(self, message: SlackMessage) -> bool:
         settings = self._settings
@@ -160,123 +184,34 @@ class SlackBot:
     async def _on_stop(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
         presser = str((body.get("user") or {}).get("id") or "")
-        turn_id = str(action.get("value") or "")
-        self._tasks.spawn(self._stop(turn_id, presser), name=f"slack stop {turn_id}")
+        value = str(action.get("value") or "")
+        if value.isdigit():
+            self._tasks.spawn(self._stop(int(value), presser), name=f"slack stop {value}")
 
-    # --- a message ------------------------------------------------------------------------
-
-    async def _handle(self, message: SlackMessage, me: _Me) -> None:
-        store = self._runtime.store
-        key = ConversationKey(
-            platform="slack", workspace=message.team, channel=message.channel,
-            thread=message.thread,
-        )  # fmt: skip
-        known = bool(await store.load(key))
-        addressed = message.mentions_bot or message.direct
-        if not (addressed or known or message.parent_user == me.user_id):
-            return  # a thread the bot is not part of
-        claim = f"slack:{message.team}:{message.channel}:{message.ts}"
-        if not await store.claim(claim, CLAIM_TTL):
-            return  # answered (or being answered) already
-        try:
-            request = await self._request(message, me, key, rebuild=not known)
-        except Exception:
-            log.exception("could not prepare an answer to %s", claim)
-            await self.workspace.say(message.channel, message.thread, BROKEN)
-            return
-        if request is not None:
-            await self._answer(message, request)
-
-    async def _request(
-        self, message: SlackMessage, me: _Me, key: ConversationKey, *, rebuild: bool
-    ) -> TurnRequest | None:
-        """The turn to run, or ``None`` when the message was answered with a notice."""
-        asker = await self.workspace.person(message.user)
-        names = await self.workspace.names(set(mentioned_users(message.text)) - {me.user_id})
-        text = plain_text(message.text, bot_user_id=me.user_id, names=names)
-        limit = self._settings.max_input_chars
-        if len(text) > limit:
-            notice = TOO_LONG.format(length=len(text), limit=limit)
-            await self.workspace.say(message.channel, message.thread, notice)
-            return None
-        if message.files:
-            if not text:
-                await self.workspace.say(message.channel, message.thread, FILES_ONLY)
-                return None
-            await self.workspace.say(message.channel, message.thread, FILES_NOTE)
-            text += f"\n\n(Attached, but you cannot read them: {', '.join(message.files)}.)"
-        if rebuild and message.in_thread:
-            await self._rebuild(message, me, key)
-        return TurnRequest(
-            key=key,
-            user_id=message.user,
-            user_name=asker.name,
-            text=text or ONLY_A_MENTION,
-            platform=PLATFORM,
-            timezone=asker.timezone,
-        )
-
-    async def _rebuild(self, message: SlackMessage, me: _Me, key: ConversationKey) -> None:
-        """The store has nothing of a thread the bot was called into: read it back from Slack,
-        once (a second message arriving meanwhile does not read it again)."""
-        store = self._runtime.store
-        if not await store.claim(f"slack-history:{key}", CLAIM_TTL):
-            return
-        replies = await self.workspace.thread(message.channel, message.thread)
-        names = await self.workspace.names(authors(replies) - {me.user_id or ""})
-        history = thread_history(
-            replies, before=message.ts, bot_user_id=me.user_id, bot_id=me.bot_id, names=names
-        )
-        if history:
-            await store.append(key, history)
-            log.info("rebuilt %d messages of %s from Slack", len(history), key)
-
-    async def _answer(self, message: SlackMessage, request: TurnRequest) -> None:
-        """Stream the turn into the thread; Stop (or losing the thread) cancels this task."""
-        task = running_task()
-        turn_id = uuid.uuid4().hex
-
-        def lost() -> None:  # the thread can no longer be written to
-            task.cancel()
-
-        self._turns[turn_id] = _RunningTurn(task, message.user, message.channel, message.thread)
-        try:
-            status = message.direct and await self.workspace.set_status(
-                message.channel, message.thread, ASSISTANT_STATUS
-            )
-            surface = SlackSurface(
-                self._surface_client, channel=message.channel, thread_ts=message.thread,
-                team=message.team, stop_value=turn_id, edit_interval=self._settings.edit_interval,
-            )  # fmt: skip
-            reply = LiveReply(
-                surface, self._budget, placeholder=None if status else THINKING,
-                show_reasoning=self._runtime.settings.llm.show_reasoning,
-                on_gone=lost, name=f"slack {request.key}",
-            )  # fmt: skip
-            engine = self._runtime.engine
-            async with reply, aclosing(engine.run_turn(request)) as events:
-                async for event in events:
-                    reply.feed(event)
-        finally:
-            del self._turns[turn_id]
-
-    async def _stop(self, turn_id: str, presser: str) -> None:
-        turn = self._turns.get(turn_id)
+    async def _stop(self, turn_id: int, presser: str) -> None:
+        turn = self.worker.answering(turn_id)
         if turn is None:
-            return  # it has finished already
-        if presser != turn.asker and not (await self.workspace.person(presser)).admin:
-            await self.workspace.whisper(turn.channel, presser, turn.thread_ts, NOT_YOURS)
+            return  # it has finished already (or another worker writes it)
+        if presser != turn.question.author_id and not (await self.workspace.person(presser)).admin:
+            key = turn.key
+            await self.workspace.whisper(key.channel, presser, key.thread, NOT_YOURS)
             return
-        log.info("%s stopped the answer in %s/%s", presser, turn.channel, turn.thread_ts)
-        turn.task.cancel()
-        await asyncio.wait({turn.task})  # its owner logs how it ended
+        log.info("%s stopped turn %d in %s", presser, turn_id, turn.key)
+        self.worker.stop(turn_id)
+
+
+def event_id(message: SlackMessage) -> str:
+    """The id a message is claimed under: both events of one message, and every re-delivery
+    of them, share it."""
+    return f"slack:{message.team}:{message.channel}:{message.ts}"
 
 
 @asynccontextmanager
 async def slack_bot(runtime: Runtime, *, http: bool) -> AsyncIterator[SlackBot]:
     """The bot over a running runtime, with its Web API clients; ``http`` says Slack will
-    reach it over HTTP (which needs the signing secret). On exit, answers still being
-    written are stopped and the clients closed."""
+    reach it over HTTP (which needs the signing secret). Its worker has started: turns a
+    previous process left are being finished. On exit, answers still being written are
+    stopped and the clients closed."""
     settings = runtime.settings.slack
     token = bot_token(settings, http=http)
     base_url = settings.api_url or SLACK_API
@@ -292,6 +227,7 @@ async def slack_bot(runtime: Runtime, *, http: bool) -> AsyncIterator[SlackBot]:
         )  # fmt: skip
         bot = SlackBot(runtime, client=client, surface_client=surface_client)
         try:
+            await bot.start()
             yield bot
         finally:
             await bot.close()

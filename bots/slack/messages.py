@@ -9,14 +9,16 @@ Pure functions over Slack's payloads, no I/O:
 - :func:`plain_text` turns Slack's markup into what a model should read: the bot's own mention
   removed, ``<@U1>`` → ``@Ada``, ``<#C1|general>`` → ``#general``, ``<https://x|label>`` →
   ``label (https://x)``, and ``&lt;`` ``&gt;`` ``&amp;`` unescaped.
+- :func:`deletion` reads a ``message_deleted`` event: which message of which thread is gone.
 - :func:`thread_history` turns a thread read back from ``conversations.replies`` into the
-  conversation's messages: the bot's as assistant turns, everyone else's as user turns.
+  conversation's messages: the bot's answers as assistant turns, everyone else's as user
+  turns — never the bot's placeholder, notices or an answer still being written.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -25,8 +27,10 @@ from core.messages import AssistantMessage, Message, UserMessage
 
 __all__ = [
     "PERSON_SUBTYPES",
+    "Deletion",
     "SlackMessage",
     "authors",
+    "deletion",
     "mentioned_users",
     "message_markdown",
     "plain_text",
@@ -41,6 +45,7 @@ messages...) is something that happened to a message, not a new one."""
 _TOKEN = re.compile(r"<([^<>]*)>")
 _USER_TOKEN = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^<>]*)?>")
 _UNESCAPE = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))
+_FIELD = re.compile(r"\{[^{}]*\}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,6 +113,28 @@ def user_message(
         parent_user=event.get("parent_user_id"),
         files=files,
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Deletion:
+    """A message deleted from a conversation: ``ts`` in the thread ``thread`` of ``channel``."""
+
+    channel: str
+    thread: str
+    ts: str
+
+
+def deletion(event: Mapping[str, Any]) -> Deletion | None:
+    """The message a ``message_deleted`` event says is gone, or ``None`` for any other event.
+    Its thread is the deleted message's ``thread_ts`` (``previous_message``), else its own ts."""
+    if event.get("type") != "message" or event.get("subtype") != "message_deleted":
+        return None
+    channel, ts = event.get("channel"), event.get("deleted_ts")
+    if not (isinstance(channel, str) and isinstance(ts, str)):
+        return None
+    previous = event.get("previous_message")
+    thread = previous.get("thread_ts") if isinstance(previous, Mapping) else None
+    return Deletion(channel=channel, thread=thread if isinstance(thread, str) else ts, ts=ts)
 
 
 def _channel_type(channel: str) -> str:
@@ -180,10 +207,16 @@ def thread_history(
     bot_user_id: str | None,
     bot_id: str | None,
     names: Mapping[str, str],
+    notices: Collection[str] = (),
 ) -> list[Message]:
     """The messages of a thread read back from Slack that were posted before ``before`` (the
-    message being answered): the bot's as assistant turns, people's as user turns. Edits,
-    joins and other bots' messages are left out."""
+    message being answered): the bot's answers as assistant turns, people's as user turns.
+
+    Left out: edits, joins and other bots' messages; and of the bot's own, any that is not an
+    answer — one still being written (it carries a button: a placeholder, a growing answer),
+    one that is only a status line, and one that says one of ``notices`` (templates such as
+    ``"too long ({length:,} characters)"`` match whatever fills their fields)."""
+    is_notice = _notice_matcher(notices)
     history: list[Message] = []
     for reply in sorted(replies, key=lambda r: _ts(r.get("ts"))):
         if _ts(reply.get("ts")) >= _ts(before):
@@ -192,7 +225,8 @@ def thread_history(
             bot_user_id is not None and reply.get("user") == bot_user_id
         )
         if is_bot:
-            if text := message_markdown(reply).strip():
+            text = message_markdown(reply).strip()
+            if text and _is_answer(reply) and not is_notice(text):
                 history.append(AssistantMessage(text=text))
             continue
         if reply.get("bot_id") or reply.get("subtype") not in PERSON_SUBTYPES:
@@ -202,6 +236,26 @@ def thread_history(
         if user and text:
             history.append(UserMessage(text=text, author_id=user, author_name=names.get(user)))
     return history
+
+
+def _is_answer(message: Mapping[str, Any]) -> bool:
+    """A bot message that is a finished answer: no button (a Stop button means it is still
+    being written, or its writer died), and some Markdown when it has blocks at all."""
+    blocks = [b for b in message.get("blocks") or () if isinstance(b, Mapping)]
+    if any(block.get("type") == "actions" for block in blocks):
+        return False
+    return not blocks or any(b.get("type") == "markdown" and b.get("text") for b in blocks)
+
+
+def _notice_matcher(notices: Collection[str]) -> Callable[[str], bool]:
+    """Whether a text is one of ``notices``, a ``{field}`` of a template matching any text."""
+    if not notices:
+        return lambda text: False
+    patterns = (
+        ".+?".join(re.escape(part) for part in _FIELD.split(notice.strip())) for notice in notices
+    )
+    matcher = re.compile("|".join(f"(?:{pattern})" for pattern in patterns), re.DOTALL)
+    return lambda text: matcher.fullmatch(text.strip()) is not None
 
 
 def _ts(value: object) -> Decimal:

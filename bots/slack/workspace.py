@@ -1,6 +1,7 @@
 """The Slack workspace as the bot sees it: its own Web API calls, apart from a reply's.
 
-Who a member is (``users.info``, cached: name, time zone, admin flag), a thread read back
+Who the bot is (``auth.test``, once), who a member is (``users.info``, cached: name, time
+zone, admin flag), a thread read back
 (``conversations.replies``), the assistant status under a thread, a short notice, a note only
 one person sees (``chat.postEphemeral``), and whether Slack accepts the bot token
 (``auth.test``). A call that fails is logged — with Slack's error code, never the token — and
@@ -23,7 +24,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from core.settings import SettingsError
 
-__all__ = ["SLACK_FAILURES", "Person", "SlackUnreachable", "Workspace", "failure_reason"]
+__all__ = [
+    "SLACK_FAILURES",
+    "Identity",
+    "Person",
+    "SlackUnreachable",
+    "Workspace",
+    "failure_reason",
+]
 
 log = logging.getLogger("relaybot.slack")
 
@@ -50,6 +58,14 @@ class Person:
     admin: bool = False
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Identity:
+    """The bot as Slack names it in events: its user id and its bot id (``None`` if unknown)."""
+
+    user_id: str | None = None
+    bot_id: str | None = None
+
+
 class Workspace:
     """The bot's own Web API calls — a reply's calls are the surface's. A call that fails is
     logged here and gives a harmless default: the user's id for a name, an empty thread, no
@@ -69,6 +85,22 @@ class Workspace:
         self._max_people = max_people
         self._people: dict[str, tuple[float, Person]] = {}  # id -> (expiry, person)
         self._status_works = True
+        self._me: Identity | None = None
+
+    async def identity(self) -> Identity:
+        """Who the bot is (``auth.test``), asked once; unknown (logged) while Slack cannot say."""
+        if self._me is not None:
+            return self._me
+        try:
+            response = await self._client.auth_test()
+        except SLACK_FAILURES as error:
+            log.warning("auth.test failed: %s", failure_reason(error))
+            return Identity()
+        user_id, bot_id = response.get("user_id"), response.get("bot_id")
+        self._me = Identity(
+            user_id=str(user_id) if user_id else None, bot_id=str(bot_id) if bot_id else None
+        )
+        return self._me
 
     async def person(self, user_id: str) -> Person:
         """Name, time zone and admin flag, cached for ``cache_seconds``."""

@@ -1,0 +1,190 @@
+"""Slack as the turn worker's platform: a taken turn made ready, and where its answer shows.
+
+The listener accepts a message with Slack's raw text before acknowledging the event; what
+needs Slack's Web API comes here, once the worker has taken the turn (:meth:`SlackAnswers.prepare`):
+
+- the asker's name and time zone and the mentioned people's names (``users.info``, cached), and
+  the raw text in plain words, saved as the turn's question (``store.revise_question``) — once:
+  a question accepted with no ``author_name`` has not been revised yet;
+- a message too long, or only attachments: a notice instead of an answer (attachments with
+  words: a note, and the answer to the words);
+- a thread the bot is called into mid-way: read back from ``conversations.replies`` before its
+  first turn — the thread was unknown when the message was accepted, and the turn's history
+  is its question alone (so not after its messages were deleted, nor for a second message
+  accepted meanwhile) — without the bot's own placeholder, notices or an answer still being
+  written;
+- in a DM, the assistant status "is thinking…" where Slack allows it (then no placeholder).
+
+What the listener learned of a message that the journal does not keep (its attachments, whether
+it is a DM, whether its thread was new) waits here in memory, by turn id, until the worker is
+done with the turn. A turn recovered after a restart has none of it: its text is answered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.budget import EditBudget
+from adapters.live import LiveReply
+from adapters.slack_surface import SlackSurface
+from adapters.surface import MessageRef, Surface
+from bots import replies
+from bots.replies import ONLY_A_MENTION, THINKING, TOO_LONG
+from bots.slack.messages import authors, mentioned_users, plain_text, thread_history
+from bots.slack.settings import SlackSettings
+from bots.slack.workspace import Identity, Workspace
+from core.messages import ConversationKey, UserMessage
+from core.store import ConversationStore, Lease, Turn
+
+__all__ = ["ASSISTANT_STATUS", "FILES_NOTE", "FILES_ONLY", "Asked", "SlackAnswers"]
+
+log = logging.getLogger("relaybot.slack")
+
+ASSISTANT_STATUS = "is thinking…"
+FILES_NOTE = "I can't read attachments yet, so I'm answering the text of your message."
+FILES_ONLY = "I can't read attachments yet. Tell me in words what you need, and I'll help."
+NOTICES = (*(getattr(replies, name) for name in replies.__all__), FILES_NOTE, FILES_ONLY)
+"""Everything the bot posts that is not an answer: never read back as one."""
+MAX_WAITING = 10_000
+"""Accepted turns whose listener facts are kept at most (the oldest are dropped: their turns
+are then answered as recovered ones)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Asked:
+    """What the listener learned of an accepted message that the journal does not keep."""
+
+    files: tuple[str, ...] = ()
+    direct: bool = False
+    new_thread: bool = True
+    """The thread was not known when the message was accepted (not known: it may be)."""
+
+
+class SlackAnswers:
+    """The worker's :class:`~bots.turns.Platform` for Slack (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        workspace: Workspace,
+        store: ConversationStore,
+        settings: SlackSettings,
+        surface_client: AsyncWebClient,
+        budget: EditBudget,
+        show_reasoning: bool,
+    ) -> None:
+        self._workspace = workspace
+        self._store = store
+        self._settings = settings
+        self._surface_client = surface_client
+        self._budget = budget
+        self._show_reasoning = show_reasoning
+        self._asked: dict[int, Asked] = {}
+        self._status_shown: set[int] = set()
+        self._answering: dict[tuple[str, str], int] = {}  # (thread, message ts) -> turn id
+
+    def asked(self, turn: Turn, asked: Asked) -> None:
+        """Keep what the listener learned of ``turn`` until the worker is done with it."""
+        if len(self._asked) >= MAX_WAITING:
+            del self._asked[next(iter(self._asked))]
+        self._asked[turn.id] = asked
+
+    def answering(self, key: ConversationKey, ts: str) -> int | None:
+        """The turn answering the message ``ts`` of the thread, while it is being answered."""
+        return self._answering.get((str(key), ts))
+
+    # --- the Platform protocol ---------------------------------------------------------------
+
+    async def prepare(self, lease: Lease) -> Lease | str:
+        turn = lease.turn
+        key = turn.key
+        self._answering[(str(key), turn.order)] = turn.id
+        asked = self._asked.get(turn.id) or Asked(direct=key.channel.startswith("D"))
+        me = await self._workspace.identity()
+        asker = await self._workspace.person(turn.question.author_id or "")
+        if turn.question.author_name is None:  # as accepted: Slack's markup, no names yet
+            lease, notice = await self._revised(lease, asked, me, asker_name=asker.name)
+            if notice is not None:
+                return notice
+        if asked.new_thread and key.thread != turn.order and await self._first(lease):
+            await self._rebuild(lease, me)
+        if asked.direct and await self._workspace.set_status(
+            key.channel, key.thread, ASSISTANT_STATUS
+        ):
+            self._status_shown.add(turn.id)
+        return replace(lease, turn=replace(lease.turn, timezone=asker.timezone))
+
+    async def surface(self, turn: Turn) -> SlackSurface:
+        key = turn.key
+        return SlackSurface(
+            self._surface_client, channel=key.channel, thread_ts=key.thread, team=key.workspace,
+            stop_value=str(turn.id), edit_interval=self._settings.edit_interval,
+        )  # fmt: skip
+
+    def reply(
+        self,
+        turn: Turn,
+        surface: Surface,
+        *,
+        on_gone: Callable[[], None],
+        on_posted: Callable[[tuple[MessageRef, ...]], Awaitable[None]],
+    ) -> LiveReply:
+        return LiveReply(
+            surface, self._budget,
+            placeholder=None if turn.id in self._status_shown else THINKING,
+            show_reasoning=self._show_reasoning, on_gone=on_gone, on_posted=on_posted,
+            name=f"slack {turn.key} turn {turn.id}",
+        )  # fmt: skip
+
+    async def finished(self, turn: Turn) -> None:
+        self._asked.pop(turn.id, None)
+        self._status_shown.discard(turn.id)
+        self._answering.pop((str(turn.key), turn.order), None)
+
+    # --- preparing -----------------------------------------------------------------------------
+
+    async def _revised(
+        self, lease: Lease, asked: Asked, me: Identity, *, asker_name: str
+    ) -> tuple[Lease, str | None]:
+        """The question in plain words, saved; and a notice to show instead of an answer."""
+        question = lease.turn.question
+        mentioned = set(mentioned_users(question.text)) - {me.user_id}
+        names = await self._workspace.names(user for user in mentioned if user)
+        text = plain_text(question.text, bot_user_id=me.user_id, names=names)
+        notice: str | None = None
+        limit = self._settings.max_input_chars
+        if len(text) > limit:
+            notice = TOO_LONG.format(length=len(text), limit=limit)
+        elif asked.files and not text:
+            notice = FILES_ONLY
+        elif asked.files:
+            key = lease.turn.key
+            await self._workspace.say(key.channel, key.thread, FILES_NOTE)
+            text += f"\n\n(Attached, but you cannot read them: {', '.join(asked.files)}.)"
+        revised = UserMessage(
+            text=text or ONLY_A_MENTION, author_id=question.author_id, author_name=asker_name
+        )
+        return await self._store.revise_question(lease, revised), notice
+
+    async def _first(self, lease: Lease) -> bool:
+        """Nothing of the thread is stored before the turn's question: it is the thread's first
+        accepted message (a second one accepted meanwhile reads the first's question here)."""
+        return len(await self._store.history(lease)) == 1
+
+    async def _rebuild(self, lease: Lease, me: Identity) -> None:
+        """The store has nothing of a thread the bot was called into: read it back from Slack,
+        before the thread's first turn."""
+        key = lease.turn.key
+        thread = await self._workspace.thread(key.channel, key.thread)
+        names = await self._workspace.names(authors(thread) - {me.user_id or ""})
+        history = thread_history(
+            thread, before=lease.turn.order, bot_user_id=me.user_id, bot_id=me.bot_id,
+            names=names, notices=NOTICES,
+        )  # fmt: skip
+        if history:
+            await self._store.append(key, history)
+            log.info("rebuilt %d messages of %s from Slack", len(history), key)

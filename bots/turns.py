@@ -1,0 +1,361 @@
+"""``TurnWorker``: every accepted message answered once, in order, by whichever process is alive.
+
+A bot accepts a message in the store's turn journal (``store.accept``: claim, question, queued
+turn — one transaction) and calls :meth:`TurnWorker.wake` with its thread. From there the
+worker, not the bot, keeps the promise:
+
+- **One thread, one turn at a time, in the platform's order.** Each thread with work has one
+  drainer task that takes the thread's turns (``store.take``) until none is left; a turn
+  accepted while another runs is queued behind it, never dropped. The platform's placeholder
+  is posted only once the turn is taken, so replies appear in question order.
+- **Answering a turn.** The platform prepares it (:meth:`Platform.prepare`: names, a thread
+  rebuilt from the platform — or a notice instead of an answer), then the engine runs it into
+  a :class:`~adapters.live.LiveReply` on the platform's surface, while the lease is renewed.
+  The reply's messages are saved as soon as each is posted (``store.save_refs``), and the turn
+  is marked ``delivered`` once its final text is on the platform.
+- **Stop** (:meth:`stop`) cancels that one answer; the thread's next turn still runs.
+- **Recovery**, at start and then every ``lease_seconds / 2``: a turn whose worker died
+  (``store.stranded``) is taken over. One that ran no tool is answered again, its old messages
+  deleted first; one that ran a tool ends with :data:`~bots.replies.INTERRUPTED` in its old
+  message (a tool never runs twice); an answered turn that was not delivered is delivered;
+  queued turns left behind are taken. A turn accepted longer than ``recovery_max_age`` ago is
+  not answered any more: :data:`~bots.replies.OFFLINE` says so.
+
+Only a turn's own worker writes to it: each write carries the lease's fencing token, and a
+worker whose lease was taken over (``LeaseLost``) stops that answer without a word.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import aclosing, suppress
+from dataclasses import dataclass
+from typing import Protocol
+
+from adapters.budget import EditBudget
+from adapters.live import LiveReply
+from adapters.surface import Draft, MessageRef, Surface, SurfaceError
+from bots.replies import BROKEN, INTERRUPTED, OFFLINE
+from bots.tasks import TaskOwner, cancel_and_wait, running_task
+from core.engine import ConversationEngine
+from core.events import TurnFinished, Usage
+from core.lease import dead_on_this_host, keep_lease, owner_id
+from core.messages import ConversationKey
+from core.store import ConversationStore, Lease, LeaseLost, StoreError, Turn
+
+__all__ = ["Platform", "TurnWorker", "WorkerTiming"]
+
+log = logging.getLogger("relaybot.turns")
+
+
+class Platform(Protocol):
+    """What the worker needs of a platform to show a turn's answer in its thread.
+
+    :meth:`surface` and :meth:`reply` are also called for turns that were never prepared here
+    (recovery: replacing what a dead worker showed, delivering a saved answer); :meth:`finished`
+    follows :meth:`prepare` only.
+    """
+
+    async def prepare(self, lease: Lease) -> Lease | str:
+        """Ready the taken turn: the lease to answer (its question revised with names, say),
+        or a notice to show instead of an answer (too long, say: the turn then ends ``failed``
+        with it, and its question is not kept in the thread's history)."""
+        ...
+
+    async def surface(self, turn: Turn) -> Surface:
+        """Where the turn's reply is shown; its Stop button (if any) carries ``turn.id``."""
+        ...
+
+    def reply(
+        self,
+        turn: Turn,
+        surface: Surface,
+        *,
+        on_gone: Callable[[], None],
+        on_posted: Callable[[tuple[MessageRef, ...]], Awaitable[None]],
+    ) -> LiveReply:
+        """A live reply of the turn on ``surface``, with the platform's placeholder."""
+        ...
+
+    async def finished(self, turn: Turn) -> None:
+        """The worker is done with the turn (answered, failed, stopped or taken over): drop
+        what :meth:`prepare` kept for it (a typing indicator, say)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerTiming:
+    """``[store]`` settings: how long a lease lasts unrenewed, and the oldest turn answered
+    after a restart; ``now`` and ``sleep`` are the store's clock and the recovery loop's."""
+
+    lease_seconds: float = 30.0
+    recovery_max_age: float = 3600.0
+    now: Callable[[], float] = time.time
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+
+class TurnWorker:
+    """The journal's turns answered on one platform (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        store: ConversationStore,
+        engine: ConversationEngine,
+        platform: Platform,
+        budget: EditBudget,
+        timing: WorkerTiming = WorkerTiming(),
+        owner: str | None = None,
+        name: str = "turns",
+    ) -> None:
+        self._store = store
+        self._engine = engine
+        self._platform = platform
+        self._budget = budget
+        self._timing = timing
+        self.owner = owner or owner_id()
+        self._name = name
+        self._tasks = TaskOwner(log)
+        self._recovery = TaskOwner(log)  # the loop apart: ``busy`` counts turns only
+        self._draining: set[str] = set()
+        self._woken: set[str] = set()
+        self._answers: dict[int, tuple[asyncio.Task[None], Turn]] = {}
+
+    @property
+    def busy(self) -> int:
+        """Threads being worked on right now (answers being written among them)."""
+        return len(self._tasks)
+
+    def answering(self, turn_id: int) -> Turn | None:
+        """The turn, while this worker is writing its answer."""
+        running = self._answers.get(turn_id)
+        return running[1] if running is not None else None
+
+    def stop(self, turn_id: int) -> bool:
+        """Stop writing that answer (it ends "Stopped."); False when it is not being written."""
+        running = self._answers.get(turn_id)
+        if running is None:
+            return False
+        running[0].cancel()
+        return True
+
+    def wake(self, key: ConversationKey) -> None:
+        """The thread has a new accepted turn: answer it when its turn comes."""
+        thread = str(key)
+        self._woken.add(thread)
+        if thread not in self._draining:
+            self._draining.add(thread)
+            self._tasks.spawn(self._drain(key), name=f"{self._name} {thread}")
+
+    async def start(self) -> None:
+        """Recover what a previous process left (its turns are taken at once, not after their
+        lease), then keep recovering every ``lease_seconds / 2`` until :meth:`close`."""
+        await self.recover(is_dead=lambda owner: dead_on_this_host(owner, me=self.owner))
+        self._recovery.spawn(self._recovering(), name=f"{self._name} recovery")
+
+    async def close(self) -> None:
+        """Stop every answer being written (each ends "Stopped.") and the recovery loop."""
+        await self._recovery.close()
+        await self._tasks.close()
+
+    # --- a thread's turns --------------------------------------------------------------------
+
+    async def _drain(self, key: ConversationKey, first: Lease | None = None) -> None:
+        thread = str(key)
+        try:
+            lease = first
+            while True:
+                if lease is not None:
+                    await self.answer(lease)
+                self._woken.discard(thread)
+                lease = await self._store.take(
+                    key, owner=self.owner, lease_seconds=self._timing.lease_seconds
+                )
+                if lease is None and thread not in self._woken:
+                    return  # nothing queued (or another worker's turn runs)
+        finally:
+            self._draining.discard(thread)
+
+    async def answer(self, lease: Lease) -> None:
+        """Answer one taken turn, in a task of its own so that Stop ends that answer only
+        (a bot that answers as it reads, like the terminal, calls this after ``take``)."""
+        turn = lease.turn
+        answer = asyncio.create_task(self._answer(lease), name=f"{self._name} turn {turn.id}")
+        self._answers[turn.id] = (answer, turn)
+        try:
+            await asyncio.wait([answer])
+        except asyncio.CancelledError:
+            await cancel_and_wait(answer)
+            raise
+        finally:
+            del self._answers[turn.id]
+        if not answer.cancelled() and (error := answer.exception()) is not None:
+            log.error("turn %d of %s failed", turn.id, turn.key, exc_info=error)
+
+    async def _answer(self, lease: Lease) -> None:
+        turn = lease.turn
+        try:
+            if turn.accepted_at < self._timing.now() - self._timing.recovery_max_age:
+                await self._end_with(lease, OFFLINE)
+                return
+            try:
+                prepared = await self._platform.prepare(lease)
+            except LeaseLost:
+                raise
+            except Exception:
+                log.exception("could not prepare turn %d of %s", turn.id, turn.key)
+                prepared = BROKEN
+            if isinstance(prepared, str):  # refused: the question is not kept as history
+                await self._end_with(lease, prepared)
+                await self._store.forget_message(turn.key, turn.order)
+                return
+            await self._stream(prepared)
+        except LeaseLost as lost:
+            log.info("turn %d of %s was taken over: %s", turn.id, turn.key, lost)
+        except Exception:
+            log.exception("turn %d of %s failed", turn.id, turn.key)
+            await self._broken(lease)
+        finally:
+            await self._platform.finished(turn)
+
+    async def _broken(self, lease: Lease) -> None:
+        """Something failed around the answer (not in it: the engine ends a turn itself): end
+        the turn with :data:`~bots.replies.BROKEN` rather than leave it to be retried forever.
+        A turn the engine ended already (answered, its delivery failed) is left to recovery."""
+        try:
+            await self._end_with(lease, BROKEN)
+        except StoreError as error:  # LeaseLost included: it ended, or moved on
+            log.info("turn %d is not ended as broken: %s", lease.turn.id, error)
+
+    async def _stream(self, lease: Lease) -> None:
+        """The engine's events into a live reply; the turn ``delivered`` once it is shown."""
+        task = running_task()
+        turn = lease.turn
+        surface = await self._platform.surface(turn)
+
+        def cancel() -> None:  # Stop, the thread gone, or the lease taken over
+            task.cancel()
+
+        async def posted(refs: tuple[MessageRef, ...]) -> None:
+            try:
+                await self._store.save_refs(lease, refs)
+            except LeaseLost:
+                task.cancel()
+            except StoreError:
+                log.exception("could not save the messages of turn %d", turn.id)
+
+        reply = self._platform.reply(turn, surface, on_gone=cancel, on_posted=posted)
+        finished = False
+        timing = self._timing
+        async with (
+            keep_lease(
+                self._store, lease, lease_seconds=timing.lease_seconds, on_lost=cancel,
+                sleep=timing.sleep,
+            ),
+            reply,
+            aclosing(self._engine.run_turn(lease)) as events,
+        ):  # fmt: skip
+            async for event in events:
+                reply.feed(event)
+                finished = isinstance(event, TurnFinished)
+        if finished and reply.delivered:
+            try:
+                await self._store.delivered(turn.id, reply.messages)
+            except StoreError as error:  # its message deleted meanwhile, or the store failing
+                log.warning("turn %d of %s is shown but not saved as delivered: %s", turn.id,
+                            turn.key, error)  # fmt: skip
+
+    async def _end_with(self, lease: Lease, notice: str) -> None:
+        """End the turn ``failed`` with ``notice``, shown in its old message or a new one."""
+        await self._store.failed(lease, messages=[], error=notice)
+        await self._show(lease.turn, notice)
+
+    async def _show(self, turn: Turn, text: str) -> None:
+        """``text`` as the turn's whole, final reply: in its first message (the others
+        deleted, the Stop button gone), or posted when it has none."""
+        draft = Draft(text=text, final=True)
+        try:
+            surface = await self._platform.surface(turn)
+            first, *rest = turn.refs or (None,)
+            for ref in rest:
+                await surface.delete(ref)
+            if first is None:
+                await self._budget.acquire(surface.limits.scopes_for(post=True))
+                await surface.post(draft)
+            else:
+                await self._budget.acquire(surface.limits.scopes_for(post=False))
+                await surface.edit(first, draft)
+        except Exception as error:  # a notice is shown if it can be; the turn ended anyway
+            log.warning("could not show turn %d's notice in %s: %r", turn.id, turn.key, error)
+
+    # --- recovery ----------------------------------------------------------------------------
+
+    async def _recovering(self) -> None:
+        while True:
+            await self._timing.sleep(self._timing.lease_seconds / 2)
+            try:
+                await self.recover()
+            except StoreError:
+                log.exception("recovery could not read the journal")
+
+    async def recover(self, *, is_dead: Callable[[str], bool] | None = None) -> None:
+        """Take over every stranded turn (see the module docstring)."""
+        dead = is_dead or (lambda owner: False)
+        for turn in await self._store.stranded(is_dead=dead):
+            if turn.state == "queued":
+                self.wake(turn.key)
+                continue
+            lease = await self._store.take_over(
+                turn.id,
+                owner=self.owner,
+                lease_seconds=self._timing.lease_seconds,
+                force=turn.owner is not None and dead(turn.owner),
+            )
+            if lease is None:
+                continue  # another worker was quicker
+            log.info("recovering turn %d of %s (%s)", turn.id, turn.key, turn.state)
+            self._tasks.spawn(self._recovered(lease), name=f"{self._name} recover {turn.id}")
+
+    async def _recovered(self, lease: Lease) -> None:
+        turn = lease.turn
+        if turn.state == "answered":
+            await self._redeliver(lease)
+        elif turn.tool_started:
+            await self._end_with(lease, INTERRUPTED)
+        else:
+            await self._forget_shown(turn)
+            key = turn.key
+            if str(key) in self._draining:  # a drainer is waiting on this turn: let it run it
+                await self.answer(lease)
+            else:
+                self._draining.add(str(key))
+                await self._drain(key, first=lease)
+                return
+        self.wake(turn.key)  # the thread's next turns
+
+    async def _redeliver(self, lease: Lease) -> None:
+        """Show an answered turn's saved text in place of whatever its worker left."""
+        turn = lease.turn
+        await self._forget_shown(turn)
+        surface = await self._platform.surface(turn)
+        reply = self._platform.reply(turn, surface, on_gone=lambda: None, on_posted=_nothing)
+        async with reply:
+            reply.feed(TurnFinished(text=turn.final_text or "", usage=Usage(), rounds=1))
+        if reply.delivered:
+            await self._store.delivered(turn.id, reply.messages)
+
+    async def _forget_shown(self, turn: Turn) -> None:
+        """Delete what a dead worker showed of the turn (its placeholder, a partial answer)."""
+        if not turn.refs:
+            return
+        surface = await self._platform.surface(turn)
+        for ref in turn.refs:
+            with suppress(SurfaceError):
+                await surface.delete(ref)
+
+
+async def _nothing(refs: tuple[MessageRef, ...]) -> None:
+    """Redelivered messages are saved by ``delivered``."""

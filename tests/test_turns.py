@@ -1,0 +1,308 @@
+"""TurnWorker: the journal's turns answered on a platform — in order, once, and after a crash.
+
+The platform here is a recording one (``tests.fakes.surface.FakeSurface`` per thread); the
+engine is the real one, over the loopback gateway; the store is the memory store with a clock
+the tests move, so an expired lease is a number, not a wait.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx2
+import pytest
+
+from adapters.budget import TokenBucketBudget
+from adapters.clock import RealClock
+from adapters.live import LiveReply
+from adapters.surface import Draft, MessageRef, Surface, SurfaceLimits
+from bots.replies import BROKEN, INTERRUPTED, OFFLINE
+from bots.turns import TurnWorker, WorkerTiming
+from core.client import LLMClient, Timeouts
+from core.engine import ConversationEngine, EngineConfig
+from core.messages import AssistantMessage, ConversationKey, UserMessage
+from core.protocols import OpenAIProtocol
+from core.retry import RetryPolicy
+from core.store import Lease, MemoryStore, Turn
+from core.tools import ToolRegistry
+from tests.fakes.llm_gateway import FakeGateway, Stream
+from tests.fakes.streams import openai_chunks
+from tests.fakes.surface import FakeSurface
+from tests.support.clock import FakeTime
+from tests.support.waiting import until
+
+KEY = ConversationKey(platform="slack", workspace="T1", channel="C1", thread="1700000000.000100")
+OTHER = ConversationKey(platform="slack", workspace="T1", channel="C1", thread="1700000009.000100")
+LIMITS = SurfaceLimits(max_length=2000, edit_interval=0.0)
+LEASE = 30.0
+DEAD = "host:1:dead"
+
+
+class RecordingPlatform:
+    """A platform whose threads are fake surfaces; ``notices`` answer a question's text with
+    a notice instead of the model."""
+
+    def __init__(self) -> None:
+        self.surfaces: dict[str, FakeSurface] = {}
+        self.notices: dict[str, str] = {}
+        self.finished: list[int] = []
+        self.budget = TokenBucketBudget({}, clock=RealClock())
+
+    def thread(self, key: ConversationKey) -> FakeSurface:
+        return self.surfaces.setdefault(str(key), FakeSurface(limits=LIMITS, clock=RealClock()))
+
+    async def prepare(self, lease: Lease) -> Lease | str:
+        return self.notices.get(lease.turn.question.text, lease)
+
+    async def surface(self, turn: Turn) -> Surface:
+        return self.thread(turn.key)
+
+    def reply(
+        self,
+        turn: Turn,
+        surface: Surface,
+        *,
+        on_gone: Callable[[], None],
+        on_posted: Callable[[tuple[MessageRef, ...]], Awaitable[None]],
+    ) -> LiveReply:
+        return LiveReply(
+            surface, self.budget, on_gone=on_gone, on_posted=on_posted, name=f"turn {turn.id}"
+        )
+
+    async def finished_turn(self, turn: Turn) -> None:
+        self.finished.append(turn.id)
+
+
+class Scene:
+    def __init__(self, gateway: FakeGateway, http: httpx2.AsyncClient) -> None:
+        self.gateway = gateway
+        self.clock = FakeTime()
+        self.store = MemoryStore(clock=self.clock)
+        self.platform = RecordingPlatform()
+        self.platform.finished = []
+        client = LLMClient(
+            http=http, protocol=OpenAIProtocol(), base_url=gateway.url + "/v1",
+            api_key="sk-test", timeouts=Timeouts(connect=5, read_idle=5, total=20),
+        )  # fmt: skip
+        self.engine = ConversationEngine(
+            client=client, store=self.store, tools=ToolRegistry([]),
+            config=EngineConfig(model="fake/model", system_prompt="Be brief."),
+            retry=RetryPolicy(max_attempts=1, base_delay=0.0, max_delay=0.0, deadline=20.0),
+        )  # fmt: skip
+        self.worker = self.new_worker("host:2:me")
+
+    def new_worker(self, owner: str) -> TurnWorker:
+        platform = self.platform
+
+        class Adapter:  # the Platform protocol over the recording platform
+            prepare = platform.prepare
+            surface = platform.surface
+            reply = platform.reply
+            finished = platform.finished_turn
+
+        timing = WorkerTiming(lease_seconds=LEASE, recovery_max_age=3600, now=self.clock)
+        return TurnWorker(
+            store=self.store, engine=self.engine, platform=Adapter(), budget=platform.budget,
+            timing=timing, owner=owner,
+        )  # fmt: skip
+
+    async def accept(self, text: str, order: str, *, key: ConversationKey = KEY) -> Turn:
+        turn = await self.store.accept(
+            event_id=f"{key}/{order}", key=key, order=order,
+            question=UserMessage(text=text, author_id="U1", author_name="Ada"),
+            platform="Slack", claim_ttl=600,
+        )  # fmt: skip
+        assert turn is not None
+        return turn
+
+    async def idle(self) -> None:
+        await until(lambda: self.worker.busy == 0, "the worker is idle", within=20)
+
+    def shown(self, key: ConversationKey = KEY) -> list[str]:
+        return self.platform.thread(key).visible()
+
+    def questions(self) -> list[list[str]]:
+        """The user messages of each model request, in order."""
+        return [
+            [m["content"] for m in (request.json or {})["messages"] if m["role"] == "user"]
+            for request in self.gateway.requests
+        ]
+
+
+@pytest.fixture
+async def scene(gateway: FakeGateway, http: httpx2.AsyncClient) -> AsyncIterator[Scene]:
+    made = Scene(gateway, http)
+    yield made
+    await made.worker.close()
+
+
+def answers(*texts: str) -> list[Stream]:
+    return [Stream(openai_chunks(text)) for text in texts]
+
+
+# --- a thread's turns -------------------------------------------------------------------------
+
+
+async def test_a_threads_turns_are_answered_once_each_in_the_platforms_order(
+    scene: Scene,
+) -> None:
+    scene.gateway.enqueue(*answers("One.", "Two.", "Three."))
+    for text, order in (("third", "3"), ("first", "1"), ("second", "2")):
+        await scene.accept(text, order)
+    scene.worker.wake(KEY)
+    scene.worker.wake(KEY)  # a second wake starts no second drainer
+    await scene.idle()
+    assert scene.questions() == [
+        ["first"],
+        ["first", "second"],
+        ["first", "second", "third"],
+    ]  # each question once, after the answers before it
+    assert scene.shown() == ["One.", "Two.", "Three."]
+    states = [(await scene.store.turn(n)).state for n in (1, 2, 3)]
+    assert states == ["delivered"] * 3
+
+
+async def test_two_threads_are_answered_side_by_side(scene: Scene) -> None:
+    scene.gateway.enqueue(*answers("Here.", "There."))
+    await scene.accept("here", "1")
+    await scene.accept("there", "1", key=OTHER)
+    scene.worker.wake(KEY)
+    scene.worker.wake(OTHER)
+    await scene.idle()
+    assert sorted([*scene.shown(), *scene.shown(OTHER)]) == ["Here.", "There."]
+
+
+async def test_a_notice_instead_of_an_answer_ends_the_turn_failed(scene: Scene) -> None:
+    scene.platform.notices["too long"] = "That message is too long for me."
+    scene.gateway.enqueue(*answers("Fine."))
+    await scene.accept("too long", "1")
+    await scene.accept("short", "2")
+    scene.worker.wake(KEY)
+    await scene.idle()
+    assert scene.shown() == ["That message is too long for me.", "Fine."]
+    first = await scene.store.turn(1)
+    assert (first.state, first.error) == ("failed", "That message is too long for me.")
+    assert scene.questions() == [["short"]]  # the refused question is not history
+    assert scene.platform.finished == [1, 2]
+
+
+async def test_a_turn_that_breaks_around_its_answer_ends_broken_not_running(
+    scene: Scene,
+) -> None:
+    async def no_surface(turn: Turn) -> Surface:
+        raise RuntimeError("the platform client is closed")
+
+    scene.platform.surface = no_surface  # type: ignore[method-assign]
+    scene.worker = scene.new_worker("host:2:me")  # over the broken platform
+    turn = await scene.accept("hello", "1")
+    scene.worker.wake(KEY)
+    await scene.idle()
+    ended = await scene.store.turn(turn.id)
+    assert (ended.state, ended.error) == ("failed", BROKEN)  # not retried forever by recovery
+    assert await scene.store.stranded() == []
+
+
+async def test_stop_ends_that_answer_and_the_next_turn_runs(scene: Scene) -> None:
+    scene.gateway.enqueue(
+        Stream.stalled(openai_chunks("A long answer that never ends"), after=2),
+        *answers("Next."),
+    )
+    first = await scene.accept("go on", "1")
+    await scene.accept("next", "2")
+    scene.worker.wake(KEY)
+    await until(lambda: scene.worker.answering(first.id) is not None, "the first answer")
+    await until(lambda: any(scene.shown()), "the first words")
+    assert scene.worker.stop(first.id) is True
+    await scene.idle()
+    assert scene.worker.stop(first.id) is False  # it has ended
+    stopped = await scene.store.turn(first.id)
+    assert (stopped.state, stopped.error) == ("failed", "stopped")
+    assert scene.shown()[-1] == "Next."
+
+
+# --- recovery -----------------------------------------------------------------------------------
+
+
+async def stranded_by_a_dead_worker(
+    scene: Scene, text: str, *, shown: str = "Half an ans", tool: bool = False
+) -> Turn:
+    """A turn a dead worker took, showed a partial answer of (and ran a tool for)."""
+    turn = await scene.accept(text, "1")
+    lease = await scene.store.take(KEY, owner=DEAD, lease_seconds=LEASE)
+    assert lease is not None
+    ref = await scene.platform.thread(KEY).post(Draft(text=shown))
+    await scene.store.save_refs(lease, [ref])
+    if tool:
+        await scene.store.tool_started(lease, "call_1")
+    return turn
+
+
+async def test_a_turn_whose_worker_died_is_answered_again_in_place_of_its_partial_answer(
+    scene: Scene,
+) -> None:
+    turn = await stranded_by_a_dead_worker(scene, "what is up?")
+    scene.gateway.enqueue(*answers("All is well."))
+    await scene.worker.recover()
+    assert scene.gateway.requests == []  # the lease is still live: nothing to recover yet
+    scene.clock.now += LEASE + 1
+    await scene.worker.recover()
+    await scene.idle()
+    assert scene.shown() == ["All is well."]  # the partial answer was deleted
+    assert (await scene.store.turn(turn.id)).state == "delivered"
+    assert scene.questions() == [["what is up?"]]
+
+
+async def test_at_start_a_dead_processs_turn_is_taken_at_once(scene: Scene) -> None:
+    turn = await stranded_by_a_dead_worker(scene, "still there?")
+    scene.gateway.enqueue(*answers("Yes."))
+    await scene.worker.recover(is_dead=lambda owner: owner == DEAD)  # its lease is live
+    await scene.idle()
+    assert scene.shown() == ["Yes."]
+    assert (await scene.store.turn(turn.id)).state == "delivered"
+
+
+async def test_a_turn_that_ran_a_tool_ends_with_the_interrupted_notice(scene: Scene) -> None:
+    turn = await stranded_by_a_dead_worker(scene, "book it", tool=True)
+    scene.clock.now += LEASE + 1
+    await scene.worker.recover()
+    await scene.idle()
+    assert scene.gateway.requests == []  # never run again: a tool never runs twice
+    assert scene.platform.thread(KEY).messages == {"m1": Draft(text=INTERRUPTED, final=True)}
+    ended = await scene.store.turn(turn.id)
+    assert (ended.state, ended.error) == ("failed", INTERRUPTED)
+
+
+async def test_an_answered_turn_that_was_not_delivered_is_delivered(scene: Scene) -> None:
+    turn = await stranded_by_a_dead_worker(scene, "hello")
+    lease = await scene.store.take_over(turn.id, owner=DEAD, lease_seconds=LEASE, force=True)
+    assert lease is not None
+    answer = AssistantMessage(text="Hello, Ada!", finish_reason="stop")
+    await scene.store.answered(lease, messages=[answer], text="Hello, Ada!", finish_reason="stop")
+    scene.clock.now += LEASE + 1
+    await scene.worker.recover()
+    await scene.idle()
+    assert scene.gateway.requests == []
+    assert scene.shown() == ["Hello, Ada!"]
+    assert (await scene.store.turn(turn.id)).state == "delivered"
+
+
+async def test_a_turn_too_old_to_answer_says_so(scene: Scene) -> None:
+    turn = await scene.accept("yesterday's question", "1")
+    scene.clock.now += 3601
+    await scene.worker.recover()
+    await scene.idle()
+    assert scene.gateway.requests == []
+    assert scene.shown() == [OFFLINE]
+    ended = await scene.store.turn(turn.id)
+    assert (ended.state, ended.error) == ("failed", OFFLINE)
+
+
+async def test_queued_turns_left_behind_are_answered_after_the_recovered_one(scene: Scene) -> None:
+    await stranded_by_a_dead_worker(scene, "first")
+    await scene.accept("second", "2")
+    scene.gateway.enqueue(*answers("One.", "Two."))
+    scene.clock.now += LEASE + 1
+    await scene.worker.recover()
+    await scene.idle()
+    assert scene.shown() == ["One.", "Two."]
+    assert scene.questions() == [["first"], ["first", "second"]]
