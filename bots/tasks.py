@@ -51,6 +51,11 @@ class TaskOwner:
         if not task.cancelled() and (error := task.exception()) is not None:
             self._log.error("%s failed", task.get_name(), exc_info=error)
 
+    async def wait(self) -> None:
+        """Wait until every task has ended, those started meanwhile included."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
     async def close(self) -> None:
         """Cancel every task still running and wait for them to end."""
         self._closed = True

@@ -20,6 +20,9 @@ worker, not the bot, keeps the promise:
   message (a tool never runs twice); an answered turn that was not delivered is delivered;
   queued turns left behind are taken. A turn accepted longer than ``recovery_max_age`` ago is
   not answered any more: :data:`~bots.replies.OFFLINE` says so.
+- **Retention**, with ``retention_seconds`` set: history and finished turns older than that are
+  deleted (``store.prune``) at start and then at most every :data:`PRUNE_INTERVAL`, from the
+  recovery loop.
 
 Only a turn's own worker writes to it: each write carries the lease's fencing token, and a
 worker whose lease was taken over (``LeaseLost``) stops that answer without a word.
@@ -44,11 +47,16 @@ from core.engine import ConversationEngine
 from core.events import TurnFinished, Usage
 from core.lease import dead_on_this_host, keep_lease, owner_id
 from core.messages import ConversationKey
+from core.settings import StoreSettings
 from core.store import ConversationStore, Lease, LeaseLost, StoreError, Turn
 
-__all__ = ["Platform", "TurnWorker", "WorkerTiming"]
+__all__ = ["PRUNE_INTERVAL", "Platform", "TurnWorker", "WorkerTiming", "worker_timing"]
 
 log = logging.getLogger("relaybot.turns")
+
+PRUNE_INTERVAL = 3600.0
+"""Seconds between two deletions of history older than the retention."""
+DAY = 86400.0
 
 
 class Platform(Protocol):
@@ -88,13 +96,25 @@ class Platform(Protocol):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerTiming:
-    """``[store]`` settings: how long a lease lasts unrenewed, and the oldest turn answered
-    after a restart; ``now`` and ``sleep`` are the store's clock and the recovery loop's."""
+    """``[store]`` settings: how long a lease lasts unrenewed, the oldest turn answered after a
+    restart, and how long history is kept (``None``: forever); ``now`` and ``sleep`` are the
+    store's clock and the recovery loop's."""
 
     lease_seconds: float = 30.0
     recovery_max_age: float = 3600.0
+    retention_seconds: float | None = None
     now: Callable[[], float] = time.time
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+
+def worker_timing(store: StoreSettings) -> WorkerTiming:
+    """The ``[store]`` settings as a worker's timing, on the real clock."""
+    days = store.retention_days
+    return WorkerTiming(
+        lease_seconds=store.lease_seconds,
+        recovery_max_age=store.recovery_max_age,
+        retention_seconds=None if days is None else days * DAY,
+    )
 
 
 class TurnWorker:
@@ -123,11 +143,16 @@ class TurnWorker:
         self._draining: set[str] = set()
         self._woken: set[str] = set()
         self._answers: dict[int, tuple[asyncio.Task[None], Turn]] = {}
+        self._pruned_at: float | None = None  # when old history was last deleted
 
     @property
     def busy(self) -> int:
         """Threads being worked on right now (answers being written among them)."""
         return len(self._tasks)
+
+    async def idle(self) -> None:
+        """Wait until no thread is being worked on (the recovery loop aside)."""
+        await self._tasks.wait()
 
     def answering(self, turn_id: int) -> Turn | None:
         """The turn, while this worker is writing its answer."""
@@ -152,8 +177,10 @@ class TurnWorker:
 
     async def start(self) -> None:
         """Recover what a previous process left (its turns are taken at once, not after their
-        lease), then keep recovering every ``lease_seconds / 2`` until :meth:`close`."""
+        lease) and delete history older than the retention, then keep recovering every
+        ``lease_seconds / 2`` (and deleting every :data:`PRUNE_INTERVAL`) until :meth:`close`."""
         await self.recover(is_dead=lambda owner: dead_on_this_host(owner, me=self.owner))
+        await self._prune()
         self._recovery.spawn(self._recovering(), name=f"{self._name} recovery")
 
     async def close(self) -> None:
@@ -300,6 +327,27 @@ class TurnWorker:
                 await self.recover()
             except StoreError:
                 log.exception("recovery could not read the journal")
+            await self._prune()
+
+    async def _prune(self) -> None:
+        """Delete history older than the retention, if it is set and the last deletion was
+        :data:`PRUNE_INTERVAL` ago or more. A store that fails is logged and asked again an
+        interval later: old history can wait."""
+        retention = self._timing.retention_seconds
+        if retention is None:
+            return
+        now = self._timing.now()
+        if self._pruned_at is not None and now < self._pruned_at + PRUNE_INTERVAL:
+            return
+        self._pruned_at = now
+        days = retention / DAY
+        try:
+            deleted = await self._store.prune(older_than=now - retention)
+        except StoreError:
+            log.exception("could not delete history older than retention_days (%g)", days)
+            return
+        if deleted:
+            log.info("deleted %d messages older than retention_days (%g)", deleted, days)
 
     async def recover(self, *, is_dead: Callable[[str], bool] | None = None) -> None:
         """Take over every stranded turn (see the module docstring)."""

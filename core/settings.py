@@ -230,6 +230,8 @@ class StoreSettings(Section):
     """How long a worker holds a turn without renewing it before another may take it over."""
     recovery_max_age: float = Field(default=3600.0, gt=0)
     """An unanswered turn found after a restart is answered only if it is younger than this."""
+    retention_days: float | None = Field(default=None, gt=0)
+    """History and finished turns older than this many days are deleted; ``None`` keeps them."""
 
     def resolved_url(self, *, data_dir: Path | None = None) -> str:
         """``url``, or ``sqlite:///<data dir>/relaybot/relaybot.db`` (SQLAlchemy's spelling:

@@ -226,6 +226,26 @@ async def test_turns_of_a_thread_are_taken_one_at_a_time_in_platform_order(
     assert await store.take(KEY, owner="A", lease_seconds=LEASE) is None  # none queued
 
 
+async def test_workers_asking_at_once_take_a_threads_turns_one_at_a_time_in_order(
+    store: ConversationStore,
+) -> None:
+    for order in ["2", "3", "1"]:
+        await accept(store, order)
+
+    async def everyone_takes() -> list[Lease]:
+        leases = await asyncio.gather(
+            *(store.take(KEY, owner=f"worker-{n}", lease_seconds=LEASE) for n in range(20))
+        )
+        return [lease for lease in leases if lease is not None]
+
+    for order in ["1", "2", "3"]:
+        (taken,) = await everyone_takes()
+        assert taken.turn.order == order
+        assert await everyone_takes() == []  # it holds the thread
+        await answer_it(store, taken)
+    assert await everyone_takes() == []  # none queued
+
+
 async def test_two_threads_run_at_the_same_time(store: ConversationStore) -> None:
     await accept(store, "1", key=KEY)
     await accept(store, discord_order(7), key=OTHER)

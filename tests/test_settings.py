@@ -294,14 +294,16 @@ def test_store_url_defaults_to_sqlite_in_the_data_dir() -> None:
 def test_the_journal_settings_from_the_file_and_the_environment(toml: WriteToml) -> None:
     defaults = load_settings(environ={}).store
     assert (defaults.lease_seconds, defaults.recovery_max_age) == (30, 3600)
-    path = toml("[store]\nlease_seconds = 10\nrecovery_max_age = 600\n")
+    assert defaults.retention_days is None  # history is kept forever
+    path = toml("[store]\nlease_seconds = 10\nrecovery_max_age = 600\nretention_days = 90\n")
     store = load_settings(path, environ={}).store
-    assert (store.lease_seconds, store.recovery_max_age) == (10, 600)
-    store = load_settings(path, environ={"RELAYBOT_STORE__LEASE_SECONDS": "2.5"}).store
-    assert (store.lease_seconds, store.recovery_max_age) == (2.5, 600)
+    assert (store.lease_seconds, store.recovery_max_age, store.retention_days) == (10, 600, 90)
+    environ = {"RELAYBOT_STORE__LEASE_SECONDS": "2.5", "RELAYBOT_STORE__RETENTION_DAYS": "0.5"}
+    store = load_settings(path, environ=environ).store
+    assert (store.lease_seconds, store.recovery_max_age, store.retention_days) == (2.5, 600, 0.5)
 
 
-@pytest.mark.parametrize("key", ["lease_seconds", "recovery_max_age"])
+@pytest.mark.parametrize("key", ["lease_seconds", "recovery_max_age", "retention_days"])
 def test_the_journal_settings_are_positive(key: str) -> None:
     variable = f"RELAYBOT_STORE__{key.upper()}"
     assert error_of(environ={variable: "0"}) == (

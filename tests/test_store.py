@@ -28,7 +28,6 @@ from core.messages import (
 )
 from core.store import (
     ConversationStore,
-    KeyedLock,
     MemoryStore,
     SqliteStore,
     StoreError,
@@ -164,110 +163,6 @@ async def test_a_loaded_message_is_a_copy(store: ConversationStore) -> None:
     (loaded,) = await store.load(KEY)
     assert isinstance(loaded, AssistantMessage)
     assert loaded.tool_calls[0].arguments == {"city": "Paris"}
-
-
-# --- turn locks -------------------------------------------------------------------------------
-
-
-async def test_turns_of_one_key_run_one_at_a_time_in_arrival_order(
-    store: ConversationStore,
-) -> None:
-    order: list[str] = []
-    release = asyncio.Event()
-
-    async def turn(name: str, hold: asyncio.Event | None = None) -> None:
-        async with store.turn_lock(KEY):
-            order.append(f"{name} in")
-            if hold is not None:
-                await hold.wait()
-            await asyncio.sleep(0)  # a chance for anyone to barge in
-            order.append(f"{name} out")
-
-    first = asyncio.create_task(turn("first", release))
-    await asyncio.sleep(0)
-    waiters = []
-    for name in ["c", "a", "d", "b"]:  # arrival order, not alphabetical
-        waiters.append(asyncio.create_task(turn(name)))
-        await asyncio.sleep(0)  # each reaches the lock before the next arrives
-    assert order == ["first in"]
-
-    release.set()
-    await asyncio.gather(first, *waiters)
-    assert order == [
-        *("first in", "first out"),
-        *("c in", "c out", "a in", "a out", "d in", "d out", "b in", "b out"),
-    ]
-
-
-async def test_turns_of_different_keys_do_not_wait_for_each_other(
-    store: ConversationStore,
-) -> None:
-    async with asyncio.timeout(5), store.turn_lock(KEY), store.turn_lock(OTHER):
-        pass  # a deadlock would hang here: the timeout is only a guard
-
-
-async def test_a_turn_that_fails_releases_the_lock(store: ConversationStore) -> None:
-    with pytest.raises(RuntimeError):
-        async with store.turn_lock(KEY):
-            raise RuntimeError("the turn broke")
-    async with asyncio.timeout(5), store.turn_lock(KEY):
-        pass
-
-
-async def test_keyed_lock_forgets_idle_keys() -> None:
-    locks = KeyedLock()
-    entered = asyncio.Event()
-    release = asyncio.Event()
-
-    async def hold(key: str) -> None:
-        async with locks.hold(key):
-            entered.set()
-            await release.wait()
-
-    tasks = [asyncio.create_task(hold(key)) for key in ["a", "a", "b"]]
-    await entered.wait()
-    assert len(locks) == 2
-    release.set()
-    await asyncio.gather(*tasks)
-    assert len(locks) == 0
-
-
-async def test_keyed_lock_lets_no_late_arrival_overtake_a_woken_waiter() -> None:
-    locks = KeyedLock()
-    order: list[str] = []
-
-    async def waiter() -> None:
-        async with locks.hold("k"):
-            order.append("waiter")
-
-    async with locks.hold("k"):
-        task = asyncio.create_task(waiter())
-        await asyncio.sleep(0)  # queued behind us
-    # Released: the waiter is woken but has not run yet; we ask again at once.
-    async with locks.hold("k"):
-        order.append("late")
-    await task
-    assert order == ["waiter", "late"]
-    assert len(locks) == 0
-
-
-async def test_keyed_lock_survives_cancelled_waiters() -> None:
-    locks = KeyedLock()
-    order: list[str] = []
-
-    async def waiter(name: str) -> None:
-        async with locks.hold("k"):
-            order.append(name)
-
-    async with locks.hold("k"):
-        queued = [asyncio.create_task(waiter(name)) for name in ["w1", "w2", "w3"]]
-        await asyncio.sleep(0)
-        queued[0].cancel()  # cancelled while waiting
-    queued[1].cancel()  # cancelled after being woken, before it ran
-    results = await asyncio.gather(*queued, return_exceptions=True)
-    assert [type(r).__name__ for r in results] == ["CancelledError", "CancelledError", "NoneType"]
-    assert order == ["w3"]
-    assert len(locks) == 0
 
 
 # --- claims -----------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """TurnWorker: the journal's turns answered on a platform — in order, once, and after a crash.
 
 The platform here is a recording one (``tests.fakes.surface.FakeSurface`` per thread); the
-engine is the real one, over the loopback gateway; the store is the memory store with a clock
-the tests move, so an expired lease is a number, not a wait.
+engine is the real one, over the loopback gateway; the store is the memory store on a fake
+clock the tests move, which the worker reads and its recovery loop sleeps on, so an expired
+lease or an hour between prunes is a number, not a wait.
 """
 
 from __future__ import annotations
@@ -17,18 +18,18 @@ from adapters.clock import RealClock
 from adapters.live import LiveReply
 from adapters.surface import Draft, MessageRef, Surface, SurfaceLimits
 from bots.replies import BROKEN, INTERRUPTED, OFFLINE
-from bots.turns import TurnWorker, WorkerTiming
+from bots.turns import PRUNE_INTERVAL, TurnWorker, WorkerTiming
 from core.client import LLMClient, Timeouts
 from core.engine import ConversationEngine, EngineConfig
 from core.messages import AssistantMessage, ConversationKey, UserMessage
 from core.protocols import OpenAIProtocol
 from core.retry import RetryPolicy
-from core.store import Lease, MemoryStore, Turn
+from core.store import Lease, MemoryStore, StoreError, Turn
 from core.tools import ToolRegistry
 from tests.fakes.llm_gateway import FakeGateway, Stream
 from tests.fakes.streams import openai_chunks
 from tests.fakes.surface import FakeSurface
-from tests.support.clock import FakeTime
+from tests.support.clock import FakeClock
 from tests.support.waiting import until
 
 KEY = ConversationKey(platform="slack", workspace="T1", channel="C1", thread="1700000000.000100")
@@ -36,6 +37,7 @@ OTHER = ConversationKey(platform="slack", workspace="T1", channel="C1", thread="
 LIMITS = SurfaceLimits(max_length=2000, edit_interval=0.0)
 LEASE = 30.0
 DEAD = "host:1:dead"
+DAY = 86400.0
 
 
 class RecordingPlatform:
@@ -76,8 +78,8 @@ class RecordingPlatform:
 class Scene:
     def __init__(self, gateway: FakeGateway, http: httpx2.AsyncClient) -> None:
         self.gateway = gateway
-        self.clock = FakeTime()
-        self.store = MemoryStore(clock=self.clock)
+        self.clock = FakeClock(1_000.0)
+        self.store = MemoryStore(clock=self.clock.now)
         self.platform = RecordingPlatform()
         self.platform.finished = []
         client = LLMClient(
@@ -91,7 +93,7 @@ class Scene:
         )  # fmt: skip
         self.worker = self.new_worker("host:2:me")
 
-    def new_worker(self, owner: str) -> TurnWorker:
+    def new_worker(self, owner: str, *, retention: float | None = None) -> TurnWorker:
         platform = self.platform
 
         class Adapter:  # the Platform protocol over the recording platform
@@ -100,7 +102,10 @@ class Scene:
             reply = platform.reply
             finished = platform.finished_turn
 
-        timing = WorkerTiming(lease_seconds=LEASE, recovery_max_age=3600, now=self.clock)
+        timing = WorkerTiming(
+            lease_seconds=LEASE, recovery_max_age=3600, retention_seconds=retention,
+            now=self.clock.now, sleep=self.clock.sleep,
+        )  # fmt: skip
         return TurnWorker(
             store=self.store, engine=self.engine, platform=Adapter(), budget=platform.budget,
             timing=timing, owner=owner,
@@ -244,7 +249,7 @@ async def test_a_turn_whose_worker_died_is_answered_again_in_place_of_its_partia
     scene.gateway.enqueue(*answers("All is well."))
     await scene.worker.recover()
     assert scene.gateway.requests == []  # the lease is still live: nothing to recover yet
-    scene.clock.now += LEASE + 1
+    await scene.clock.advance(LEASE + 1)
     await scene.worker.recover()
     await scene.idle()
     assert scene.shown() == ["All is well."]  # the partial answer was deleted
@@ -263,7 +268,7 @@ async def test_at_start_a_dead_processs_turn_is_taken_at_once(scene: Scene) -> N
 
 async def test_a_turn_that_ran_a_tool_ends_with_the_interrupted_notice(scene: Scene) -> None:
     turn = await stranded_by_a_dead_worker(scene, "book it", tool=True)
-    scene.clock.now += LEASE + 1
+    await scene.clock.advance(LEASE + 1)
     await scene.worker.recover()
     await scene.idle()
     assert scene.gateway.requests == []  # never run again: a tool never runs twice
@@ -278,7 +283,7 @@ async def test_an_answered_turn_that_was_not_delivered_is_delivered(scene: Scene
     assert lease is not None
     answer = AssistantMessage(text="Hello, Ada!", finish_reason="stop")
     await scene.store.answered(lease, messages=[answer], text="Hello, Ada!", finish_reason="stop")
-    scene.clock.now += LEASE + 1
+    await scene.clock.advance(LEASE + 1)
     await scene.worker.recover()
     await scene.idle()
     assert scene.gateway.requests == []
@@ -288,7 +293,7 @@ async def test_an_answered_turn_that_was_not_delivered_is_delivered(scene: Scene
 
 async def test_a_turn_too_old_to_answer_says_so(scene: Scene) -> None:
     turn = await scene.accept("yesterday's question", "1")
-    scene.clock.now += 3601
+    await scene.clock.advance(3601)
     await scene.worker.recover()
     await scene.idle()
     assert scene.gateway.requests == []
@@ -301,8 +306,69 @@ async def test_queued_turns_left_behind_are_answered_after_the_recovered_one(sce
     await stranded_by_a_dead_worker(scene, "first")
     await scene.accept("second", "2")
     scene.gateway.enqueue(*answers("One.", "Two."))
-    scene.clock.now += LEASE + 1
+    await scene.clock.advance(LEASE + 1)
     await scene.worker.recover()
     await scene.idle()
     assert scene.shown() == ["One.", "Two."]
     assert scene.questions() == [["first"], ["first", "second"]]
+
+
+# --- retention --------------------------------------------------------------------------------
+
+
+def said(text: str) -> UserMessage:
+    return UserMessage(text=text, author_id="U1", author_name="Ada")
+
+
+async def test_start_deletes_the_history_older_than_the_retention(
+    scene: Scene, caplog: pytest.LogCaptureFixture
+) -> None:
+    await scene.store.append(KEY, [said("a month ago"), said("and a reply")])
+    await scene.clock.advance(29 * DAY)
+    await scene.store.append(KEY, [said("yesterday")])
+    await scene.clock.advance(DAY)
+
+    keeper = scene.new_worker("host:2:keeper")  # retention off: everything is kept
+    await keeper.start()
+    await keeper.close()
+    assert len(await scene.store.load(KEY)) == 3
+
+    scene.worker = scene.new_worker("host:2:me", retention=7 * DAY)
+    with caplog.at_level("INFO", logger="relaybot.turns"):
+        await scene.worker.start()
+    assert await scene.store.load(KEY) == [said("yesterday")]
+    assert "deleted 2 messages older than retention_days (7)" in caplog.messages
+
+
+async def test_old_history_is_deleted_again_an_hour_later_not_before(scene: Scene) -> None:
+    scene.worker = scene.new_worker("host:2:me", retention=60)
+    await scene.worker.start()  # deletes (nothing) now: the next time is an hour from now
+    await scene.store.append(KEY, [said("hello")])
+
+    await scene.clock.advance(PRUNE_INTERVAL - LEASE / 2)  # the recovery loop ran all along
+    assert await scene.store.load(KEY) == [said("hello")]  # long past the retention, but kept
+    await scene.clock.advance(LEASE / 2)  # the loop's first round an hour after the start
+    assert await scene.store.load(KEY) == []
+
+
+async def test_a_store_that_fails_to_delete_is_logged_and_asked_again_an_hour_later(
+    scene: Scene, caplog: pytest.LogCaptureFixture
+) -> None:
+    asked: list[float] = []
+
+    async def failing_prune(*, older_than: float) -> int:
+        asked.append(older_than)
+        raise StoreError("memory store: the disk is full")
+
+    scene.store.prune = failing_prune  # type: ignore[method-assign]
+    scene.worker = scene.new_worker("host:2:me", retention=DAY)
+    await scene.worker.start()  # not fatal
+    assert "could not delete history older than retention_days (1)" in caplog.messages
+    await scene.clock.advance(PRUNE_INTERVAL)
+    assert asked == [1_000.0 - DAY, 1_000.0 + PRUNE_INTERVAL - DAY]  # the loop goes on
+
+    scene.gateway.enqueue(*answers("Still here."))  # and turns are still answered
+    await scene.accept("hello?", "1")
+    scene.worker.wake(KEY)
+    await scene.idle()
+    assert scene.shown() == ["Still here."]

@@ -33,7 +33,7 @@ from adapters.surface import MessageRef, Surface
 from bots.replies import BROKEN, NEW_CONVERSATION, THINKING
 from bots.runtime import Runtime, edit_budget
 from bots.settings import Settings
-from bots.turns import TurnWorker, WorkerTiming
+from bots.turns import TurnWorker, worker_timing
 from core.messages import ConversationKey, UserMessage
 from core.store import Lease, StoreError, Turn
 
@@ -46,8 +46,6 @@ PROMPT = "[bold cyan]you \N{SINGLE RIGHT-POINTING ANGLE QUOTATION MARK}[/] "
 PLATFORM = "a terminal"
 CLAIM_TTL = 24 * 3600.0
 EARLIER = "relaybot: the answer to “{question}”, left unfinished by an earlier session:"
-RECOVERY_POLL = 0.05
-"""Seconds between looks at whether what recovery started is done."""
 
 
 class ConsoleBot:
@@ -64,10 +62,7 @@ class ConsoleBot:
             console, edit_budget(settings), interactive=interactive,
             show_reasoning=settings.llm.show_reasoning, session=lambda: self._session,
         )  # fmt: skip
-        self._timing = WorkerTiming(
-            lease_seconds=settings.store.lease_seconds,
-            recovery_max_age=settings.store.recovery_max_age,
-        )
+        self._timing = worker_timing(settings.store)
         self._worker = TurnWorker(
             store=runtime.store, engine=runtime.engine, platform=self._screen,
             budget=self._screen.budget, timing=self._timing, name="console",
@@ -131,8 +126,7 @@ class ConsoleBot:
     async def _recovered(self) -> None:
         """Wait until what the worker's recovery started at start (an earlier console's
         turns) is done, so that it is printed before the first prompt."""
-        while self._worker.busy:  # noqa: ASYNC110 (the worker has no event to wait on)
-            await asyncio.sleep(RECOVERY_POLL)
+        await self._worker.idle()
 
     def _say(self, line: str) -> None:
         self._console.print(line, style="dim" if self._interactive else None, highlight=False)

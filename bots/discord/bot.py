@@ -51,7 +51,7 @@ from bots.discord.sessions import DirectSessions
 from bots.replies import BROKEN, NEW_CONVERSATION, ONLY_A_MENTION
 from bots.runtime import Runtime, edit_budget
 from bots.tasks import TaskOwner, cancel_and_wait
-from bots.turns import TurnWorker, WorkerTiming
+from bots.turns import TurnWorker, worker_timing
 from core.messages import ConversationKey, UserMessage
 from core.store import StoreError, Turn, discord_order
 
@@ -90,13 +90,9 @@ class DiscordBot:
             client, store=runtime.store, budget=budget, settings=self._settings,
             show_reasoning=settings.llm.show_reasoning, stop=self._stop,
         )  # fmt: skip
-        timing = WorkerTiming(
-            lease_seconds=settings.store.lease_seconds,
-            recovery_max_age=settings.store.recovery_max_age,
-        )
         self._worker = TurnWorker(
             store=runtime.store, engine=runtime.engine, platform=self._platform, budget=budget,
-            timing=timing, name="discord",
+            timing=worker_timing(settings.store), name="discord",
         )  # fmt: skip
         self._started = False
 

@@ -59,7 +59,7 @@ from bots.slack.messages import SlackMessage, deletion, user_message
 from bots.slack.settings import SlackSettings
 from bots.slack.workspace import Workspace
 from bots.tasks import TaskOwner
-from bots.turns import TurnWorker, WorkerTiming
+from bots.turns import TurnWorker, worker_timing
 from core.messages import ConversationKey, UserMessage
 from core.settings import SettingsError
 
@@ -97,14 +97,9 @@ class SlackBot:
             surface_client=surface_client, budget=budget,
             show_reasoning=runtime.settings.llm.show_reasoning,
         )  # fmt: skip
-        store_settings = runtime.settings.store
         self.worker = TurnWorker(
             store=runtime.store, engine=runtime.engine, platform=self._answers, budget=budget,
-            timing=WorkerTiming(
-                lease_seconds=store_settings.lease_seconds,
-                recovery_max_age=store_settings.recovery_max_age,
-            ),
-            name="slack",
+            timing=worker_timing(runtime.settings.store), name="slack",
         )  # fmt: skip
         self._tasks = TaskOwner(log)  # Stop presses
         secret = self._settings.signing_secret

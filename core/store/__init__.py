@@ -15,10 +15,11 @@ before any file is touched: :func:`validate_store_url` checks one without openin
 that cannot serve as a store is a :class:`StoreError` when it is opened. Errors name the scheme,
 never the whole URL, which could hold a password.
 
-Every store keeps the turn journal (:mod:`core.store.journal`: :class:`TurnJournal`,
-:class:`Turn`, :class:`Lease`), which a :class:`ConversationStore` extends. Trimming a history
-to a token budget is :mod:`core.store.trim`; the per-key turn lock both in-process stores share
-is :mod:`core.store.locks`.
+Every store keeps a conversation's history, the claims that de-duplicate platform events, and
+the turn journal (:mod:`core.store.journal`: :class:`TurnJournal`, :class:`Turn`,
+:class:`Lease`), which a :class:`ConversationStore` extends; the journal's leases keep the turns
+of a thread one at a time, in order. Trimming a history to a token budget is
+:mod:`core.store.trim`.
 """
 
 from __future__ import annotations
@@ -29,13 +30,11 @@ from typing import Literal
 
 from core.store.base import ConversationStore, StoreError
 from core.store.journal import Lease, LeaseLost, Turn, TurnJournal, TurnState, discord_order
-from core.store.locks import KeyedLock
 from core.store.memory import MemoryStore
 from core.store.sqlite import SqliteStore
 
 __all__ = [
     "ConversationStore",
-    "KeyedLock",
     "Lease",
     "LeaseLost",
     "MemoryStore",

@@ -1,16 +1,16 @@
 """``ConversationStore``: where threads remember what was said.
 
-A store keeps each conversation's messages in order, serializes turns of one conversation
-(``turn_lock``), de-duplicates platform events (``claim``), and keeps the turn journal
-(:class:`~core.store.journal.TurnJournal`: every accepted message answered once, in order,
-across crashes and restarts). Implementations: ``memory`` (tests, the terminal), ``sqlite``
-(the embedded default) and later ``redis`` (several worker processes).
+A store keeps each conversation's history (its messages, in order), de-duplicates platform
+events (``claim``), and keeps the turn journal (:class:`~core.store.journal.TurnJournal`: every
+accepted message answered once, in order, across crashes and restarts; its leases keep the
+turns of a conversation one at a time, within a process and across processes).
+Implementations: ``memory`` (tests, the terminal), ``sqlite`` (the embedded default) and later
+``redis`` (several worker processes).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from core.messages import ConversationKey, Message
@@ -28,10 +28,6 @@ class ConversationStore(TurnJournal, Protocol):
 
     async def append(self, key: ConversationKey, messages: Sequence[Message]) -> None:
         """Add messages to the conversation, atomically (all or none), belonging to no turn."""
-        ...
-
-    def turn_lock(self, key: ConversationKey) -> AbstractAsyncContextManager[None]:
-        """Hold while a turn runs: turns of one key run one at a time, in arrival order."""
         ...
 
     async def claim(self, event_id: str, ttl: float) -> bool:

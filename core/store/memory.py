@@ -1,4 +1,4 @@
-"""``MemoryStore``: conversations and their turn journal in this process only (tests, the
+"""``MemoryStore``: history, claims and the turn journal, in this process only (tests, the
 terminal bot).
 
 Messages are stored serialized, exactly as the SQLite store writes them, so a message that a
@@ -12,14 +12,12 @@ import heapq
 import itertools
 import time
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 
 from core.messages import ConversationKey, Message, UserMessage
 from core.store.base import StoreError
 from core.store.codec import decode_message, encode_message
 from core.store.journal import Lease, LeaseLost, Turn, nobody_is_dead
-from core.store.locks import KeyedLock
 
 __all__ = ["MemoryStore"]
 
@@ -47,7 +45,6 @@ class MemoryStore:
         self._turns: dict[int, Turn] = {}
         self._threads: dict[str, list[int]] = {}  # conversation -> its turns' ids
         self._turn_ids = itertools.count(1)
-        self._locks = KeyedLock()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -62,9 +59,6 @@ class MemoryStore:
     async def append(self, key: ConversationKey, messages: Sequence[Message]) -> None:
         self._check_open()
         self._add(str(key), None, _encoded(messages))
-
-    def turn_lock(self, key: ConversationKey) -> AbstractAsyncContextManager[None]:
-        return self._locks.hold(str(key))
 
     async def claim(self, event_id: str, ttl: float) -> bool:
         _check_ttl(ttl)

@@ -24,8 +24,8 @@ that no longer reads back is a ``StoreError`` naming it, never a gap.
 
 Writes are one SQL statement or one ``BEGIN IMMEDIATE`` transaction, on one connection that
 the tasks of the process take in turn (:class:`~core.store.sqlite_access.SharedConnection`), so a
-cancelled caller cannot leave a write half-done. ``turn_lock`` serializes turns within this
-process only (:class:`~core.store.locks.KeyedLock`); across processes the journal's leases do.
+cancelled caller cannot leave a write half-done. The journal's leases serialize the turns of a
+conversation, among the tasks of a process and among processes sharing the file alike.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager, suppress
+from contextlib import suppress
 from pathlib import Path
 
 import aiosqlite
@@ -44,7 +44,6 @@ import aiosqlite
 from core.messages import ConversationKey, Message
 from core.store.base import StoreError
 from core.store.codec import encode_message
-from core.store.locks import KeyedLock
 from core.store.sqlite_access import SharedConnection
 from core.store.sqlite_journal import APPEND, CLAIM, LOAD, PRUNE_CLAIMS, SqliteJournal
 
@@ -118,7 +117,6 @@ class SqliteStore(SqliteJournal):
         """Use :meth:`open`, which checks the file and brings its schema up to date."""
         self._connection = SharedConnection(db, name=name)
         self._clock = clock
-        self._locks = KeyedLock()
 
     @classmethod
     async def open(
@@ -164,9 +162,6 @@ class SqliteStore(SqliteJournal):
         }
         async with self._connection.statement() as db:
             await db.execute(APPEND, parameters)
-
-    def turn_lock(self, key: ConversationKey) -> AbstractAsyncContextManager[None]:
-        return self._locks.hold(str(key))
 
     async def claim(self, event_id: str, ttl: float) -> bool:
         if ttl <= 0:
