@@ -257,6 +257,31 @@ async def test_a_turn_whose_worker_died_is_answered_again_in_place_of_its_partia
     assert scene.questions() == [["what is up?"]]
 
 
+async def test_a_message_accepted_just_before_a_crash_is_answered_at_the_next_start(
+    scene: Scene,
+) -> None:
+    """The process died between accepting and taking it (Slack's acknowledgement may not have
+    gone out either): the next start finds it queued and answers it, once."""
+    turn = await scene.accept("are you there?", "1")
+    scene.gateway.enqueue(*answers("Here."))
+    await scene.worker.start()
+    await scene.idle()
+    assert scene.shown() == ["Here."]
+    assert (await scene.store.turn(turn.id)).state == "delivered"
+    assert (
+        await scene.store.accept(
+            event_id=turn.event_id,
+            key=KEY,
+            order="1",
+            question=turn.question,
+            platform="Slack",
+            claim_ttl=600,
+        )
+        is None
+    )  # Slack's retry of that event: accepted already, nothing more
+    assert len(scene.gateway.requests) == 1
+
+
 async def test_at_start_a_dead_processs_turn_is_taken_at_once(scene: Scene) -> None:
     turn = await stranded_by_a_dead_worker(scene, "still there?")
     scene.gateway.enqueue(*answers("Yes."))
