@@ -49,6 +49,7 @@ from core.lease import dead_on_this_host, keep_lease, owner_id
 from core.messages import ConversationKey
 from core.settings import StoreSettings
 from core.store import ConversationStore, Lease, LeaseLost, StoreError, Turn
+from core.store.journal import nobody_is_dead
 
 __all__ = ["PRUNE_INTERVAL", "Platform", "TurnWorker", "WorkerTiming", "worker_timing"]
 
@@ -349,10 +350,9 @@ class TurnWorker:
         if deleted:
             log.info("deleted %d messages older than retention_days (%g)", deleted, days)
 
-    async def recover(self, *, is_dead: Callable[[str], bool] | None = None) -> None:
+    async def recover(self, *, is_dead: Callable[[str], bool] = nobody_is_dead) -> None:
         """Take over every stranded turn (see the module docstring)."""
-        dead = is_dead or (lambda owner: False)
-        for turn in await self._store.stranded(is_dead=dead):
+        for turn in await self._store.stranded(is_dead=is_dead):
             if turn.state == "queued":
                 self.wake(turn.key)
                 continue
@@ -360,7 +360,7 @@ class TurnWorker:
                 turn.id,
                 owner=self.owner,
                 lease_seconds=self._timing.lease_seconds,
-                force=turn.owner is not None and dead(turn.owner),
+                force=turn.owner is not None and is_dead(turn.owner),
             )
             if lease is None:
                 continue  # another worker was quicker

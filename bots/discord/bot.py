@@ -87,7 +87,7 @@ class DiscordBot:
         self._connection: asyncio.Task[None] | None = None
         budget = edit_budget(settings)
         self._platform = DiscordPlatform(
-            client, store=runtime.store, budget=budget, settings=self._settings,
+            client, budget=budget, settings=self._settings,
             show_reasoning=settings.llm.show_reasoning, stop=self._stop,
         )  # fmt: skip
         self._worker = TurnWorker(

@@ -15,8 +15,8 @@ is found from its key and its question's id (``Turn.order``) when the worker get
 
 :meth:`prepare` refuses a question longer than ``discord.max_input_chars`` (counting the note
 about attachments: the limit is on what the model would read) with
-:data:`~bots.replies.TOO_LONG`, a reply to it where it was asked; its text is replaced in the
-history by a short note, so no later turn reads it. Otherwise the bot shows as typing in the
+:data:`~bots.replies.TOO_LONG`, a reply to it where it was asked (the worker then drops the
+question from the history, so no later turn reads it). Otherwise the bot shows as typing in the
 place until the reply's first message is posted (or the turn ends). The reply's Stop button
 carries the turn's id and stops it through the worker (:mod:`bots.discord.stop`).
 """
@@ -40,9 +40,9 @@ from bots.discord.settings import DiscordSettings
 from bots.discord.stop import StopButton
 from bots.replies import ONLY_A_MENTION, TOO_LONG
 from bots.tasks import TaskOwner, cancel_and_wait
-from core.store import ConversationStore, Lease, Turn
+from core.store import Lease, Turn
 
-__all__ = ["DM", "NEW_THREAD", "UNREAD", "DiscordPlatform"]
+__all__ = ["DM", "NEW_THREAD", "DiscordPlatform"]
 
 log = logging.getLogger("relaybot.discord")
 
@@ -50,8 +50,6 @@ DM = "dm"
 """The workspace part of a DM conversation's key."""
 NEW_THREAD = "A question for relaybot"
 """A thread's name when the question has no words."""
-UNREAD = "(A message of {length} characters, too long for me to read; it was not answered.)"
-"""What the history keeps of a question refused as too long."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +68,12 @@ class DiscordPlatform:
         self,
         client: discord.Client,
         *,
-        store: ConversationStore,
         budget: EditBudget,
         settings: DiscordSettings,
         show_reasoning: bool,
         stop: Callable[[int], object],
     ) -> None:
         self._client = client
-        self._store = store
         self._budget = budget
         self._settings = settings
         self._show_reasoning = show_reasoning
@@ -92,9 +88,6 @@ class DiscordPlatform:
         if len(text) > limit:
             place = await self._find(turn)
             self._places[turn.id] = _Place(place.channel, reply_to=_asked(turn))
-            unread = UNREAD.format(length=len(text))
-            unread_question = turn.question.model_copy(update={"text": unread})
-            await self._store.revise_question(lease, unread_question)
             return TOO_LONG.format(length=len(text), limit=limit)
         place = await self._find(turn, open_thread=True)
         if isinstance(place.channel, discord.Thread):

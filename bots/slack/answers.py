@@ -150,25 +150,25 @@ class SlackAnswers:
     async def _revised(
         self, lease: Lease, asked: Asked, me: Identity, *, asker_name: str
     ) -> tuple[Lease, str | None]:
-        """The question in plain words, saved; and a notice to show instead of an answer."""
+        """The question in plain words, saved; or a notice to show instead of an answer (the
+        worker then drops the question: nothing to save)."""
         question = lease.turn.question
         mentioned = set(mentioned_users(question.text)) - {me.user_id}
         names = await self._workspace.names(user for user in mentioned if user)
         text = plain_text(question.text, bot_user_id=me.user_id, names=names)
-        notice: str | None = None
         limit = self._settings.max_input_chars
         if len(text) > limit:
-            notice = TOO_LONG.format(length=len(text), limit=limit)
-        elif asked.files and not text:
-            notice = FILES_ONLY
-        elif asked.files:
+            return lease, TOO_LONG.format(length=len(text), limit=limit)
+        if asked.files and not text:
+            return lease, FILES_ONLY
+        if asked.files:
             key = lease.turn.key
             await self._workspace.say(key.channel, key.thread, FILES_NOTE)
             text += f"\n\n(Attached, but you cannot read them: {', '.join(asked.files)}.)"
         revised = UserMessage(
             text=text or ONLY_A_MENTION, author_id=question.author_id, author_name=asker_name
         )
-        return await self._store.revise_question(lease, revised), notice
+        return await self._store.revise_question(lease, revised), None
 
     async def _first(self, lease: Lease) -> bool:
         """Nothing of the thread is stored before the turn's question: it is the thread's first
