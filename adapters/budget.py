@@ -6,6 +6,11 @@ replies split the platform's budget instead of each assuming it owns it. A reply
 scopes narrowest first (``SurfaceLimits.budget_scopes``, e.g. ``("discord.channel:123",
 "discord.global")``) and takes one token from each, all at once.
 
+A rate limit is back-pressure: a caller waits for its token however long that takes. Final
+texts go first: a caller that acquires ``urgent`` (a reply's last version, a notice) is served
+before every other caller waiting on a scope it shares, so when the budget is short the answers
+land and the interim edits wait.
+
 ``EditBudget`` is the small interface; ``TokenBucketBudget`` keeps the buckets in this process,
 and a Redis-backed budget can replace it when several processes share a workspace.
 """
@@ -60,6 +65,9 @@ DEFAULT_RATES: Mapping[str, Rate] = MappingProxyType(
         # length ever holds more calls than it allows.
         # Slack Tier 3 (chat.update): about 50 a minute per workspace.
         "slack.workspace": Rate.per(45, 60, burst=5),
+        # Slack chat.postMessage: about 1 a second per channel, short bursts allowed (kept
+        # within 10 in any 10 s).
+        "slack.channel": Rate.per(8, 10, burst=2),
         # Discord: 5 message creates/edits per 5 s per channel. A steady 4 per 5 s serves many
         # replies in one channel fresher than a burst of 2 (bench.edits: p95 staleness 294 s ->
         # 215 s with 200 replies, 21 s -> 13.5 s with 20, still no 429).
@@ -75,12 +83,15 @@ DEFAULT_RATES: Mapping[str, Rate] = MappingProxyType(
 class EditBudget(Protocol):
     """Rate budgets shared by every reply that names the same scopes."""
 
-    async def acquire(self, scopes: Sequence[str]) -> None:
+    async def acquire(self, scopes: Sequence[str], *, urgent: bool = False) -> None:
         """Wait until every scope has a token, then take one from each, all at once.
 
         A reply never holds a narrow scope's token while it waits for a broad one. Callers
-        naming the same scopes are served in arrival order; a cancelled caller takes nothing
-        and holds nobody up. Scopes with no rate never wait.
+        naming the same scopes are served in arrival order, ``urgent`` ones first: no other
+        caller takes a token of the first (narrowest) scope an urgent caller names while it
+        waits — broader scopes are not held for it, so a final text stuck on a busy channel
+        does not hold up other channels. A cancelled caller takes nothing and holds nobody up.
+        Scopes with no rate never wait.
         """
         ...
 
@@ -129,7 +140,8 @@ class _Bucket:
 
 @dataclass(slots=True)
 class _Line:
-    """The callers waiting on one set of scopes, in arrival order; the lock's holder is next."""
+    """The callers of one urgency waiting on one set of scopes, in arrival order; the lock's
+    holder is next."""
 
     turn: asyncio.Lock = field(default_factory=asyncio.Lock)
     waiting: int = 0
@@ -142,10 +154,11 @@ class TokenBucketBudget:
     (``"slack.workspace:T123"``). Buckets are made when a scope is first used and dropped once
     they are full again, so a bot in many channels keeps only its busy ones.
 
-    Each set of scopes has its own line, served in arrival order; only its head sleeps, until
-    its tokens are due. Lines that share a broad scope (two Discord channels, one global
-    bucket) take it in the order their waits end, so a reply stuck on a busy channel never
-    holds up a reply in a quiet one.
+    Each set of scopes has its own line (two: urgent and not), served in arrival order; only
+    its head sleeps, until its tokens are due. Lines that share a broad scope (two Discord
+    channels, one global bucket) take it in the order their waits end, so a reply stuck on a
+    busy channel never holds up a reply in a quiet one. A line that is not urgent also waits
+    while an urgent caller waits on one of its scopes (the urgent caller's narrowest).
     """
 
     def __init__(
@@ -154,24 +167,55 @@ class TokenBucketBudget:
         self._rates = {**DEFAULT_RATES, **(rates or {})}
         self._clock: Clock = clock or RealClock()
         self._buckets: dict[str, _Bucket] = {}
-        self._lines: dict[tuple[str, ...], _Line] = {}
+        self._lines: dict[tuple[bool, tuple[str, ...]], _Line] = {}
+        self._urgent: dict[str, int] = {}  # scope -> urgent callers waiting on it
+        self._urgent_left = asyncio.Event()  # set (and replaced) when an urgent caller leaves
         self._swept = self._clock.now()
 
-    async def acquire(self, scopes: Sequence[str]) -> None:
+    async def acquire(self, scopes: Sequence[str], *, urgent: bool = False) -> None:
         rates = {scope: rate for scope in scopes if (rate := self._rate(scope)) is not None}
-        key = tuple(rates)
-        if not rates or (key not in self._lines and self._try_take(rates) == 0):
+        key = (urgent, tuple(rates))
+        if not rates or (
+            key not in self._lines
+            and not self._yields(rates, urgent)
+            and self._try_take(rates) == 0
+        ):
             return
         line = self._lines.setdefault(key, _Line())
         line.waiting += 1
+        narrowest = key[1][0]
+        if urgent:
+            self._urgent[narrowest] = self._urgent.get(narrowest, 0) + 1
         try:
             async with line.turn:
-                while (wait := self._try_take(rates)) > 0:
-                    await self._clock.sleep(wait)
+                await self._take(rates, urgent)
         finally:
             line.waiting -= 1
             if line.waiting == 0:
                 del self._lines[key]
+            if urgent:
+                self._urgent_leaves(narrowest)
+
+    async def _take(self, rates: Mapping[str, Rate], urgent: bool) -> None:
+        while True:
+            if self._yields(rates, urgent):
+                await self._urgent_left.wait()
+            elif (wait := self._try_take(rates)) > 0:
+                await self._clock.sleep(wait)
+            else:
+                return
+
+    def _yields(self, rates: Mapping[str, Rate], urgent: bool) -> bool:
+        """A caller that is not urgent lets an urgent one waiting on one of its scopes go first."""
+        return not urgent and any(scope in self._urgent for scope in rates)
+
+    def _urgent_leaves(self, scope: str) -> None:
+        if (left := self._urgent[scope] - 1) > 0:
+            self._urgent[scope] = left
+        else:
+            del self._urgent[scope]
+        self._urgent_left.set()
+        self._urgent_left = asyncio.Event()
 
     def pause(self, scopes: Sequence[str], seconds: float) -> None:
         if not scopes or (rate := self._rate(scopes[0])) is None:

@@ -26,5 +26,6 @@ class EditBudgetSettings(Section):
     edits will meet 429s."""
 
     slack_workspace: RateSettings = RateSettings(count=45, seconds=60, burst=5)
+    slack_channel: RateSettings = RateSettings(count=8, seconds=10, burst=2)
     discord_channel: RateSettings = RateSettings(count=4, seconds=5, burst=1)
     discord_global: RateSettings = RateSettings(count=30, seconds=1, burst=10)

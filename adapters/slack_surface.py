@@ -100,7 +100,8 @@ class SlackSurface:
             max_length=MAX_LENGTH,
             edit_interval=edit_interval,
             budget_scopes=(f"slack.workspace:{team}",),
-            post_scopes=(),  # chat.postMessage is limited per channel, apart from chat.update
+            # chat.postMessage is limited per channel, apart from chat.update's workspace
+            post_scopes=(f"slack.channel:{channel}",),
         )
 
     @property

@@ -311,10 +311,10 @@ class TurnWorker:
             for ref in rest:
                 await surface.delete(ref)
             if first is None:
-                await self._budget.acquire(surface.limits.scopes_for(post=True))
+                await self._budget.acquire(surface.limits.scopes_for(post=True), urgent=True)
                 await surface.post(draft)
             else:
-                await self._budget.acquire(surface.limits.scopes_for(post=False))
+                await self._budget.acquire(surface.limits.scopes_for(post=False), urgent=True)
                 await surface.edit(first, draft)
         except Exception as error:  # a notice is shown if it can be; the turn ended anyway
             log.warning("could not show turn %d's notice in %s: %r", turn.id, turn.key, error)

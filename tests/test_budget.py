@@ -24,10 +24,12 @@ class Replies:
         self.grants: list[tuple[float, str]] = []
         self.tasks: list[asyncio.Task[None]] = []
 
-    def start(self, name: str, scopes: Sequence[str], *, edits: int = 1) -> asyncio.Task[None]:
+    def start(
+        self, name: str, scopes: Sequence[str], *, edits: int = 1, urgent: bool = False
+    ) -> asyncio.Task[None]:
         async def reply() -> None:
             for _ in range(edits):
-                await self.budget.acquire(scopes)
+                await self.budget.acquire(scopes, urgent=urgent)
                 self.grants.append((self.clock.now(), name))
                 await asyncio.sleep(0)  # the edit itself: others run meanwhile
 
@@ -68,7 +70,12 @@ def test_rate_per_and_validation() -> None:
 
 @pytest.mark.parametrize(
     ("kind", "limit", "window"),
-    [("slack.workspace", 50, 60), ("discord.channel", 5, 5), ("discord.global", 50, 1)],
+    [
+        ("slack.workspace", 50, 60),
+        ("slack.channel", 10, 10),
+        ("discord.channel", 5, 5),
+        ("discord.global", 50, 1),
+    ],
 )
 def test_defaults_never_exceed_the_platform_limit_in_any_window(
     kind: str, limit: int, window: float
@@ -222,3 +229,48 @@ async def test_idle_full_buckets_are_dropped(clock: FakeClock) -> None:
     await budget.acquire(("discord.channel:new",))
     assert sorted(budget._buckets) == ["discord.channel:new", "discord.channel:paused"]
     assert budget.available("discord.channel:0") == 2
+
+
+async def test_urgent_callers_go_ahead_of_those_already_waiting(clock: FakeClock) -> None:
+    budget = TokenBucketBudget(clock=clock)
+    for _ in range(5):
+        await budget.acquire(SLACK)
+    replies = Replies(budget, clock)
+    for n in range(3):
+        replies.start(f"interim{n}", SLACK)
+    await clock.advance(0.1)
+    replies.start("final0", SLACK, urgent=True)
+    replies.start("final1", SLACK, urgent=True)
+    await clock.advance(STEP * 5)
+
+    assert replies.names == ["final0", "final1", "interim0", "interim1", "interim2"]
+    assert replies.times == pytest.approx([STEP * n for n in range(1, 6)])  # still the rate
+    assert budget._urgent == {}
+    await replies.stop()
+
+
+async def test_urgent_callers_hold_up_only_the_scopes_they_wait_on(clock: FakeClock) -> None:
+    rates = {"discord.channel": Rate.per(1, 1), "discord.global": Rate(per_second=100, burst=100)}
+    budget = TokenBucketBudget(rates, clock=clock)
+    await budget.acquire(("discord.channel:1", "discord.global"))
+    replies = Replies(budget, clock)
+    replies.start("busy channel, final", ("discord.channel:1", "discord.global"), urgent=True)
+    replies.start("busy channel, interim", ("discord.channel:1", "discord.global"))
+    replies.start("quiet channel", ("discord.channel:2", "discord.global"))
+    await clock.advance(2.5)
+    assert replies.names == ["quiet channel", "busy channel, final", "busy channel, interim"]
+    await replies.stop()
+
+
+async def test_a_cancelled_urgent_caller_releases_the_others(clock: FakeClock) -> None:
+    budget = TokenBucketBudget(clock=clock)
+    budget.pause(SLACK, 30)
+    replies = Replies(budget, clock)
+    urgent = replies.start("final", SLACK, urgent=True)
+    replies.start("interim", SLACK)
+    await clock.advance(1)
+    urgent.cancel()
+    await clock.advance(30)
+    assert replies.names == ["interim"]
+    assert budget._urgent == {}
+    await replies.stop()

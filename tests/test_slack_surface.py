@@ -91,7 +91,10 @@ async def test_limits_spend_the_workspace_budget_on_edits_only(
     client: AsyncWebClient, asked: str
 ) -> None:
     assert surface_for(client, asked, edit_interval=0.5).limits == SurfaceLimits(
-        max_length=12_000, edit_interval=0.5, budget_scopes=("slack.workspace:T1",), post_scopes=()
+        max_length=12_000,
+        edit_interval=0.5,
+        budget_scopes=("slack.workspace:T1",),
+        post_scopes=("slack.channel:C1",),
     )
 
 
