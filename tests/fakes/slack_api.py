@@ -17,11 +17,26 @@ form body or a JSON body, as Slack reads them. The bot token goes in ``Authoriza
 ``chat.postEphemeral``; any other
 answers ``unknown_method``. Answers are ``200`` with ``{"ok": ...}`` unless a fault says else.
 
+Rate limits: as on Slack, each method is limited per workspace (chat.postMessage per
+channel). :data:`SLACK_LIMITS` holds Slack's published numbers, each a :class:`Limit`: at most
+``calls`` calls in any sliding window of ``seconds``. A call over its limit is answered ``429``
+with ``Retry-After`` (whole seconds until the oldest call in the window leaves it, at least 1)
+and ``{"ok": false, "error": "ratelimited"}``, and changes nothing. Slack counts only the calls
+it accepts: a call answered ``ratelimited`` does not fill the window, while one the method
+refuses (``message_not_found``…) does. ``FakeSlack(limits=None)`` (or ``{}``) lifts every
+limit; ``time_scale`` multiplies every window (``time_scale=0.05`` makes chat.update 50 per
+3 s), and :meth:`FakeSlack.limit` tells a test the window it got, to set relaybot's budget by.
+The windows (and a scripted 429's hold) are measured on ``clock``, which a test may drive;
+:attr:`RecordedCall.at` stays ``time.monotonic()``.
+
 Scripted faults (:func:`error`, :func:`ratelimited`, :func:`http_error`, :func:`disconnect`)
-are taken per method, one per call, before the normal answer. As on Slack, a ``ratelimited``
-answer holds for its ``Retry-After``: every call of that method before then is ``ratelimited``
-too, so a client that retries early is caught, whatever the machine's speed. Every call is
-recorded in :attr:`FakeSlack.calls`, the error it was answered with included.
+are taken per method, one per call, before the normal answer — and before the limits: a
+scripted fault is answered even when the window is full, and is not counted in it. As on
+Slack, a ``ratelimited`` answer holds for its ``Retry-After``: every call of that method before
+then is ``ratelimited`` too, so a client that retries early is caught, whatever the machine's
+speed. A bad token or an unknown method is refused before the limits and not counted either.
+Every call is recorded in :attr:`FakeSlack.calls`, the error it was answered with included;
+:meth:`FakeSlack.rate_limited` counts the ``ratelimited`` answers.
 """
 
 from __future__ import annotations
@@ -33,7 +48,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -42,10 +57,12 @@ from bots.loopback import LoopbackServer
 __all__ = [
     "BOT_ID",
     "BOT_USER",
+    "SLACK_LIMITS",
     "TEAM",
     "USERS",
     "FakeSlack",
     "Fault",
+    "Limit",
     "Message",
     "RecordedCall",
     "disconnect",
@@ -76,6 +93,35 @@ USERS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
 )
 """Slack user objects as ``users.info`` returns them: U3 is a workspace admin with no display
 name; UBOT is the bot itself."""
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most ``calls`` calls of a method in any sliding window of ``seconds``, counted per
+    workspace (``"team"``) or per channel (``"channel"``: the call's ``channel`` argument)."""
+
+    calls: int
+    seconds: float
+    per: Literal["team", "channel"] = "team"
+
+
+SLACK_LIMITS: Mapping[str, Limit] = MappingProxyType(
+    {
+        # The tier each method's page on docs.slack.dev/reference/methods gives; the tiers'
+        # numbers from docs.slack.dev/apis/web-api/rate-limits (Tier 3: 50+ per minute,
+        # Tier 4: 100+ per minute), taken at their floor. auth.test ("Special") is unlimited.
+        "chat.update": Limit(50, 60),  # Tier 3
+        "chat.delete": Limit(50, 60),  # Tier 3
+        # "Special": about 1 per second per channel, short bursts allowed; as a 10 s window.
+        "chat.postMessage": Limit(10, 10, per="channel"),
+        "chat.postEphemeral": Limit(100, 60),  # Tier 4
+        "users.info": Limit(100, 60),  # Tier 4
+        "conversations.replies": Limit(50, 60),  # Tier 3 (internal and Marketplace apps)
+        "assistant.threads.setStatus": Limit(50, 60),  # "Special", no number: as Tier 3
+        "reactions.add": Limit(50, 60),  # Tier 3
+    }
+)
+"""Slack's per-method rate limits, by method; a method not named is not limited."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,6 +210,28 @@ class _Refused(Exception):
         self.code = code
 
 
+class _Windows:
+    """A sliding-window log per method and scope: when each call the limits accepted came."""
+
+    def __init__(self, limits: Mapping[str, Limit]) -> None:
+        self.limits = limits
+        self._log: dict[tuple[str, str], deque[float]] = defaultdict(deque)
+
+    def take(self, method: str, args: Mapping[str, Any], now: float) -> int | None:
+        """Counts the call and returns ``None``, or — its window full, and then not counted —
+        returns its ``Retry-After``: whole seconds until the oldest call leaves, at least 1."""
+        if (limit := self.limits.get(method)) is None:
+            return None
+        scope = TEAM if limit.per == "team" else str(args.get("channel") or "")
+        log = self._log[method, scope]
+        while log and now - log[0] >= limit.seconds:
+            log.popleft()
+        if len(log) >= limit.calls:
+            return max(1, math.ceil(round(log[0] + limit.seconds - now, 6)))  # to the µs
+        log.append(now)
+        return None
+
+
 class FakeSlack(LoopbackServer):
     """An aiohttp server on ``127.0.0.1`` (port 0 = ephemeral); :attr:`api_url` is what
     ``AsyncWebClient(base_url=...)`` takes."""
@@ -173,14 +241,23 @@ class FakeSlack(LoopbackServer):
         *,
         token: str = "xoxb-test",
         users: Mapping[str, Mapping[str, Any]] = USERS,
+        limits: Mapping[str, Limit] | None = SLACK_LIMITS,
+        time_scale: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        if time_scale <= 0:
+            raise ValueError(f"time_scale must be positive, not {time_scale}")
+        scaled = {
+            m: replace(lim, seconds=lim.seconds * time_scale) for m, lim in (limits or {}).items()
+        }
         self.calls: list[RecordedCall] = []
         self.api_url = ""
         self.statuses: dict[tuple[str, str], str] = {}
         """The assistant status shown under each ``(channel, thread_ts)``; a reply clears it."""
-        self._token, self._users = token, users
+        self._token, self._users, self._clock = token, users, clock
+        self._windows = _Windows(MappingProxyType(scaled))
         self._messages: dict[str, dict[str, Message]] = defaultdict(dict)
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
         self._limited_until: dict[str, float] = {}  # method -> when its 429 window ends
@@ -234,6 +311,14 @@ class FakeSlack(LoopbackServer):
         """The methods called so far, in order."""
         return [call.method for call in self.calls]
 
+    def limit(self, method: str) -> Limit | None:
+        """The limit ``method`` is held to, its window scaled; ``None`` when it has none."""
+        return self._windows.limits.get(method)
+
+    def rate_limited(self, method: str | None = None) -> int:
+        """How many calls (of ``method``, or of all) were answered ``429 ratelimited``."""
+        return sum(c.error == "ratelimited" and method in (None, c.method) for c in self.calls)
+
     # --- the HTTP side -------------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -242,29 +327,37 @@ class FakeSlack(LoopbackServer):
         bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
         token = args.pop("token", None) or bearer or None
         call = RecordedCall(method=method, args=args, at=time.monotonic())
-        if (wait := self._limited_until.get(method, 0.0) - call.at) > 0:
-            fault = ratelimited(retry_after=math.ceil(wait))
+        if (fault := self._refusal(method, token, args)) is not None:
             self.calls.append(replace(call, error=fault.name))
-            return _answer(request, fault)
-        if self._faults[method]:
-            fault = self._faults[method].popleft()
-            self.calls.append(replace(call, error=fault.name))
-            if fault.status == 429:
-                self._limited_until[method] = call.at + float(fault.headers["Retry-After"])
             return _answer(request, fault)
         try:
-            if token is None:
-                raise _Refused("not_authed")
-            if token != self._token:
-                raise _Refused("invalid_auth")
-            if (handler := self._methods.get(method)) is None:
-                raise _Refused("unknown_method")
-            body = handler(args)
+            body = self._methods[method](args)
         except _Refused as refused:
             self.calls.append(replace(call, error=refused.code))
             return web.json_response({"ok": False, "error": refused.code})
         self.calls.append(call)
         return web.json_response({"ok": True, **body})
+
+    def _refusal(self, method: str, token: str | None, args: dict[str, Any]) -> Fault | None:
+        """The answer a call gets instead of its method's, in this order: a scripted 429 still
+        holding, a scripted fault, a bad token or method, the method's limit; else ``None``."""
+        now = self._clock()
+        if (wait := self._limited_until.get(method, 0.0) - now) > 0:
+            return ratelimited(retry_after=math.ceil(wait))
+        if self._faults[method]:
+            fault = self._faults[method].popleft()
+            if fault.status == 429:
+                self._limited_until[method] = now + float(fault.headers["Retry-After"])
+            return fault
+        if token is None:
+            return error("not_authed")
+        if token != self._token:
+            return error("invalid_auth")
+        if method not in self._methods:
+            return error("unknown_method")
+        if (retry_after := self._windows.take(method, args, now)) is not None:
+            return ratelimited(retry_after)
+        return None
 
     # --- the methods ---------------------------------------------------------------------------
 
