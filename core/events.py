@@ -7,7 +7,7 @@ A model call produces, in order: any number of text, reasoning and tool-call eve
 as ``ToolCallStarted`` → ``ToolCallDelta``\\* → ``ToolCallReady`` per call, calls possibly
 interleaved), ``Usage`` whenever the gateway reports it (each one the total so far for the
 call), and exactly one ``StreamEnd`` last. The retrying stream (``core.retry``) adds
-``AttemptVoid`` between attempts.
+``AttemptVoid`` and ``ModelRetrying`` between attempts.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ __all__ = [
     "AttemptVoid",
     "EngineEvent",
     "FinishReason",
+    "ModelRetrying",
     "ReasoningDelta",
     "ReasoningRedacted",
     "ReasoningSignature",
@@ -141,6 +142,23 @@ class AttemptVoid:
     reason: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelRetrying:
+    """The model call is tried again after ``wait`` seconds; nothing arrives meanwhile.
+
+    Yielded right before the wait (after the failed attempt's ``AttemptVoid``, if any), so a
+    renderer can say why the answer pauses — a ``Retry-After`` can be half a minute. ``attempt``
+    is the number of the attempt that failed (1 for the first); ``reason`` is a short text fit
+    for a log line; ``busy`` says the gateway was rate limited or overloaded, rather than the
+    connection or the stream failing.
+    """
+
+    attempt: int
+    wait: float
+    reason: str
+    busy: bool
+
+
 StreamEvent = (
     TextDelta
     | ReasoningDelta
@@ -152,12 +170,13 @@ StreamEvent = (
     | Usage
     | StreamEnd
     | AttemptVoid
+    | ModelRetrying
 )
 
 
 # Events of one conversation turn, as ``core.engine`` yields them to a renderer (LiveReply, the
-# terminal). A turn yields text and reasoning deltas, tool activity and attempt voids, and ends
-# with exactly one TurnFinished or TurnFailed.
+# terminal). A turn yields text and reasoning deltas, tool activity, attempt voids and retry
+# notices, and ends with exactly one TurnFinished or TurnFailed.
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -214,6 +233,7 @@ EngineEvent = (
     | ToolStarted
     | ToolFinished
     | AttemptVoid
+    | ModelRetrying
     | TurnFinished
     | TurnFailed
 )

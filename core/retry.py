@@ -9,7 +9,9 @@ errors (a rejected key, a bad request, a context that does not fit) never retry.
 
 :func:`retrying_stream` re-opens the request after a retryable failure. When the failed attempt
 had already produced output, it first yields :class:`~core.events.AttemptVoid`, so a renderer
-rewrites the message back to where this model call began instead of showing text twice.
+rewrites the message back to where this model call began instead of showing text twice. Before
+every wait it yields :class:`~core.events.ModelRetrying`, so a renderer can say why the answer
+pauses instead of leaving its placeholder up with no word of why.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Protocol
 
-from core.errors import LLMError
-from core.events import AttemptVoid, StreamEvent, Usage
+from core.errors import LLMError, Overloaded, RateLimited
+from core.events import AttemptVoid, ModelRetrying, StreamEvent, Usage
 from core.messages import ModelRequest
 
 __all__ = ["ModelStream", "RetryPolicy", "parse_retry_after", "retrying_stream"]
@@ -148,5 +150,7 @@ async def _retrying_events(
                 on_retry(error, attempt, wait)
             if produced_output:
                 yield AttemptVoid(attempt=attempt, reason=error.message)
+            busy = isinstance(error, RateLimited | Overloaded)
+            yield ModelRetrying(attempt=attempt, wait=wait, reason=error.message, busy=busy)
             await sleep(wait)
             attempt += 1

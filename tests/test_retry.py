@@ -21,7 +21,7 @@ from core.errors import (
     StreamInterrupted,
     StreamStalled,
 )
-from core.events import AttemptVoid, StreamEnd, StreamEvent, TextDelta, Usage
+from core.events import AttemptVoid, ModelRetrying, StreamEnd, StreamEvent, TextDelta, Usage
 from core.messages import ModelRequest, UserMessage
 from core.retry import RetryPolicy, parse_retry_after, retrying_stream
 
@@ -166,6 +166,7 @@ async def test_retry_after_output_voids_the_attempt_first() -> None:
     assert await collect(model) == [
         TextDelta(text="Hel"),
         AttemptVoid(attempt=1, reason="cut"),
+        ModelRetrying(attempt=1, wait=1.0, reason="cut", busy=False),
         TextDelta(text="Hello"),
         END,
         ("waits", [1.0]),
@@ -180,9 +181,34 @@ async def test_retry_before_output_is_invisible() -> None:
     )
     assert await collect(model) == [
         Usage(input_tokens=3),
+        ModelRetrying(attempt=1, wait=1.0, reason="503", busy=False),
+        ModelRetrying(attempt=2, wait=0.2, reason="slow down", busy=True),
         TextDelta(text="ok"),
         END,
         ("waits", [1.0, 0.2]),
+    ]
+
+
+async def test_each_retry_is_announced_right_before_its_wait() -> None:
+    seen: list[object] = []
+
+    async def sleep(seconds: float) -> None:
+        seen.append(("sleep", seconds))
+
+    model = ScriptedModel(
+        ([TextDelta(text="Hel")], Overloaded("overloaded", status=529)),
+        ([TextDelta(text="Hello"), END], None),
+    )
+    async with retrying_stream(model, REQUEST, POLICY, sleep=sleep, rng=one) as events:
+        async for event in events:
+            seen.append(event)
+    assert seen == [
+        TextDelta(text="Hel"),
+        AttemptVoid(attempt=1, reason="overloaded"),
+        ModelRetrying(attempt=1, wait=1.0, reason="overloaded", busy=True),
+        ("sleep", 1.0),
+        TextDelta(text="Hello"),
+        END,
     ]
 
 

@@ -19,6 +19,7 @@ from core.assembly import MessageAssembler
 from core.events import (
     AttemptVoid,
     EngineEvent,
+    ModelRetrying,
     ReasoningDelta,
     TextDelta,
     ToolFinished,
@@ -138,8 +139,8 @@ class TerminalView:
                 if self.live:
                     self.stdout.write("\n")
                 raise TurnFailedError(message)
-            case TextDelta() | ReasoningDelta() | AttemptVoid():
-                pass  # piped output, empty text or reasoning not shown: only the answer counts
+            case TextDelta() | ReasoningDelta() | AttemptVoid() | ModelRetrying():
+                pass  # piped, empty, reasoning not shown, a retry: only the answer counts
             case _:
                 assert_never(event)
 
