@@ -12,13 +12,17 @@ call, one at a time:
   more, final) and the status line and Stop button stay on the last; ``MessageTooLong`` (the
   platform counts longer than we do) lowers this reply's limit to 80 % and sends again, re-split
   — down to ``SHRINK_FLOOR``, after which it counts as a failed call;
-- ``SurfaceRateLimited`` pauses the budget, waits its ``retry_after``, then sends the newest
-  text; ``MessageGone`` / ``SurfaceForbidden`` end the reply (``on_gone``, one log line,
-  nothing more sent); other ``SurfaceError`` retry with backoff, the final state at most
-  ``final_attempts`` times.
+- a rate limit is back-pressure, never a failure: ``SurfaceRateLimited`` pauses the budget,
+  waits its ``retry_after``, then sends the newest text, however many times it takes; the final
+  state acquires the budget ``urgent``, ahead of other replies' interim edits;
+- ``MessageGone`` / ``SurfaceForbidden`` end the reply (``on_gone``, one log line, nothing more
+  sent); other ``SurfaceError`` retry with backoff, the final state at most ``final_attempts``
+  times.
 
 Leaving the ``async with`` block waits until the final state is delivered: the answer, a short
-error when the turn failed or the block raised, or "Stopped." when it was cancelled.
+error when the turn failed or the block raised, "Stopped." when it was cancelled, or what
+:meth:`LiveReply.end_with` said. :meth:`LiveReply.abort` gives up at once (a shutdown's grace
+is over).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from types import TracebackType
@@ -48,6 +52,7 @@ from adapters.text import close_markdown, neutralize_mentions, split_message
 from core.events import (
     AttemptVoid,
     EngineEvent,
+    ModelRetrying,
     ReasoningDelta,
     TextDelta,
     ToolFinished,
@@ -56,7 +61,7 @@ from core.events import (
     TurnFinished,
 )
 
-__all__ = ["STOPPED", "THINKING", "LiveReply"]
+__all__ = ["MODEL_BUSY", "MODEL_RETRYING", "MODEL_SLOW", "STOPPED", "THINKING", "LiveReply"]
 
 log = logging.getLogger("relaybot.live")
 
@@ -70,6 +75,14 @@ FAILED = "Something went wrong."
 STOPPED = "Stopped."
 THINKING = "Thinking…"
 """The placeholder a reply shows until its first words arrive."""
+MODEL_BUSY = "The model is busy — retrying…"
+"""Shown while a rate-limited or overloaded model call waits to be tried again."""
+MODEL_RETRYING = "Lost the model's connection — retrying…"
+"""Shown while a model call that failed otherwise waits to be tried again."""
+MODEL_SLOW = "Still waiting for the model…"
+"""Shown when the model has said nothing for ``patience`` seconds, until it does."""
+_WAIT_EXPLAINED = (MODEL_BUSY, MODEL_RETRYING, MODEL_SLOW)
+"""Statuses that already say why the model is silent: no slow notice replaces them."""
 RUNNING = "…"
 SHRINK = 0.8
 """After ``MessageTooLong``, the reply's messages are split to this share of their limit."""
@@ -96,6 +109,9 @@ class _Delete:
 
 _Call = _Post | _Edit | _Delete
 
+_ADOPTED = Draft(text="\x00 shown by an earlier run")
+"""What an adopted message shows, as far as the reply knows: unlike any draft it makes."""
+
 
 class LiveReply:
     """One reply, kept in step with the engine events fed to it (see the module docstring).
@@ -104,6 +120,8 @@ class LiveReply:
     bot cancels the turn); ``on_posted`` is awaited with every message of the reply each time a
     message is posted or deleted (a bot saves them, so a crash leaves nothing it cannot find;
     it must not raise); ``name`` names the flusher task and the log lines.
+    ``patience`` is how long the model may stay silent before the status line says so (``None``:
+    never).
     """
 
     def __init__(
@@ -119,6 +137,7 @@ class LiveReply:
         name: str = "reply",
         final_attempts: int = 6,
         retry_delay: float = 1.0,
+        patience: float | None = 5.0,
     ) -> None:
         self._surface = surface
         self._budget = budget
@@ -130,7 +149,9 @@ class LiveReply:
         self._name = name
         self._final_attempts = final_attempts
         self._retry_delay = retry_delay
+        self._patience = patience
         # What the events said.
+        self._heard: float | None = None  # when the last event came
         self._body = ""
         self._mark = 0  # len(body) when the current model call began
         self._tools: dict[str, tuple[str, str]] = {}  # call id -> (activity, "…" | " — done")
@@ -188,12 +209,35 @@ class LiveReply:
         if cancelled and not isinstance(exc, asyncio.CancelledError):
             raise asyncio.CancelledError
 
+    def adopt(self, refs: Sequence[MessageRef]) -> None:
+        """Take over the messages an earlier run of this answer left (a crash, a restart),
+        before the reply starts: the first is edited into this reply instead of a new one
+        posted, the others deleted — within the budget, like any call. One found gone is
+        posted anew."""
+        if self._flusher is not None:
+            raise RuntimeError("a reply adopts messages before it starts")
+        self._refs = list(refs)
+        self._sent = [_ADOPTED] * len(self._refs)
+
+    def end_with(self, notice: str, *, keep_text: bool = False, error: bool = False) -> None:
+        """End the reply with ``notice`` as its status line, after what was said so far when
+        ``keep_text`` (else the notice alone); later events change nothing. For the bot's own
+        reasons to end a reply (a restart, say), where "Stopped." would be wrong."""
+        if not (self._gone or self._final):
+            self._end(self._body if keep_text else "", notice, error=error)
+
+    def abort(self) -> None:
+        """Stop making platform calls now, whatever is left undelivered."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+
     # --- the events --------------------------------------------------------------------------
 
     def feed(self, event: EngineEvent) -> None:
         """Take one engine event into the reply's state; never blocks, never raises."""
         if self._gone or self._final:
             return
+        self._heard_from_model()
         match event:
             case TextDelta(text=text) if text:
                 self._body += text
@@ -202,6 +246,8 @@ class LiveReply:
                 self._status = None
             case AttemptVoid():
                 self._body = self._body[: self._mark]
+            case ModelRetrying(busy=busy):
+                self._status = MODEL_BUSY if busy else MODEL_RETRYING
             case ToolStarted(call_id=call_id, activity=activity):
                 if RUNNING not in (state for _, state in self._tools.values()):
                     self._tools.clear()  # a new round of tools
@@ -227,6 +273,13 @@ class LiveReply:
     def _tool_status(self) -> None:
         self._mark = len(self._body)  # text before a tool is from a finished model call
         self._status = " · ".join(activity + state for activity, state in self._tools.values())
+
+    def _heard_from_model(self) -> None:
+        """Any event ends the model's silence, and with it the status that spoke of it."""
+        self._heard = self._clock.now()
+        if self._status == MODEL_SLOW:
+            self._status = None
+            self._changed.set()
 
     def _end(self, body: str, status: str | None, *, error: bool) -> None:
         self._body, self._status, self._error, self._final = body, status, error, True
@@ -277,16 +330,60 @@ class LiveReply:
                     if self._final:
                         return  # delivered
                     self._changed.clear()
-                    await self._changed.wait()
+                    await self._wait_for_news()
                     continue
                 await self._pace()
                 await self._flush()
         except Exception:
             log.exception("live reply %s: the flusher failed", self._name)
 
+    async def _wait_for_news(self) -> None:
+        """Wait for the next event. While the reply waits on the model, ``patience`` seconds of
+        silence are news too: the status says so, where a stalled gateway would leave the
+        placeholder up for minutes with no word of why."""
+        left = self._patience_left()
+        if left is None:
+            await self._changed.wait()
+            return
+        if left > 0:
+            await self._wait_at_most(left)
+            left = self._patience_left()
+        if left is not None and left <= 0:
+            self._status = MODEL_SLOW
+
+    def _patience_left(self) -> float | None:
+        """Seconds of silence left before the status speaks of it; ``None`` when nothing waits
+        on the model or the status already explains the wait (a running tool, a retry)."""
+        if self._patience is None or self._final or self._status in _WAIT_EXPLAINED:
+            return None
+        if RUNNING in (state for _, state in self._tools.values()):
+            return None
+        return self._silence_began() + self._patience - self._clock.now()
+
+    def _silence_began(self) -> float:
+        """When the model last spoke — or, before it has, when the reply first waited for it."""
+        if self._heard is None:
+            self._heard = self._clock.now()
+        return self._heard
+
+    async def _wait_at_most(self, seconds: float) -> None:
+        """Wait for an event, or ``seconds`` on the reply's clock. Its one timer task has ended
+        when this returns — woken, timed out or cancelled — so none outlives the reply."""
+        timer = asyncio.create_task(self._ring_after(seconds), name=f"patience {self._name}")
+        try:
+            await self._changed.wait()
+        finally:
+            timer.cancel()
+            if not timer.done():
+                await asyncio.wait([timer])
+
+    async def _ring_after(self, seconds: float) -> None:
+        await self._clock.sleep(seconds)
+        self._changed.set()
+
     async def _pace(self) -> None:
         """Wait out the edit interval since the last call — except for the first text."""
-        if self._body and not any(draft.text for draft in self._sent):
+        if self._body and not any(d.text for d in self._sent if d is not _ADOPTED):
             return
         due = self._last_call + self._surface.limits.edit_interval
         if (wait := due - self._clock.now()) > 0:
@@ -296,7 +393,7 @@ class LiveReply:
         """One pass over the messages, in order: one call for each that differs."""
         index = 0
         while (planned := self._next_call(index)) is not None:
-            await self._budget.acquire(self._scopes(planned))
+            await self._budget.acquire(self._scopes(planned), urgent=self._final)
             call = self._next_call(index)  # the newest state, after waiting for the budget
             if call is None or not await self._send(call):
                 return
@@ -312,10 +409,18 @@ class LiveReply:
         self._last_call = self._clock.now()
         try:
             await self._perform(call)
-        except SurfaceRateLimited as error:
+        except SurfaceRateLimited as error:  # back-pressure, never a failure: wait, then resend
             self._budget.pause(self._scopes(call)[:1], error.retry_after)
-            delay = error.retry_after
-        except (MessageGone, SurfaceForbidden) as error:
+            log.debug("live reply %s: rate limited for %.1f s", self._name, error.retry_after)
+            await self._clock.sleep(error.retry_after)
+            return False
+        except MessageGone as error:
+            if isinstance(call, _Edit) and self._sent[call.index] is _ADOPTED:
+                await self._forget(call.index)  # an earlier run's message, gone: post anew
+            else:
+                self._lose(error)
+            return False
+        except SurfaceForbidden as error:
             self._lose(error)
             return False
         except SurfaceError as error:
@@ -349,8 +454,11 @@ class LiveReply:
             case _Delete(index=index):
                 with suppress(MessageGone):  # already what we wanted
                     await self._surface.delete(self._refs[index])
-                del self._refs[index], self._sent[index]
-                await self._posted()
+                await self._forget(index)
+
+    async def _forget(self, index: int) -> None:
+        del self._refs[index], self._sent[index]
+        await self._posted()
 
     async def _posted(self) -> None:
         if self._on_posted is not None:

@@ -5,15 +5,20 @@ The model's answers are not here; these are the short notices a bot posts around
 
 from __future__ import annotations
 
-from adapters.live import STOPPED, THINKING
+from adapters.live import MODEL_BUSY, MODEL_RETRYING, MODEL_SLOW, STOPPED, THINKING
 
 __all__ = [
     "BROKEN",
     "INTERRUPTED",
+    "MEMORY_DOWN",
+    "MODEL_BUSY",
+    "MODEL_RETRYING",
+    "MODEL_SLOW",
     "NEW_CONVERSATION",
     "NOT_YOURS",
     "OFFLINE",
     "ONLY_A_MENTION",
+    "RESTARTING",
     "STOPPED",
     "THINKING",
     "TOO_LONG",
@@ -33,3 +38,8 @@ INTERRUPTED = "I was interrupted while answering — please ask again."
 """A turn whose worker died after a tool ran: it is not run again (a tool never runs twice)."""
 OFFLINE = "I was offline when you asked — please ask again."
 """A turn found unanswered after a restart, older than ``[store] recovery_max_age``."""
+RESTARTING = "Restarting — I'll continue in a moment."
+"""An answer cut short by a shutdown before any tool ran: the next process answers it again."""
+MEMORY_DOWN = "I can't reach my memory right now — please try again in a minute."
+"""The store failed while a message was being taken in (a full disk, a damaged file): it was
+not accepted, so nothing will answer it unless it comes again."""

@@ -12,18 +12,29 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from pydantic import Field
+
 from adapters.settings import EditBudgetSettings
 from bots.discord.settings import DiscordSettings
 from bots.slack.settings import SlackSettings
 from core import settings as core_settings
-from core.settings import CoreSettings
+from core.settings import CoreSettings, Section
 
-__all__ = ["TOKEN_VARIABLES", "Settings", "load_settings", "unknown_variables"]
+__all__ = ["TOKEN_VARIABLES", "RuntimeSettings", "Settings", "load_settings", "unknown_variables"]
+
+
+class RuntimeSettings(Section):
+    """How a running bot behaves as a process."""
+
+    shutdown_grace: float = Field(default=8.0, ge=0)
+    """Seconds a bot spends, after SIGTERM or SIGINT, showing final texts and notices before it
+    exits (under Docker's 10 s default): what is not shown by then, the next start finishes."""
 
 
 class Settings(CoreSettings):
     """Everything relaybot can be told. Build it with :func:`load_settings`."""
 
+    runtime: RuntimeSettings = RuntimeSettings()
     edit_budget: EditBudgetSettings = EditBudgetSettings()
     slack: SlackSettings = SlackSettings()
     discord: DiscordSettings = DiscordSettings()

@@ -14,12 +14,19 @@ worker, not the bot, keeps the promise:
   The reply's messages are saved as soon as each is posted (``store.save_refs``), and the turn
   is marked ``delivered`` once its final text is on the platform.
 - **Stop** (:meth:`stop`) cancels that one answer; the thread's next turn still runs.
+- **Shutdown** (:meth:`shutdown`) within a grace: no more turns are taken; an answer being
+  written that ran no tool goes back to the queue (``store.release``), its message saying
+  :data:`~bots.replies.RESTARTING`, and the next process runs it again; one that ran a tool
+  ends with :data:`~bots.replies.INTERRUPTED` (a tool never runs twice); an answer that is
+  complete is delivered. Final texts go first in the edit budget; what is not shown when the
+  grace is over is left for the next process's recovery.
 - **Recovery**, at start and then every ``lease_seconds / 2``: a turn whose worker died
-  (``store.stranded``) is taken over. One that ran no tool is answered again, its old messages
-  deleted first; one that ran a tool ends with :data:`~bots.replies.INTERRUPTED` in its old
-  message (a tool never runs twice); an answered turn that was not delivered is delivered;
-  queued turns left behind are taken. A turn accepted longer than ``recovery_max_age`` ago is
-  not answered any more: :data:`~bots.replies.OFFLINE` says so.
+  (``store.stranded``) is taken over. One that ran no tool is answered again in its old
+  message (the reply adopts it: :meth:`~adapters.live.LiveReply.adopt`); one that ran a tool
+  ends with :data:`~bots.replies.INTERRUPTED` in its old message (a tool never runs twice);
+  an answered turn that was not delivered is delivered; queued turns left behind are taken.
+  A turn accepted longer than ``recovery_max_age`` ago is not answered any more:
+  :data:`~bots.replies.OFFLINE` says so.
 - **Retention**, with ``retention_seconds`` set: history and finished turns older than that are
   deleted (``store.prune``) at start and then at most every :data:`PRUNE_INTERVAL`, from the
   recovery loop.
@@ -34,17 +41,18 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import aclosing, suppress
+from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from adapters.budget import EditBudget
 from adapters.live import LiveReply
-from adapters.surface import Draft, MessageRef, Surface, SurfaceError
-from bots.replies import BROKEN, INTERRUPTED, OFFLINE
+from adapters.surface import Draft, MessageRef, Surface
+from bots.replies import BROKEN, INTERRUPTED, OFFLINE, RESTARTING
 from bots.tasks import TaskOwner, cancel_and_wait, running_task
+from core.engine import STOPPED as STOPPED_ERROR
 from core.engine import ConversationEngine
-from core.events import TurnFinished, Usage
+from core.events import ToolStarted, TurnFailed, TurnFinished, Usage
 from core.lease import dead_on_this_host, keep_lease, owner_id
 from core.messages import ConversationKey
 from core.settings import StoreSettings
@@ -118,6 +126,19 @@ def worker_timing(store: StoreSettings) -> WorkerTiming:
     )
 
 
+@dataclass(slots=True, eq=False)
+class _Answer:
+    """An answer being written: its task, its reply once streaming, and how a shutdown ends
+    it (``restart``: back to the queue; ``interrupt``: ended, a tool ran)."""
+
+    task: asyncio.Task[None]
+    turn: Turn
+    reply: LiveReply | None = None
+    ran_tool: bool = False
+    complete: bool = False  # the engine ended the turn: only its delivery is left
+    ending: Literal["restart", "interrupt"] | None = None
+
+
 class TurnWorker:
     """The journal's turns answered on one platform (see the module docstring)."""
 
@@ -143,7 +164,9 @@ class TurnWorker:
         self._recovery = TaskOwner(log)  # the loop apart: ``busy`` counts turns only
         self._draining: set[str] = set()
         self._woken: set[str] = set()
-        self._answers: dict[int, tuple[asyncio.Task[None], Turn]] = {}
+        self._answers: dict[int, _Answer] = {}
+        self._replies: set[LiveReply] = set()  # every reply being written, for a shutdown
+        self._stopping = False
         self._pruned_at: float | None = None  # when old history was last deleted
 
     @property
@@ -158,18 +181,20 @@ class TurnWorker:
     def answering(self, turn_id: int) -> Turn | None:
         """The turn, while this worker is writing its answer."""
         running = self._answers.get(turn_id)
-        return running[1] if running is not None else None
+        return running.turn if running is not None else None
 
     def stop(self, turn_id: int) -> bool:
         """Stop writing that answer (it ends "Stopped."); False when it is not being written."""
         running = self._answers.get(turn_id)
         if running is None:
             return False
-        running[0].cancel()
+        running.task.cancel()
         return True
 
     def wake(self, key: ConversationKey) -> None:
         """The thread has a new accepted turn: answer it when its turn comes."""
+        if self._stopping:
+            return  # it stays queued: the next process takes it
         thread = str(key)
         self._woken.add(thread)
         if thread not in self._draining:
@@ -189,6 +214,43 @@ class TurnWorker:
         await self._recovery.close()
         await self._tasks.close()
 
+    async def shutdown(self, grace: float) -> None:
+        """Stop within ``grace`` seconds (on the timing's clock), as the module docstring
+        says: no more turns taken, the answers being written ended or handed back, complete
+        ones delivered — then whatever is still being shown is given up."""
+        self._stopping = True
+        await self._recovery.close()
+        for answer in list(self._answers.values()):
+            self._end_for_shutdown(answer)
+        timer = asyncio.create_task(self._graced(grace), name=f"{self._name} grace")
+        idle = asyncio.create_task(self._tasks.wait(), name=f"{self._name} idle")
+        try:
+            await asyncio.wait({timer, idle}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await cancel_and_wait(timer, idle)
+        if self._tasks:
+            log.warning("%d replies were not shown whole within the %g s shutdown grace; "
+                        "the next start finishes them", len(self._replies), grace)  # fmt: skip
+            for reply in list(self._replies):
+                reply.abort()
+        await self._tasks.close()
+
+    async def _graced(self, grace: float) -> None:
+        await self._timing.sleep(grace)
+
+    def _end_for_shutdown(self, answer: _Answer) -> None:
+        if answer.complete:
+            return  # its final text is being delivered: let it land
+        if answer.ran_tool:
+            answer.ending = "interrupt"
+            if answer.reply is not None:
+                answer.reply.end_with(INTERRUPTED, keep_text=True, error=True)
+        else:
+            answer.ending = "restart"
+            if answer.reply is not None:
+                answer.reply.end_with(RESTARTING)
+        answer.task.cancel()
+
     # --- a thread's turns --------------------------------------------------------------------
 
     async def _drain(self, key: ConversationKey, first: Lease | None = None) -> None:
@@ -199,6 +261,8 @@ class TurnWorker:
                 if lease is not None:
                     await self.answer(lease)
                 self._woken.discard(thread)
+                if self._stopping:
+                    return  # what is queued stays queued: the next process takes it
                 lease = await self._store.take(
                     key, owner=self.owner, lease_seconds=self._timing.lease_seconds
                 )
@@ -212,7 +276,7 @@ class TurnWorker:
         (a bot that answers as it reads, like the terminal, calls this after ``take``)."""
         turn = lease.turn
         answer = asyncio.create_task(self._answer(lease), name=f"{self._name} turn {turn.id}")
-        self._answers[turn.id] = (answer, turn)
+        self._answers[turn.id] = _Answer(task=answer, turn=turn)
         try:
             await asyncio.wait([answer])
         except asyncio.CancelledError:
@@ -246,8 +310,24 @@ class TurnWorker:
         except Exception:
             log.exception("turn %d of %s failed", turn.id, turn.key)
             await self._broken(lease)
+        except asyncio.CancelledError:
+            if self._answers[turn.id].ending == "restart":
+                await self._hand_back(lease)
+            raise
         finally:
             await self._platform.finished(turn)
+
+    async def _hand_back(self, lease: Lease) -> None:
+        """Put a turn stopped by a shutdown back in the queue, or — if a tool ran after all —
+        end it interrupted."""
+        turn = lease.turn
+        try:
+            if await self._store.release(lease):
+                log.info("turn %d of %s goes back to the queue", turn.id, turn.key)
+                return
+            await self._end_with(lease, INTERRUPTED)
+        except StoreError as error:  # LeaseLost included: it ended, or moved on
+            log.warning("turn %d of %s could not be handed back: %s", turn.id, turn.key, error)
 
     async def _broken(self, lease: Lease) -> None:
         """Something failed around the answer (not in it: the engine ends a turn itself): end
@@ -275,20 +355,30 @@ class TurnWorker:
             except StoreError:
                 log.exception("could not save the messages of turn %d", turn.id)
 
-        reply = self._platform.reply(turn, surface, on_gone=cancel, on_posted=posted)
+        answer = self._answers[turn.id]
+        reply = answer.reply = self._platform.reply(turn, surface, on_gone=cancel, on_posted=posted)
+        reply.adopt(turn.refs)  # what a run cut short left (a crash, a restart) becomes this one
         finished = False
         timing = self._timing
-        async with (
-            keep_lease(
-                self._store, lease, lease_seconds=timing.lease_seconds, on_lost=cancel,
-                sleep=timing.sleep,
-            ),
-            reply,
-            aclosing(self._engine.run_turn(lease)) as events,
-        ):  # fmt: skip
-            async for event in events:
-                reply.feed(event)
-                finished = isinstance(event, TurnFinished)
+        self._replies.add(reply)
+        try:
+            async with (
+                keep_lease(
+                    self._store, lease, lease_seconds=timing.lease_seconds, on_lost=cancel,
+                    sleep=timing.sleep,
+                ),
+                reply,
+                aclosing(
+                    self._engine.run_turn(lease, stop_error=lambda: _stop_error(answer))
+                ) as events,
+            ):  # fmt: skip
+                async for event in events:
+                    reply.feed(event)
+                    answer.ran_tool = answer.ran_tool or isinstance(event, ToolStarted)
+                    answer.complete = isinstance(event, TurnFinished | TurnFailed)
+                    finished = isinstance(event, TurnFinished)
+        finally:
+            self._replies.discard(reply)
         if finished and reply.delivered:
             try:
                 await self._store.delivered(turn.id, reply.messages)
@@ -374,7 +464,6 @@ class TurnWorker:
         elif turn.tool_started:
             await self._end_with(lease, INTERRUPTED)
         else:
-            await self._forget_shown(turn)
             key = turn.key
             if str(key) in self._draining:  # a drainer is waiting on this turn: let it run it
                 await self.answer(lease)
@@ -387,22 +476,28 @@ class TurnWorker:
     async def _redeliver(self, lease: Lease) -> None:
         """Show an answered turn's saved text in place of whatever its worker left."""
         turn = lease.turn
-        await self._forget_shown(turn)
         surface = await self._platform.surface(turn)
         reply = self._platform.reply(turn, surface, on_gone=lambda: None, on_posted=_nothing)
-        async with reply:
-            reply.feed(TurnFinished(text=turn.final_text or "", usage=Usage(), rounds=1))
+        reply.adopt(turn.refs)  # its final text goes where its worker left off
+        self._replies.add(reply)
+        try:
+            async with reply:
+                reply.feed(TurnFinished(text=turn.final_text or "", usage=Usage(), rounds=1))
+        finally:
+            self._replies.discard(reply)
         if reply.delivered:
             await self._store.delivered(turn.id, reply.messages)
 
-    async def _forget_shown(self, turn: Turn) -> None:
-        """Delete what a dead worker showed of the turn (its placeholder, a partial answer)."""
-        if not turn.refs:
-            return
-        surface = await self._platform.surface(turn)
-        for ref in turn.refs:
-            with suppress(SurfaceError):
-                await surface.delete(ref)
+
+def _stop_error(answer: _Answer) -> str | None:
+    """What a stopped turn ends ``failed`` with; ``None`` for one a shutdown hands back."""
+    match answer.ending:
+        case "restart":
+            return None
+        case "interrupt":
+            return INTERRUPTED
+        case None:
+            return STOPPED_ERROR
 
 
 async def _nothing(refs: tuple[MessageRef, ...]) -> None:

@@ -17,8 +17,9 @@ keeps turns of a thread one at a time. The engine writes to the journal:
   finish reason) before ``TurnFinished`` is yielded, or ``failed`` with the message the user is
   shown before ``TurnFailed`` is. Cancelling the task that consumes a turn (or closing the
   generator) stops the model stream and the running tools, and ends the turn ``failed``
-  (``"stopped"``) with what was said, the partial answer marked ``stopped``; that write is
-  finished even if the task is cancelled again meanwhile.
+  (``"stopped"``, or what the caller's ``stop_error`` says) with what was said, the partial
+  answer marked ``stopped``; that write is finished even if the task is cancelled again
+  meanwhile. A caller that hands the turn back to the queue (a shutdown) asks for no write.
 
 **Exceptions.** :class:`~core.store.journal.LeaseLost` is the only exception ``run_turn``
 raises: another worker took the turn over, so this one stops at once and writes nothing more.
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -60,6 +62,7 @@ from core.errors import (
 from core.events import (
     AttemptVoid,
     EngineEvent,
+    ModelRetrying,
     ReasoningDelta,
     ReasoningRedacted,
     ReasoningSignature,
@@ -89,7 +92,7 @@ from core.store.journal import Lease, LeaseLost, Turn
 from core.store.trim import estimate_tokens, trim
 from core.tools import ToolContext, ToolOutcome, ToolRegistry
 
-__all__ = ["ConversationEngine", "EngineConfig", "user_message_for"]
+__all__ = ["STOPPED", "ConversationEngine", "EngineConfig", "user_message_for"]
 
 log = logging.getLogger("relaybot.engine")
 
@@ -114,6 +117,10 @@ class EngineConfig:
 
 
 class ConversationEngine:
+    """Runs journal turns (see the module docstring). ``now`` dates the system prompt;
+    ``sleep`` and ``clock`` (monotonic seconds) time the retries of a model call, so a test
+    lets a 30-second ``Retry-After`` pass in virtual time."""
+
     def __init__(
         self,
         *,
@@ -124,6 +131,8 @@ class ConversationEngine:
         retry: RetryPolicy,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         request_gate: asyncio.Semaphore | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._store = store
@@ -131,11 +140,18 @@ class ConversationEngine:
         self._config = config
         self._retry = retry
         self._now = now
+        self._sleep = sleep
+        self._clock = clock
         self._gate = request_gate or asyncio.Semaphore(config.max_concurrent_requests)
 
-    async def run_turn(self, lease: Lease) -> AsyncGenerator[EngineEvent, None]:
-        """The events of the leased turn; see the module docstring."""
-        turn = _Turn(self, lease)
+    async def run_turn(
+        self, lease: Lease, *, stop_error: Callable[[], str | None] | None = None
+    ) -> AsyncGenerator[EngineEvent, None]:
+        """The events of the leased turn; see the module docstring. ``stop_error``, asked
+        when the turn is cancelled or closed early, gives the error it ends ``failed`` with
+        (``"stopped"`` without it), or ``None`` to write nothing: the caller hands the turn
+        back to the queue itself (a shutdown)."""
+        turn = _Turn(self, lease, stop_error=stop_error or _stopped)
         try:
             async with aclosing(turn.run()) as events:
                 async for event in events:
@@ -184,8 +200,11 @@ class ConversationEngine:
 class _Turn:
     """The state of one running turn: what it has said so far, and what must be saved."""
 
-    def __init__(self, engine: ConversationEngine, lease: Lease) -> None:
+    def __init__(
+        self, engine: ConversationEngine, lease: Lease, *, stop_error: Callable[[], str | None]
+    ) -> None:
         self.engine = engine
+        self.stop_error = stop_error
         self.lease = lease
         self.turn = lease.turn
         self.history: list[Message] = []  # read when the turn starts; ends with the question
@@ -265,7 +284,10 @@ class _Turn:
         )
         separator = bool("".join(self.shown))
         attempt_text: list[str] = []
-        stream = retrying_stream(engine._client, request, engine._retry, on_retry=self._retrying)
+        stream = retrying_stream(
+            engine._client, request, engine._retry, sleep=engine._sleep, clock=engine._clock,
+            on_retry=self._retrying,
+        )  # fmt: skip
         async with engine._gate, stream as events:
             async for event in events:
                 self.assembler.feed(event)
@@ -276,7 +298,7 @@ class _Turn:
                             yield TextDelta(text=ROUND_SEPARATOR)
                         attempt_text.append(text)
                         yield event
-                    case ReasoningDelta():
+                    case ReasoningDelta() | ModelRetrying():
                         yield event
                     case AttemptVoid():
                         attempt_text.clear()
@@ -371,11 +393,14 @@ class _Turn:
         await _finished(self._saving(write), name=f"save turn {self.turn.id}")
 
     async def end_stopped(self) -> None:
-        """Cancelled or closed early: keep what was said, the partial answer marked stopped."""
+        """Cancelled or closed early: keep what was said, the partial answer marked stopped
+        (unless ``stop_error`` says to write nothing)."""
         self.ended = True
+        if (error := self.stop_error()) is None:
+            return
         partial = self.assembler.message()
         self.new.append(AssistantMessage(text=partial.text, usage=partial.usage, stopped=True))
-        await self._saving(self.engine._store.failed(self.lease, messages=self.new, error=STOPPED))
+        await self._saving(self.engine._store.failed(self.lease, messages=self.new, error=error))
 
     async def _saving(self, write: Awaitable[None]) -> None:
         try:
@@ -400,6 +425,10 @@ async def _finished(write: Coroutine[Any, Any, None], *, name: str) -> None:
     task.result()
     if cancelled:
         raise asyncio.CancelledError
+
+
+def _stopped() -> str:
+    return STOPPED
 
 
 def user_message_for(error: LLMError) -> str:

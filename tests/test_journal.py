@@ -580,6 +580,39 @@ async def test_refs_and_tool_started_are_saved(store: ConversationStore) -> None
     assert stored.tool_started is True
 
 
+async def test_release_puts_a_running_turn_back_in_the_queue(store: ConversationStore) -> None:
+    first, second = await accept(store, "1"), await accept(store, "2")
+    lease = await take(store)
+    await store.save_refs(lease, ["m1"])
+    assert await store.release(lease)
+
+    released = await store.turn(first.id)
+    assert (released.state, released.owner, released.lease_expires_at) == ("queued", None, None)
+    assert released.refs == ("m1",)  # what it showed, for whoever runs it next to replace
+    with pytest.raises(LeaseLost):
+        await store.failed(lease, messages=[], error="stopped")  # its old worker writes nothing
+    again = await take(store, owner="B")  # first again: it keeps its place in the thread
+    assert (again.turn.id, again.fence) == (first.id, lease.fence + 1)
+    assert second.id != again.turn.id
+
+
+async def test_release_refuses_a_turn_that_ran_a_tool(store: ConversationStore) -> None:
+    turn = await accept(store, "1")
+    lease = await take(store)
+    await store.tool_started(lease, "call_1")
+    assert not await store.release(lease)
+    assert (await store.turn(turn.id)).state == "running"
+    await store.failed(lease, messages=[], error="interrupted")  # the lease still holds
+
+
+async def test_release_under_a_lost_lease_raises(store: ConversationStore) -> None:
+    await accept(store, "1")
+    lease = await take(store)
+    await store.answered(lease, messages=[answer("hi")], text="hi", finish_reason="stop")
+    with pytest.raises(LeaseLost):
+        await store.release(lease)  # answered: deliver it, don't run it again
+
+
 async def test_a_revised_question_is_saved_and_read_in_history(store: ConversationStore) -> None:
     await store.append(KEY, [user("rebuilt from the platform")])
     turn = await accept(store, "1")

@@ -560,3 +560,98 @@ async def test_an_answer_stopped_inside_a_code_block_ends_with_the_block_closed(
     await scene.clock.advance(5.0)
     final = scene.surface.calls[-1].draft
     assert final == Draft(text="Here:\n```python\nprint(1)\n```", status="Stopped.", final=True)
+
+
+# --- under pressure: rate limits, a restart ------------------------------------------------------
+
+
+async def test_a_final_text_rate_limited_twenty_times_is_still_delivered() -> None:
+    scene = Scene(final_attempts=3)
+    for _ in range(20):
+        scene.surface.fail_next("edit", SurfaceRateLimited("ratelimited", retry_after=30.0))
+    await scene.run([(0.0, finished("The answer"))], until=20 * 30 + 5)
+    assert scene.reply.delivered
+    assert scene.surface.messages["m1"] == Draft(text="The answer", final=True)
+    assert sum(call.failed == "SurfaceRateLimited" for call in scene.surface.calls) == 20
+
+
+async def test_a_final_text_goes_ahead_of_interim_edits_when_the_budget_is_short() -> None:
+    clock = FakeClock()
+    budget = TokenBucketBudget({"chat": Rate.per(1, 10)}, clock=clock)
+    limits = SurfaceLimits(max_length=2000, edit_interval=1.0, budget_scopes=("chat:C1",))
+    early, late = (FakeSurface(limits=limits, clock=clock) for _ in range(2))
+    streaming = LiveReply(early, budget, clock=clock, placeholder=None)
+    finishing = LiveReply(late, budget, clock=clock, placeholder=None)
+    long_turn = asyncio.create_task(
+        play(streaming, clock, [(n, text(f"w{n} ")) for n in range(40)] + [(40, finished("x"))])
+    )
+    await clock.advance(15)  # the first text took the only token; the next edit waits
+    short_turn = asyncio.create_task(play(finishing, clock, [(15, finished("Done."))]))
+    await clock.advance(60)
+
+    after = 15.0
+    late_calls = [call.at for call in late.calls]
+    early_edits = [call.at for call in early.calls if call.op == "edit" and call.at > after]
+    assert late_calls
+    assert early_edits
+    assert late_calls[0] < early_edits[0]  # the final post went first
+    await clock.advance(100)
+    await asyncio.gather(long_turn, short_turn)
+
+
+async def test_end_with_replaces_the_answer_with_a_notice_and_later_events_change_nothing() -> None:
+    scene = Scene()
+    async with scene.reply as reply:
+        reply.feed(text("Half an ans"))
+        await scene.clock.advance(1)
+        reply.end_with("Restarting — I'll continue in a moment.")
+        reply.feed(text("wer"))
+        await scene.clock.advance(1)
+    assert scene.surface.messages["m1"] == Draft(
+        text="", status="Restarting — I'll continue in a moment.", final=True
+    )
+
+
+async def test_end_with_keep_text_shows_the_notice_under_what_was_said() -> None:
+    scene = Scene()
+    async with scene.reply as reply:
+        reply.feed(text("Half"))
+        await scene.clock.advance(1)
+        reply.end_with("I was interrupted.", keep_text=True, error=True)
+        await scene.clock.advance(1)
+    assert scene.surface.messages["m1"] == Draft(
+        text="Half", status="I was interrupted.", final=True, error=True
+    )
+
+
+async def test_abort_stops_at_once_and_the_reply_is_not_delivered() -> None:
+    scene = Scene()
+    scene.surface.fail_next("post", SurfaceRateLimited("ratelimited", retry_after=600.0))
+    async with scene.reply as reply:
+        reply.feed(finished("The answer"))
+        await scene.clock.advance(1)
+        reply.abort()
+    assert not reply.delivered
+    assert [call.failed for call in scene.surface.calls] == ["SurfaceRateLimited"]
+
+
+async def test_an_adopted_message_becomes_the_reply_and_the_others_go() -> None:
+    scene = Scene()
+    for text_ in ("Restarting…", "a second piece"):
+        await scene.surface.post(Draft(text=text_))
+    scene.reply.adopt(("m1", "m2"))
+    await scene.run([(0.0, text("Again")), (1.0, finished("Again, whole."))])
+    assert scene.surface.messages == {"m1": Draft(text="Again, whole.", final=True)}
+    assert scene.reply.messages == ("m1",)
+    ops = [call.op for call in scene.surface.calls[2:]]
+    assert ops[0] == "delete"
+    assert set(ops[1:]) == {"edit"}
+
+
+async def test_an_adopted_message_found_gone_is_posted_anew() -> None:
+    scene = Scene()
+    scene.reply.adopt(("m9",))
+    await scene.run([(0.0, finished("Here."))])
+    assert scene.surface.visible() == ["Here."]
+    assert scene.reply.delivered
+    assert scene.gone_calls == 0

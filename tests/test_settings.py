@@ -573,6 +573,7 @@ def test_a_platform_brings_its_own_section_and_token_variable() -> None:
 def test_core_reads_only_its_own_sections() -> None:
     assert set(CoreSettings.model_fields) == {"llm", "tools", "store", "log_level"}
     assert set(Settings.model_fields) - set(CoreSettings.model_fields) == {
+        "runtime",
         "edit_budget",
         "slack",
         "discord",

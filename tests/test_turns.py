@@ -8,16 +8,17 @@ lease or an hour between prunes is a number, not a wait.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx2
 import pytest
 
-from adapters.budget import TokenBucketBudget
+from adapters.budget import Rate, TokenBucketBudget
 from adapters.clock import RealClock
 from adapters.live import LiveReply
-from adapters.surface import Draft, MessageRef, Surface, SurfaceLimits
-from bots.replies import BROKEN, INTERRUPTED, OFFLINE
+from adapters.surface import Draft, MessageRef, Surface, SurfaceLimits, SurfaceRateLimited
+from bots.replies import BROKEN, INTERRUPTED, OFFLINE, RESTARTING
 from bots.turns import PRUNE_INTERVAL, TurnWorker, WorkerTiming
 from core.client import LLMClient, Timeouts
 from core.engine import ConversationEngine, EngineConfig
@@ -25,7 +26,7 @@ from core.messages import AssistantMessage, ConversationKey, UserMessage
 from core.protocols import OpenAIProtocol
 from core.retry import RetryPolicy
 from core.store import Lease, MemoryStore, StoreError, Turn
-from core.tools import ToolRegistry
+from core.tools import Tool, ToolRegistry, tool
 from tests.fakes.llm_gateway import FakeGateway, Stream
 from tests.fakes.streams import openai_chunks
 from tests.fakes.surface import FakeSurface
@@ -252,7 +253,7 @@ async def test_a_turn_whose_worker_died_is_answered_again_in_place_of_its_partia
     await scene.clock.advance(LEASE + 1)
     await scene.worker.recover()
     await scene.idle()
-    assert scene.shown() == ["All is well."]  # the partial answer was deleted
+    assert scene.shown() == ["All is well."]  # in place of the partial answer
     assert (await scene.store.turn(turn.id)).state == "delivered"
     assert scene.questions() == [["what is up?"]]
 
@@ -397,3 +398,113 @@ async def test_a_store_that_fails_to_delete_is_logged_and_asked_again_an_hour_la
     scene.worker.wake(KEY)
     await scene.idle()
     assert scene.shown() == ["Still here."]
+
+
+# --- shutdown -----------------------------------------------------------------------------------
+
+
+class Blocking:
+    """A tool that runs until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.go = asyncio.Event()
+
+    def tool(self) -> Tool:
+        @tool(activity="Checking")
+        async def check(topic: str) -> str:
+            """Check a topic."""
+            self.started.set()
+            await self.go.wait()
+            return "checked"
+
+        return check
+
+
+async def test_a_shutdown_hands_back_an_answer_that_ran_no_tool_and_the_next_start_answers_it(
+    scene: Scene,
+) -> None:
+    scene.gateway.enqueue(Stream.stalled(openai_chunks("A long answer that never ends"), after=2))
+    first = await scene.accept("go on", "1")
+    follow_up = await scene.accept("and then?", "2")
+    scene.worker.wake(KEY)
+    await until(lambda: any(scene.shown()), "the first words")
+
+    await scene.worker.shutdown(grace=8)
+    surface = scene.platform.thread(KEY)
+    assert list(surface.messages.values()) == [Draft(text="", status=RESTARTING, final=True)]
+    released = await scene.store.turn(first.id)
+    assert (released.state, released.owner, released.refs) == ("queued", None, ("m1",))
+    assert (await scene.store.turn(follow_up.id)).state == "queued"  # never taken
+    scene.gateway.release_stalls()
+
+    scene.gateway.enqueue(*answers("All of it.", "Then this."))
+    scene.worker = scene.new_worker("host:3:next")
+    await scene.worker.start()
+    await scene.idle()
+    assert scene.shown() == ["All of it.", "Then this."]  # the notice gave way to the answer
+    assert [(await scene.store.turn(n)).state for n in (first.id, follow_up.id)] == [
+        "delivered",
+        "delivered",
+    ]
+    assert scene.questions()[-2:] == [["go on"], ["go on", "and then?"]]
+
+
+async def test_a_shutdown_ends_an_answer_that_ran_a_tool_as_interrupted(
+    scene: Scene, gateway: FakeGateway
+) -> None:
+    blocking = Blocking()
+    scene.engine._tools = ToolRegistry([blocking.tool()])
+    gateway.enqueue(
+        Stream(openai_chunks("Let me check. ", tool_calls=[("call_1", "check", '{"topic": "x"}')]))
+    )
+    turn = await scene.accept("check x", "1")
+    scene.worker.wake(KEY)
+    await blocking.started.wait()
+
+    await scene.worker.shutdown(grace=8)
+    shown = list(scene.platform.thread(KEY).messages.values())
+    assert shown == [Draft(text="Let me check. ", status=INTERRUPTED, final=True, error=True)]
+    ended = await scene.store.turn(turn.id)
+    assert (ended.state, ended.error) == ("failed", INTERRUPTED)
+    assert await scene.store.stranded() == []  # nothing for the next start to run again
+
+
+async def test_a_complete_answer_is_delivered_during_a_shutdown(scene: Scene) -> None:
+    scene.platform.budget = TokenBucketBudget({"chat": Rate.per(1, 60)}, clock=scene.clock)
+    surface = scene.platform.thread(KEY)
+    surface._limits = SurfaceLimits(max_length=2000, edit_interval=0.0, budget_scopes=("chat",))
+    scene.worker = scene.new_worker("host:2:me")
+    scene.gateway.enqueue(*answers("Done."))
+    turn = await scene.accept("quick", "1")
+    scene.worker.wake(KEY)
+    await until(lambda: surface.calls, "the placeholder")
+    await until(lambda: scene.worker.busy and scene.gateway.pending == 0, "the model answered")
+    await until(
+        lambda: scene.worker._answers and next(iter(scene.worker._answers.values())).complete,
+        "the answer complete, waiting for the budget",
+    )
+
+    shutting = asyncio.create_task(scene.worker.shutdown(grace=120))
+    await scene.clock.advance(61)
+    await shutting
+    assert list(surface.messages.values()) == [Draft(text="Done.", final=True)]
+    assert (await scene.store.turn(turn.id)).state == "delivered"
+
+
+async def test_what_is_not_shown_within_the_grace_is_left_to_the_next_start(scene: Scene) -> None:
+    surface = scene.platform.thread(KEY)
+    scene.gateway.enqueue(Stream.stalled(openai_chunks("Never finished"), after=2))
+    turn = await scene.accept("go on", "1")
+    scene.worker.wake(KEY)
+    await until(lambda: any(scene.shown()), "the first words")
+    surface.fail_next("edit", SurfaceRateLimited("ratelimited", retry_after=600))
+
+    shutting = asyncio.create_task(scene.worker.shutdown(grace=8))
+    await until(lambda: surface.calls[-1].failed == "SurfaceRateLimited", "the rate limit")
+    await scene.clock.advance(8)
+    await shutting  # within the grace, though the notice could not be shown
+    assert scene.worker.busy == 0
+    released = await scene.store.turn(turn.id)
+    assert released.state == "queued"  # the next start answers it in place of what shows
+    scene.gateway.release_stalls()

@@ -6,7 +6,8 @@ is :class:`~bots.discord.client.DiscordUnavailable` at once) and opens the gatew
 :func:`run_discord` prints the link that adds the bot to a server, waits for the session, and
 runs until SIGINT or SIGTERM — or until Discord ends the connection for good (the Message
 Content intent switched off, say), which is one line and exit status 1. On the way out,
-answers being written end with "Stopped.".
+answers being written end within ``[runtime] shutdown_grace`` — "Restarting — I'll continue in a
+moment", answered again by the next start, or interrupted after a tool ran.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ claimed, the user's message saved, and a :class:`Turn` recorded ``queued``. From
 store, not a process's memory, holds the promise to answer it::
 
     queued ──take──> running ──answered()──> answered ──delivered()──> delivered
-                        │  └──failed()──> failed
+      ^                 │  └──failed()──> failed
+      └───release()─────┤  (a shutdown; never after a tool ran)
                         └── lease expired (the worker died) ──recover──> running again, or failed
 
 - **Order.** Turns of one thread run one at a time, in the platform's order (``Turn.order``:
@@ -209,6 +210,15 @@ class TurnJournal(Protocol):
     async def failed(self, lease: Lease, *, messages: Sequence[Message], error: str) -> None:
         """In one transaction: append what the turn said (maybe nothing) and end it ``failed``
         with the error the user was shown. The lease ends."""
+        ...
+
+    async def release(self, lease: Lease) -> bool:
+        """Give a ``running`` turn back to the queue (its worker is shutting down): state
+        ``queued``, no owner, no lease, its refs kept (whoever runs it next replaces what they
+        show); it is taken again in its place in the thread's order. ``False``, and nothing
+        changes, when it ran a tool (``Turn.tool_started``): it must never run again, so its
+        worker ends it ``failed`` instead. :class:`LeaseLost` if the lease was taken over or
+        the turn is not running."""
         ...
 
     async def delivered(self, turn_id: int, refs: Sequence[str]) -> None:

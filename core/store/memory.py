@@ -65,6 +65,10 @@ class MemoryStore:
         self._check_open()
         return self._claim(event_id, ttl)
 
+    async def check_writes(self) -> None:
+        """Dicts have room until the process has none: only a closed store refuses."""
+        self._check_open()
+
     async def close(self) -> None:
         self._closed = True
 
@@ -193,6 +197,13 @@ class MemoryStore:
         turn = self._fenced(lease, "end it failed")
         self._save(replace(turn, state="failed", error=error, lease_expires_at=None))
         self._add(str(turn.key), turn.id, bodies)
+
+    async def release(self, lease: Lease) -> bool:
+        turn = self._fenced(lease, "release it")
+        if turn.tool_started:
+            return False
+        self._save(replace(turn, state="queued", owner=None, lease_expires_at=None))
+        return True
 
     async def delivered(self, turn_id: int, refs: Sequence[str]) -> None:
         turn = await self.turn(turn_id)

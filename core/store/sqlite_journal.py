@@ -118,6 +118,10 @@ _END = f"""
         updated_at = :now
     WHERE {_RUNNING}
 """
+_RELEASE = f"""
+    UPDATE turns SET state = 'queued', owner = NULL, lease_expires_at = NULL, updated_at = :now
+    WHERE {_RUNNING} AND NOT tool_started
+"""
 _DELIVERED = """
     UPDATE turns SET state = 'delivered', refs = :refs, lease_expires_at = NULL,
         updated_at = :now
@@ -266,6 +270,17 @@ class SqliteJournal:
     async def failed(self, lease: Lease, *, messages: Sequence[Message], error: str) -> None:
         outcome = {"state": "failed", "text": None, "finish_reason": None, "error": error}
         await self._end(lease, messages, outcome)
+
+    async def release(self, lease: Lease) -> bool:
+        parameters = {**_fence(lease), "now": self._clock()}
+        async with self._connection.transaction() as db:
+            async with db.execute(_RELEASE, parameters) as cursor:
+                if cursor.rowcount == 1:
+                    return True
+            running = await db.execute_fetchall(f"SELECT 1 FROM turns WHERE {_RUNNING}", parameters)
+        if not running:
+            raise self._lost(lease, "release it")
+        return False  # it ran a tool
 
     async def delivered(self, turn_id: int, refs: Sequence[str]) -> None:
         parameters = {
