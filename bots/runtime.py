@@ -105,6 +105,8 @@ def build_tools(settings: Settings, http: httpx2.AsyncClient) -> ToolRegistry:
 class Runtime:
     settings: Settings
     endpoint: ModelEndpoint
+    http: httpx2.AsyncClient
+    """The HTTP client of model calls and tools (a readiness probe asks the gateway with it)."""
     client: LLMClient
     store: ConversationStore
     tools: ToolRegistry
@@ -153,6 +155,7 @@ class Runtime:
             yield cls(
                 settings=settings,
                 endpoint=endpoint,
+                http=http,
                 client=client,
                 store=store,
                 tools=tools,

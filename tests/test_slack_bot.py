@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,7 +46,16 @@ from core.store import ConversationStore
 from tests.conftest import Spawn
 from tests.fakes.llm_gateway import FakeGateway, Stream
 from tests.fakes.open_meteo import FakeOpenMeteo
-from tests.fakes.slack_api import BOT_ID, BOT_USER, TEAM, FakeSlack, Message, ratelimited
+from tests.fakes.slack_api import (
+    BOT_ID,
+    BOT_USER,
+    SLACK_LIMITS,
+    TEAM,
+    FakeSlack,
+    Limit,
+    Message,
+    ratelimited,
+)
 from tests.fakes.streams import openai_chunks
 from tests.support.harness import BotHarness
 from tests.support.waiting import until
@@ -164,11 +173,19 @@ class Harness(BotHarness[SlackBot]):
 @pytest.fixture
 async def start() -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
     """``await start(**settings)`` serves a bot; ``settings`` become ``RELAYBOT_*`` variables
-    (``store=`` gives the store, instead of a new memory store)."""
+    (``store=`` gives the store, instead of a new memory store; ``slack_limits=`` the fake
+    Slack's rate limits, ``None`` for none, and ``slack_time_scale=`` their windows' scale)."""
     async with AsyncExitStack() as stack:
 
-        async def begin(*, store: ConversationStore | None = None, **settings: str) -> Harness:
-            slack = await stack.enter_async_context(FakeSlack(token=TOKEN))
+        async def begin(
+            *,
+            store: ConversationStore | None = None,
+            slack_limits: Mapping[str, Limit] | None = SLACK_LIMITS,
+            slack_time_scale: float = 1.0,
+            **settings: str,
+        ) -> Harness:
+            fake = FakeSlack(token=TOKEN, limits=slack_limits, time_scale=slack_time_scale)
+            slack = await stack.enter_async_context(fake)
             gateway = await stack.enter_async_context(HoldingGateway())
             weather = SlowOpenMeteo()
             await stack.enter_async_context(weather)
@@ -184,6 +201,7 @@ async def start() -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
                 "RELAYBOT_SLACK__EDIT_INTERVAL": "0.02",
                 "RELAYBOT_STORE__URL": "memory://",
                 "RELAYBOT_EDIT_BUDGET__SLACK_WORKSPACE": json.dumps(UNLIMITED),
+                "RELAYBOT_EDIT_BUDGET__SLACK_CHANNEL": json.dumps(UNLIMITED),
                 "RELAYBOT_TOOLS__WEATHER_GEOCODING_URL": weather.url,
                 "RELAYBOT_TOOLS__WEATHER_FORECAST_URL": weather.url,
                 **{f"RELAYBOT_{name.upper()}": value for name, value in settings.items()},

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.replies import MEMORY_DOWN
 from bots.runtime import Runtime
 from bots.settings import load_settings
 from bots.slack.app import SlackBot, slack_bot
@@ -185,7 +186,9 @@ async def test_an_event_the_store_could_not_accept_is_not_acknowledged_and_its_r
 
     assert refused not in socket.acked_at
     assert len(gateway.requests) == 1
-    assert [c.method for c in slack.calls].count("chat.postMessage") == 1
+    posted = [c.args.get("text") for c in slack.calls if c.method == "chat.postMessage"]
+    assert posted[0] == MEMORY_DOWN  # told once, while the store failed
+    assert len(posted) == 2, "then one answer"
 
 
 async def test_relaybot_slack_connects_answers_and_stops_on_sigterm(tmp_path: Path) -> None:

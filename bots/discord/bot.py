@@ -48,8 +48,9 @@ from bots.discord.client import DiscordUnavailable, stay_connected
 from bots.discord.messages import Names, plain_text
 from bots.discord.platform import DM, DiscordPlatform
 from bots.discord.sessions import DirectSessions
-from bots.replies import BROKEN, NEW_CONVERSATION, ONLY_A_MENTION
+from bots.replies import BROKEN, MEMORY_DOWN, NEW_CONVERSATION, ONLY_A_MENTION
 from bots.runtime import Runtime, edit_budget
+from bots.store_faults import StoreFaults
 from bots.tasks import TaskOwner, cancel_and_wait
 from bots.turns import TurnWorker, worker_timing
 from core.messages import ConversationKey, UserMessage
@@ -81,6 +82,7 @@ class DiscordBot:
         self._settings = settings.discord
         self.client = client
         self._tasks = TaskOwner(log)
+        self._faults = StoreFaults(log)
         self._sessions = DirectSessions(
             idle_seconds=self._settings.dm_idle_hours * 3600, clock=clock
         )
@@ -90,6 +92,7 @@ class DiscordBot:
             client, budget=budget, settings=self._settings,
             show_reasoning=settings.llm.show_reasoning, stop=self._stop,
         )  # fmt: skip
+        self._grace = runtime.settings.runtime.shutdown_grace
         self._worker = TurnWorker(
             store=runtime.store, engine=runtime.engine, platform=self._platform, budget=budget,
             timing=worker_timing(settings.store), name="discord",
@@ -146,10 +149,11 @@ class DiscordBot:
         return self._connection
 
     async def close(self) -> None:
-        """Stop every answer still being written (each ends with "Stopped."; turns still
-        queued stay in the journal for the next start), then close the connection."""
+        """Stop within ``[runtime] shutdown_grace`` (:meth:`TurnWorker.shutdown`: answers
+        being written end, or go back to the queue for the next start, saying so; messages
+        that arrive meanwhile are accepted and left queued), then close the connection."""
         await self._tasks.close()
-        await self._worker.close()
+        await self._worker.shutdown(self._grace)
         await self._platform.close()
         await self.client.close()
         if self._connection is not None:
@@ -204,6 +208,10 @@ class DiscordBot:
     # --- a message ------------------------------------------------------------------------
 
     async def _handle(self, message: discord.Message) -> None:
+        """Accept a message the bot answers, and wake the worker. A store that fails to accept
+        it gets :data:`~bots.replies.MEMORY_DOWN` where the message was, logged once per kind:
+        Discord never sends a message again (discord.py cannot ask it to), so that notice is
+        all the asker gets — they ask again once the store is back."""
         channel = await the_channel(self.client, message)
         if channel is None:
             return
@@ -216,10 +224,15 @@ class DiscordBot:
             return
         try:
             turn = await self._accept(message, channel)
+        except StoreError as error:
+            self._faults.failed(error, f"accepting discord message {message.id}")
+            await say(channel, MEMORY_DOWN, reply_to=message)
+            return
         except Exception:
             log.exception("could not accept message %s", message.id)
             await say(channel, BROKEN, reply_to=message)
             return
+        self._faults.worked()
         if turn is not None:
             self._worker.wake(turn.key)
 

@@ -7,7 +7,8 @@ needs Slack's Web API comes here, once the worker has taken the turn (:meth:`Sla
   the raw text in plain words, saved as the turn's question (``store.revise_question``) — once:
   a question accepted with no ``author_name`` has not been revised yet;
 - a message too long, or only attachments: a notice instead of an answer (attachments with
-  words: a note, and the answer to the words);
+  words: a note, and the answer to the words). Length comes first, before any name is looked
+  up, and a message's mentions cost 50 lookups at most: the rest read as ``@unknown``;
 - a thread the bot is called into mid-way: read back from ``conversations.replies`` before its
   first turn — the thread was unknown when the message was accepted, and the turn's history
   is its question alone (so not after its messages were deleted, nor for a second message
@@ -23,7 +24,7 @@ done with the turn. A turn recovered after a restart has none of it: its text is
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -34,7 +35,7 @@ from adapters.slack_surface import SlackSurface
 from adapters.surface import MessageRef, Surface
 from bots import replies
 from bots.replies import ONLY_A_MENTION, THINKING, TOO_LONG
-from bots.slack.messages import authors, mentioned_users, plain_text, thread_history
+from bots.slack.messages import UNKNOWN, authors, mentioned_users, plain_text, thread_history
 from bots.slack.settings import SlackSettings
 from bots.slack.workspace import Identity, Workspace
 from core.messages import ConversationKey, UserMessage
@@ -151,12 +152,14 @@ class SlackAnswers:
         self, lease: Lease, asked: Asked, me: Identity, *, asker_name: str
     ) -> tuple[Lease, str | None]:
         """The question in plain words, saved; or a notice to show instead of an answer (the
-        worker then drops the question: nothing to save)."""
+        worker then drops the question: nothing to save). The length is checked before any name
+        is looked up, with every mention as ``@unknown``: a message made of thousands of
+        mentions is refused without a single ``users.info`` call."""
         question = lease.turn.question
-        mentioned = set(mentioned_users(question.text)) - {me.user_id}
-        names = await self._workspace.names(user for user in mentioned if user)
-        text = plain_text(question.text, bot_user_id=me.user_id, names=names)
         limit = self._settings.max_input_chars
+        if (length := len(_plain(question.text, me, names={}))) > limit:
+            return lease, TOO_LONG.format(length=length, limit=limit)
+        text = _plain(question.text, me, names=await self._names(question, me, asker_name))
         if len(text) > limit:
             return lease, TOO_LONG.format(length=len(text), limit=limit)
         if asked.files and not text:
@@ -169,6 +172,15 @@ class SlackAnswers:
             text=text or ONLY_A_MENTION, author_id=question.author_id, author_name=asker_name
         )
         return await self._store.revise_question(lease, revised), None
+
+    async def _names(self, question: UserMessage, me: Identity, asker_name: str) -> dict[str, str]:
+        """Names of the people ``question`` mentions. The asker's is known already and the bot's
+        mention is removed: neither takes one of the lookups (at most
+        :data:`~bots.slack.workspace.NAMES_AT_ONCE`)."""
+        asker = question.author_id or ""
+        others = (u for u in mentioned_users(question.text) if u not in (me.user_id, asker))
+        known = {asker: asker_name} if asker else {}
+        return await self._workspace.names(others) | known
 
     async def _first(self, lease: Lease) -> bool:
         """Nothing of the thread is stored before the turn's question: it is the thread's first
@@ -188,3 +200,9 @@ class SlackAnswers:
         if history:
             await self._store.append(key, history)
             log.info("rebuilt %d messages of %s from Slack", len(history), key)
+
+
+def _plain(text: str, me: Identity, *, names: Mapping[str, str]) -> str:
+    """Slack's markup as the model reads it: the bot's mention removed, a person not in
+    ``names`` as ``@unknown``."""
+    return plain_text(text, bot_user_id=me.user_id, names=names, unknown=UNKNOWN)

@@ -21,7 +21,9 @@ How: the listener *accepts* a message before bolt acknowledges the event
 :mod:`core.store.journal`), then wakes the :class:`~bots.turns.TurnWorker`. The ``app_mention``
 and ``message`` events of one message, and a re-delivered event, claim the same id: once. If
 accepting fails the listener raises, bolt answers 500 (HTTP) or sends no acknowledgement
-(Socket Mode), and Slack's retry brings the event back. Everything that calls Slack comes
+(Socket Mode), and Slack's retry brings the event back; the asker reads
+:data:`~bots.replies.MEMORY_DOWN` in the thread meanwhile (once per message), and the failure
+is logged once per kind. Everything that calls Slack comes
 after, when the worker takes the turn (:class:`bots.slack.answers.SlackAnswers`: names, the
 time zone, attachments, a thread read back) and streams it through a ``LiveReply`` on a
 ``SlackSurface``: the assistant status "is thinking…" in a DM where Slack allows it, else a
@@ -52,16 +54,19 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack_surface import STOP_ACTION
-from bots.replies import NOT_YOURS
+from bots.readiness import Readiness
+from bots.replies import MEMORY_DOWN, NOT_YOURS
 from bots.runtime import Runtime, edit_budget
 from bots.slack.answers import ASSISTANT_STATUS, FILES_NOTE, FILES_ONLY, Asked, SlackAnswers
-from bots.slack.messages import SlackMessage, deletion, user_message
+from bots.slack.messages import Deletion, SlackMessage, deletion, user_message
 from bots.slack.settings import SlackSettings
 from bots.slack.workspace import Workspace
+from bots.store_faults import StoreFaults
 from bots.tasks import TaskOwner
 from bots.turns import TurnWorker, worker_timing
 from core.messages import ConversationKey, UserMessage
 from core.settings import SettingsError
+from core.store import StoreError
 
 __all__ = [
     "ASSISTANT_STATUS",
@@ -79,6 +84,9 @@ SLACK_API = AsyncWebClient.BASE_URL
 CLAIM_TTL = 24 * 3600.0
 """Seconds a message stays claimed: Slack re-delivers an event for a few minutes at most."""
 PLATFORM = "Slack"
+NOTICED_LIMIT = 10_000
+"""Messages remembered as told :data:`~bots.replies.MEMORY_DOWN` (the oldest are forgotten):
+Slack re-delivers an event for minutes, so the last few thousand are plenty."""
 
 
 class SlackBot:
@@ -101,18 +109,32 @@ class SlackBot:
             store=runtime.store, engine=runtime.engine, platform=self._answers, budget=budget,
             timing=worker_timing(runtime.settings.store), name="slack",
         )  # fmt: skip
+        self._grace = runtime.settings.runtime.shutdown_grace
         self._tasks = TaskOwner(log)  # Stop presses
+        self._faults = StoreFaults(log)
+        self._noticed = _Once(limit=NOTICED_LIMIT)
+        self.readiness = Readiness(
+            runtime.store, gateway_url=runtime.endpoint.base_url, http=runtime.http
+        )
         secret = self._settings.signing_secret
         self.app = AsyncApp(
             client=client,
             signing_secret=secret.get_secret_value() if secret is not None else "",
             process_before_response=True,
-            name="relaybot",
+            # bolt names a logger after the app and copies its own logger's level and
+            # filters onto it on every request: not "relaybot", the root of ours
+            name="relaybot.slack.app",
             logger=_bolt_logger(),
         )
         self.app.event("app_mention")(self._on_message)
         self.app.event("message")(self._on_message)
         self.app.action(STOP_ACTION)(self._on_stop)
+        self.app.error(self._on_error)
+
+    @property
+    def settings(self) -> SlackSettings:
+        """The ``[slack]`` settings it runs with."""
+        return self._settings
 
     @property
     def busy(self) -> int:
@@ -124,9 +146,10 @@ class SlackBot:
         await self.worker.start()
 
     async def close(self) -> None:
-        """Stop every answer still being written (each ends with "Stopped.")."""
+        """Stop within ``[runtime] shutdown_grace``: answers being written end, or go back to
+        the queue for the next start, saying so (:meth:`TurnWorker.shutdown`)."""
         await self._tasks.close()
-        await self.worker.close()
+        await self.worker.shutdown(self._grace)
 
     # --- listeners: accept before bolt acknowledges -----------------------------------------
 
@@ -134,37 +157,71 @@ class SlackBot:
         self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
     ) -> None:
         """Accept a message to answer (or forget a deleted one). A store that fails raises:
-        the event is not acknowledged, and Slack sends it again."""
+        the event is not acknowledged, and Slack sends it again — and a message the bot would
+        answer is told :data:`~bots.replies.MEMORY_DOWN` in its thread, once however often it
+        comes. The failure is logged once per kind (:class:`~bots.store_faults.StoreFaults`)."""
         team = context.team_id or str(body.get("team_id") or "")
         if (gone := deletion(event)) is not None:
-            key = ConversationKey(
-                platform="slack", workspace=team, channel=gone.channel, thread=gone.thread
-            )
-            await self._store.forget_message(key, gone.ts)
-            if (turn_id := self._answers.answering(key, gone.ts)) is not None:
-                self.worker.stop(turn_id)  # its answer stops at once, not at the next write
+            await self._forget(team, gone)
             return
         message = user_message(event, team=team, bot_user_id=context.bot_user_id)
         if message is None or not self._may_answer(message):
             return
-        key = ConversationKey(
-            platform="slack", workspace=team, channel=message.channel, thread=message.thread
-        )
-        addressed = message.mentions_bot or message.direct
         mine = context.bot_user_id is not None and message.parent_user == context.bot_user_id
-        known = await self._store.known(key)
-        if not (addressed or mine or known):
-            return  # a thread the bot is not part of
-        turn = await self._store.accept(
-            event_id=event_id(message), key=key, order=message.ts,
-            question=UserMessage(text=message.text, author_id=message.user),  # no name yet
-            platform=PLATFORM, claim_ttl=CLAIM_TTL,
+        await self._accept(message, addressed=message.mentions_bot or message.direct or mine)
+
+    async def _accept(self, message: SlackMessage, *, addressed: bool) -> None:
+        """The message as a queued turn, if the bot is part of its thread (``addressed``, or
+        the store knows the thread), and the worker woken."""
+        key = ConversationKey(
+            platform="slack", workspace=message.team, channel=message.channel,
+            thread=message.thread,
         )  # fmt: skip
+        known = False
+        try:
+            known = await self._store.known(key)
+            if not (addressed or known):
+                return  # a thread the bot is not part of
+            turn = await self._store.accept(
+                event_id=event_id(message), key=key, order=message.ts,
+                question=UserMessage(text=message.text, author_id=message.user),  # no name yet
+                platform=PLATFORM, claim_ttl=CLAIM_TTL,
+            )  # fmt: skip
+        except StoreError as error:
+            await self._memory_down(message, error, tell=addressed or known)
+            raise
+        self._faults.worked()
         if turn is None:
             return  # accepted already (the other event of this message, or a retry)
         asked = Asked(files=message.files, direct=message.direct, new_thread=not known)
         self._answers.asked(turn, asked)
         self.worker.wake(key)
+
+    async def _memory_down(self, message: SlackMessage, error: StoreError, *, tell: bool) -> None:
+        """Log the store's failure; tell the asker in the thread, once per message (both of
+        its events, and every re-delivery, share its id). A message of a thread the bot may
+        not be part of (the store could not say) is told nothing."""
+        self._faults.failed(error, f"accepting {event_id(message)}")
+        if tell and self._noticed.first(event_id(message)):
+            await self.workspace.say(message.channel, message.thread, MEMORY_DOWN)
+
+    async def _forget(self, team: str, gone: Deletion) -> None:
+        key = ConversationKey(
+            platform="slack", workspace=team, channel=gone.channel, thread=gone.thread
+        )
+        try:
+            await self._store.forget_message(key, gone.ts)
+        except StoreError as error:
+            self._faults.failed(error, f"forgetting deleted message {gone.ts} of {key}")
+            raise
+        if (turn_id := self._answers.answering(key, gone.ts)) is not None:
+            self.worker.stop(turn_id)  # its answer stops at once, not at the next write
+
+    async def _on_error(self, error: Exception) -> None:
+        """bolt's error handler: a store failure was logged already (once per kind, not a
+        traceback per event); anything else is logged here. bolt answers 500 either way."""
+        if not isinstance(error, StoreError):
+            log.error("a Slack listener failed: %s", error, exc_info=error)
 
     def _may_answer(self, message: SlackMessage) -> bool:
         settings = self._settings
@@ -199,6 +256,23 @@ def event_id(message: SlackMessage) -> str:
     """The id a message is claimed under: both events of one message, and every re-delivery
     of them, share it."""
     return f"slack:{message.team}:{message.channel}:{message.ts}"
+
+
+class _Once:
+    """Ids seen lately, the oldest forgotten past ``limit``: "once per id", in bounded memory."""
+
+    def __init__(self, *, limit: int) -> None:
+        self._limit = limit
+        self._seen: dict[str, None] = {}  # insertion-ordered: the oldest first
+
+    def first(self, id_: str) -> bool:
+        """True the first time ``id_`` is seen (since it was forgotten), else False."""
+        if id_ in self._seen:
+            return False
+        self._seen[id_] = None
+        if len(self._seen) > self._limit:
+            del self._seen[next(iter(self._seen))]
+        return True
 
 
 @asynccontextmanager
@@ -243,16 +317,37 @@ def bot_token(settings: SlackSettings, *, http: bool) -> str:
     return settings.bot_token.get_secret_value()
 
 
-class _ClientGivenFilter(logging.Filter):
-    """bolt warns that SLACK_BOT_TOKEN goes unused whenever it is set and a client is given;
-    the client holds that very token, so the warning only misleads."""
+_CLIENT_GIVEN = "As you gave `client` as well"
+_WITH_A_BODY = ("Invalid request signature detected", "A global middleware (")
+"""How bolt's log lines that hold a whole request body begin (bolt 1.30)."""
+_BODY_LOGGERS = ("slack_bolt.RequestVerification",)
+"""bolt's own loggers that log a body. bolt copies the app logger's filters into one of its
+loggers only when that logger has none yet, so the filter is set on them directly too."""
+
+
+class _BoltLogFilter(logging.Filter):
+    """What relaybot keeps out of bolt's log:
+
+    - the warning that SLACK_BOT_TOKEN goes unused whenever it is set and a client is given:
+      the client holds that very token, so the warning only misleads;
+    - a request's body, which bolt logs whole at INFO when a signature fails: anyone can send
+      a megabyte of it, as often as they like. The HTTP server checks signatures before bolt
+      and logs its refusals itself; a body shows only at DEBUG, for a logger enabled for it.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("As you gave `client` as well")
+        message = record.msg if isinstance(record.msg, str) else ""
+        if message.startswith(_CLIENT_GIVEN):
+            return False
+        if not message.startswith(_WITH_A_BODY):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
 
 
 def _bolt_logger() -> logging.Logger:
     logger = logging.getLogger("relaybot.slack.bolt")
-    if not any(isinstance(f, _ClientGivenFilter) for f in logger.filters):
-        logger.addFilter(_ClientGivenFilter())
+    for each in (logger, *map(logging.getLogger, _BODY_LOGGERS)):
+        if not any(isinstance(f, _BoltLogFilter) for f in each.filters):
+            each.addFilter(_BoltLogFilter())
     return logger

@@ -8,7 +8,8 @@ Pure functions over Slack's payloads, no I/O:
   person's messages.
 - :func:`plain_text` turns Slack's markup into what a model should read: the bot's own mention
   removed, ``<@U1>`` → ``@Ada``, ``<#C1|general>`` → ``#general``, ``<https://x|label>`` →
-  ``label (https://x)``, and ``&lt;`` ``&gt;`` ``&amp;`` unescaped.
+  ``label (https://x)``, and ``&lt;`` ``&gt;`` ``&amp;`` unescaped. A person whose name was
+  not looked up may read as ``@unknown`` (:data:`UNKNOWN`).
 - :func:`deletion` reads a ``message_deleted`` event: which message of which thread is gone.
 - :func:`thread_history` turns a thread read back from ``conversations.replies`` into the
   conversation's messages: the bot's answers as assistant turns, everyone else's as user
@@ -27,6 +28,7 @@ from core.messages import AssistantMessage, Message, UserMessage
 
 __all__ = [
     "PERSON_SUBTYPES",
+    "UNKNOWN",
     "Deletion",
     "SlackMessage",
     "authors",
@@ -41,6 +43,8 @@ __all__ = [
 PERSON_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
 """Message subtypes a person sends; every other subtype (edits, deletions, joins, bot
 messages...) is something that happened to a message, not a new one."""
+UNKNOWN = "unknown"
+"""The name of a mentioned person whose name was not looked up (``@unknown``)."""
 
 _TOKEN = re.compile(r"<([^<>]*)>")
 _USER_TOKEN = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^<>]*)?>")
@@ -147,27 +151,30 @@ def mentioned_users(text: str) -> list[str]:
     return list(dict.fromkeys(_USER_TOKEN.findall(text)))
 
 
-def plain_text(text: str, *, bot_user_id: str | None, names: Mapping[str, str]) -> str:
+def plain_text(
+    text: str, *, bot_user_id: str | None, names: Mapping[str, str], unknown: str | None = None
+) -> str:
     """Slack markup as plain words (see the module docstring). ``names`` maps user ids to
-    display names; an unknown id keeps the label Slack gave, or the id."""
+    display names; an id not in it keeps the label Slack gave, else reads as ``unknown`` — or,
+    when that is ``None``, as the id."""
     if bot_user_id:
         text = re.sub(rf"[ \t]?<@{re.escape(bot_user_id)}(?:\|[^<>]*)?>[:,]?", "", text)
     pieces: list[str] = []
     end = 0
     for token in _TOKEN.finditer(text):
         pieces.append(_unescape(text[end : token.start()]))
-        pieces.append(_token_text(token.group(1), names))
+        pieces.append(_token_text(token.group(1), names, unknown))
         end = token.end()
     pieces.append(_unescape(text[end:]))
     return "".join(pieces).strip()
 
 
-def _token_text(token: str, names: Mapping[str, str]) -> str:
+def _token_text(token: str, names: Mapping[str, str], unknown: str | None) -> str:
     target, _, label = token.partition("|")
     label = _unescape(label)
     if target.startswith("@"):
         user = target[1:]
-        return "@" + (names.get(user) or label.lstrip("@") or user)
+        return "@" + (names.get(user) or label.lstrip("@") or unknown or user)
     if target.startswith("#"):
         return "#" + (label or target[1:])
     if target.startswith("!"):

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import aiohttp
@@ -25,6 +26,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from core.settings import SettingsError
 
 __all__ = [
+    "NAMES_AT_ONCE",
     "SLACK_FAILURES",
     "Identity",
     "Person",
@@ -37,6 +39,10 @@ log = logging.getLogger("relaybot.slack")
 
 REPLIES_LIMIT = 200
 """Messages read back from a thread (one page; non-Marketplace apps get at most 15)."""
+NAMES_AT_ONCE = 50
+"""People :meth:`Workspace.names` looks up at most in one call (a message, a thread read back):
+a message mentioning thousands must not spend the workspace's ``users.info`` budget, which the
+Stop button's admin check needs too."""
 SLACK_FAILURES = (SlackClientError, aiohttp.ClientError, TimeoutError)
 _NO_STATUS = frozenset(
     {"missing_scope", "not_allowed_token_type", "unknown_method", "invalid_auth", "not_authed"}
@@ -120,7 +126,10 @@ class Workspace:
         return person
 
     async def names(self, user_ids: Iterable[str]) -> dict[str, str]:
-        people = await asyncio.gather(*(self.person(user) for user in set(user_ids)))
+        """Display names of the first :data:`NAMES_AT_ONCE` distinct ``user_ids``; the rest
+        are left out (their mentions read as unknown)."""
+        wanted = islice(dict.fromkeys(user_ids), NAMES_AT_ONCE)
+        people = await asyncio.gather(*(self.person(user) for user in wanted))
         return {person.id: person.name for person in people}
 
     async def thread(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:

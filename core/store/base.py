@@ -34,4 +34,10 @@ class ConversationStore(TurnJournal, Protocol):
         """True the first time ``event_id`` is claimed within ``ttl`` seconds, else False."""
         ...
 
+    async def check_writes(self) -> None:
+        """Raise :class:`StoreError` when a write would fail now (a full disk or database, a
+        read-only or damaged file, a lost server), leaving nothing written: whether a message
+        could be accepted, asked by a readiness probe as often as every second."""
+        ...
+
     async def close(self) -> None: ...

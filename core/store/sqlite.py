@@ -52,6 +52,14 @@ __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 MEMORY = ":memory:"
 BUSY_TIMEOUT = 5.0
 """Seconds a statement waits for another process that holds the file."""
+WRITE_CHECK_ROOM = 64 * 1024
+"""Bytes a write check writes and takes back: more than accepting a message needs (each of its
+rows and index entries may split a page), so a file that passes has room for one."""
+_WRITE_CHECK = """
+    INSERT INTO messages (conversation, seq, body, created_at)
+    VALUES ('relaybot:write-check', 0, zeroblob(:room), :now)
+"""
+_WRITE_CHECK_TAKEN_BACK = "DELETE FROM messages WHERE conversation = 'relaybot:write-check'"
 
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 1: messages and claims
@@ -173,6 +181,16 @@ class SqliteStore(SqliteJournal):
                 claimed = cursor.rowcount == 1
             await db.execute(PRUNE_CLAIMS, (now,))
         return claimed
+
+    async def check_writes(self) -> None:
+        """A row that needs new pages, written and deleted in one committed transaction: it
+        fails where an accept would — at the file's size limit (``max_page_count``, a full
+        disk), on a read-only or damaged file — and no row of it is ever seen. The pages it
+        frees stay in the file for the next writes."""
+        parameters = {"room": WRITE_CHECK_ROOM, "now": self._clock()}
+        async with self._connection.transaction() as db:
+            await db.execute(_WRITE_CHECK, parameters)
+            await db.execute(_WRITE_CHECK_TAKEN_BACK)
 
     async def close(self) -> None:
         await self._connection.close()
