@@ -52,6 +52,7 @@ from adapters.surface import (
     SurfaceLimits,
     SurfaceRateLimited,
 )
+from core.metrics import PLATFORM_CALLS
 
 __all__ = ["FORBIDDEN", "MAX_LENGTH", "DiscordSurface", "MessageChannel", "content_for", "render"]
 
@@ -335,16 +336,27 @@ def _width(text: str) -> int:
 
 @contextmanager
 def _discord_errors(action: str) -> Iterator[None]:
-    """Discord's failures in the block leave it as ``SurfaceError``s, the library's dropped."""
+    """Discord's failures in the block leave it as ``SurfaceError``s, the library's dropped.
+    Each call is counted by action and result (``relaybot_platform_calls``); a 429 that
+    discord.py waited out itself is not seen here, only one it gave up on or never handled."""
     try:
         yield
     except discord.RateLimited as error:
+        _count(action, "rate_limited")
         message = f"{action}: rate limited for {error.retry_after:.1f} s"
         raise SurfaceRateLimited(message, retry_after=error.retry_after) from None
     except discord.HTTPException as error:
-        raise _mapped(action, error) from None
+        mapped = _mapped(action, error)
+        _count(action, "rate_limited" if isinstance(mapped, SurfaceRateLimited) else "error")
+        raise mapped from None
     except (aiohttp.ClientError, OSError, TimeoutError) as error:
+        _count(action, "error")
         raise SurfaceError(f"{action}: {type(error).__name__}") from None
+    _count(action, "ok")
+
+
+def _count(action: str, result: str) -> None:
+    PLATFORM_CALLS.labels(platform="discord", method=action, result=result).inc()
 
 
 def _mapped(action: str, error: discord.HTTPException) -> SurfaceError:

@@ -60,6 +60,7 @@ from core.events import (
     TurnFailed,
     TurnFinished,
 )
+from core.metrics import BUDGET_WAIT_SECONDS
 
 __all__ = ["MODEL_BUSY", "MODEL_RETRYING", "MODEL_SLOW", "STOPPED", "THINKING", "LiveReply"]
 
@@ -390,10 +391,16 @@ class LiveReply:
             await self._clock.sleep(wait)
 
     async def _flush(self) -> None:
-        """One pass over the messages, in order: one call for each that differs."""
+        """One pass over the messages, in order: one call for each that differs. The wait for
+        the budget is observed by the narrowest scope's kind, never its id."""
         index = 0
         while (planned := self._next_call(index)) is not None:
-            await self._budget.acquire(self._scopes(planned), urgent=self._final)
+            scopes = self._scopes(planned)
+            waited = self._clock.now()
+            await self._budget.acquire(scopes, urgent=self._final)
+            if scopes:
+                kind = scopes[0].partition(":")[0]
+                BUDGET_WAIT_SECONDS.labels(scope_kind=kind).observe(self._clock.now() - waited)
             call = self._next_call(index)  # the newest state, after waiting for the budget
             if call is None or not await self._send(call):
                 return

@@ -49,6 +49,7 @@ from adapters.surface import (
     SurfaceLimits,
     SurfaceRateLimited,
 )
+from core.metrics import PLATFORM_CALLS
 
 __all__ = ["FORBIDDEN", "MAX_LENGTH", "STOP_ACTION", "SlackSurface", "blocks_for", "fallback"]
 
@@ -181,13 +182,22 @@ def _escaped(text: str) -> str:
 
 @contextmanager
 def _slack_errors(method: str) -> Iterator[None]:
-    """Slack's failures in the block leave it as ``SurfaceError``s, the SDK's error dropped."""
+    """Slack's failures in the block leave it as ``SurfaceError``s, the SDK's error dropped.
+    Each call is counted by method and result (``relaybot_platform_calls``)."""
     try:
         yield
     except SlackApiError as error:
-        raise _mapped(method, error) from None
+        mapped = _mapped(method, error)
+        _count(method, "rate_limited" if isinstance(mapped, SurfaceRateLimited) else "error")
+        raise mapped from None
     except (SlackClientError, aiohttp.ClientError, TimeoutError) as error:
+        _count(method, "error")
         raise SurfaceError(f"{method}: {type(error).__name__}") from None
+    _count(method, "ok")
+
+
+def _count(method: str, result: str) -> None:
+    PLATFORM_CALLS.labels(platform="slack", method=method, result=result).inc()
 
 
 def _mapped(method: str, error: SlackApiError) -> SurfaceError:

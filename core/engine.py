@@ -50,13 +50,16 @@ from datetime import UTC, datetime
 from typing import Any, assert_never
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from core import metrics
 from core.assembly import MessageAssembler
+from core.client import LLMClient
 from core.errors import (
     AuthError,
     BadRequest,
     ContextTooLong,
     DeadlineExceeded,
     LLMError,
+    Overloaded,
     RateLimited,
 )
 from core.events import (
@@ -67,6 +70,7 @@ from core.events import (
     ReasoningRedacted,
     ReasoningSignature,
     StreamEnd,
+    StreamEvent,
     TextDelta,
     ToolCallDelta,
     ToolCallReady,
@@ -143,6 +147,11 @@ class ConversationEngine:
         self._sleep = sleep
         self._clock = clock
         self._gate = request_gate or asyncio.Semaphore(config.max_concurrent_requests)
+
+    @property
+    def model(self) -> str:
+        """The model its turns ask."""
+        return self._config.model
 
     async def run_turn(
         self, lease: Lease, *, stop_error: Callable[[], str | None] | None = None
@@ -284,6 +293,9 @@ class _Turn:
         )
         separator = bool("".join(self.shown))
         attempt_text: list[str] = []
+        measured = metrics.ModelCallMetrics(
+            provider=_provider_name(engine._client), model=request.model, clock=engine._clock
+        )
         stream = retrying_stream(
             engine._client, request, engine._retry, sleep=engine._sleep, clock=engine._clock,
             on_retry=self._retrying,
@@ -291,6 +303,8 @@ class _Turn:
         async with engine._gate, stream as events:
             async for event in events:
                 self.assembler.feed(event)
+                if _is_chunk(event):
+                    measured.chunk()
                 match event:
                     case TextDelta(text=text) if text:
                         if separator and not attempt_text:
@@ -311,6 +325,8 @@ class _Turn:
                     case _:
                         assert_never(event)
         self.shown.extend(attempt_text)
+        usage = self.assembler.message().usage
+        measured.finished(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
 
     async def _run_tools(self, calls: Sequence[ToolCall]) -> AsyncGenerator[EngineEvent, None]:
         """Record the round's calls as started, then run them concurrently; report each as it
@@ -330,11 +346,15 @@ class _Turn:
             async with aclosing(tools.run_each(calls, self.context)) as finished:
                 async for index, outcome in finished:
                     outcomes[index] = outcome
+                    _count_tool(tools, calls[index].name, outcome)
                     yield ToolFinished(
                         call_id=calls[index].id, name=calls[index].name, ok=outcome.ok,
                         summary=outcome.summary, elapsed=outcome.elapsed,
                     )  # fmt: skip
         finally:  # the tools have ended: run_each cancels and awaits those still running
+            for index, call in enumerate(calls):
+                if index not in outcomes:
+                    _count_stopped_tool(tools, call.name)
             self.new.extend(
                 outcomes[index].result if index in outcomes else _stopped_result(call)
                 for index, call in enumerate(calls)
@@ -369,6 +389,8 @@ class _Turn:
         yield TurnFinished(text=text, usage=self.usage, rounds=rounds, truncated=truncated)
 
     def _retrying(self, error: LLMError, attempt: int, wait: float) -> None:
+        busy = isinstance(error, RateLimited | Overloaded)
+        metrics.MODEL_RETRIES.labels(reason="busy" if busy else "other").inc()
         log.info("retrying a model call for %s in %.2f s after attempt %d: %s",
                  self.turn.key, wait, attempt, error)  # fmt: skip
 
@@ -429,6 +451,35 @@ async def _finished(write: Coroutine[Any, Any, None], *, name: str) -> None:
 
 def _stopped() -> str:
     return STOPPED
+
+
+def _provider_name(client: ModelStream) -> str:
+    """The GenAI provider label: the wire protocol the client speaks (``openai`` for any
+    OpenAI-compatible gateway), ``unknown`` for a client that is not an :class:`LLMClient`."""
+    return client.protocol.name if isinstance(client, LLMClient) else "unknown"
+
+
+def _is_chunk(event: StreamEvent) -> bool:
+    """Whether ``event`` is model output that counts as the call's first chunk."""
+    if isinstance(event, TextDelta):
+        return bool(event.text)
+    return isinstance(event, ReasoningDelta | ToolCallStarted)
+
+
+def _tool_label(tools: ToolRegistry, name: str) -> str:
+    """The tool's name as a metric label; a name the model invented is ``unknown``, so a
+    model cannot mint new time series."""
+    return name if name in tools else "unknown"
+
+
+def _count_tool(tools: ToolRegistry, name: str, outcome: ToolOutcome) -> None:
+    label = _tool_label(tools, name)
+    metrics.TOOL_CALLS.labels(tool=label, outcome="ok" if outcome.ok else "error").inc()
+    metrics.TOOL_SECONDS.labels(tool=label).observe(outcome.elapsed)
+
+
+def _count_stopped_tool(tools: ToolRegistry, name: str) -> None:
+    metrics.TOOL_CALLS.labels(tool=_tool_label(tools, name), outcome=STOPPED).inc()
 
 
 def user_message_for(error: LLMError) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 
 from bots.discord.bot import DiscordBot
 from bots.discord.client import bot_token, discord_endpoints, invite_url, log_in, new_client
+from bots.metrics_server import metrics_served
 from bots.runtime import Runtime
 from bots.settings import Settings
 from bots.signals import until_stopped
@@ -47,10 +48,17 @@ async def discord_bot(
             await bot.close()
 
 
-async def run_discord(settings: Settings, *, announce: Callable[[str], None]) -> int:
-    """``relaybot discord``: run until SIGINT or SIGTERM. Returns the exit status."""
+async def run_discord(
+    settings: Settings, *, announce: Callable[[str], None], metrics_port: int | None = None
+) -> int:
+    """``relaybot discord``: run until SIGINT or SIGTERM. Returns the exit status. With
+    ``metrics_port`` (0: any free port) ``GET /metrics`` is served there."""
     bot_token(settings.discord)  # a missing token stops us before anything starts
-    async with Runtime.start(settings, announce=announce) as runtime, discord_bot(runtime) as bot:
+    async with (
+        Runtime.start(settings, announce=announce) as runtime,
+        discord_bot(runtime) as bot,
+        metrics_served(runtime.store, port=metrics_port, announce=announce),
+    ):
         if (application := bot.client.application_id) is not None:
             announce(f"add the bot to a server: {invite_url(application)}")
         await bot.ready()

@@ -34,12 +34,14 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.metrics_server import METRICS_PATH, metrics_handler, metrics_served
 from bots.runtime import Runtime
 from bots.settings import Settings
 from bots.signals import until_stopped
 from bots.slack.app import SlackBot, bot_token, slack_bot
 from bots.slack.workspace import SLACK_FAILURES, SlackUnreachable, failure_reason
 from core.settings import SettingsError
+from core.store.journal import TurnJournal
 
 __all__ = [
     "EVENTS_PATH",
@@ -67,9 +69,16 @@ requests costs a line a minute, and the next line counts the refusals it stood f
 log = logging.getLogger("relaybot.slack")
 
 
-def web_app(bot: SlackBot, *, clock: Callable[[], float] = time.monotonic) -> web.Application:
-    """The bot's HTTP endpoints: Slack's events and interactions, liveness and readiness.
-    ``clock`` paces the log lines about refused requests."""
+def web_app(
+    bot: SlackBot,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    journal: TurnJournal | None = None,
+) -> web.Application:
+    """The bot's HTTP endpoints: Slack's events and interactions, liveness and readiness, and
+    the Prometheus metrics (``GET /metrics``: :mod:`bots.metrics_server`; the journal's
+    backlog among them when a ``journal`` is given). ``clock`` paces the log lines about
+    refused requests."""
     verifier = _verifier(bot)
     refusals = _Refusals(clock)
 
@@ -97,6 +106,7 @@ def web_app(bot: SlackBot, *, clock: Callable[[], float] = time.monotonic) -> we
     app.router.add_post(EVENTS_PATH, events)
     app.router.add_get(HEALTH_PATH, health)
     app.router.add_get(READY_PATH, ready)
+    app.router.add_get(METRICS_PATH, metrics_handler(journal))
     return app
 
 
@@ -208,10 +218,12 @@ def _check_payload(text: str, *, json_type: bool) -> None:
 
 
 @asynccontextmanager
-async def serve_http(bot: SlackBot, *, host: str, port: int) -> AsyncIterator[str]:
+async def serve_http(
+    bot: SlackBot, *, host: str, port: int, journal: TurnJournal | None = None
+) -> AsyncIterator[str]:
     """Serve :func:`web_app` on ``host:port`` (0: any free port) while the block runs; yields
     the base URL."""
-    runner = web.AppRunner(web_app(bot), handle_signals=False, access_log=None)
+    runner = web.AppRunner(web_app(bot, journal=journal), handle_signals=False, access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
@@ -235,18 +247,27 @@ def socket_mode(
 
 
 async def run_slack(
-    settings: Settings, *, http: bool, host: str, port: int, announce: Callable[[str], None]
+    settings: Settings,
+    *,
+    http: bool,
+    host: str,
+    port: int,
+    announce: Callable[[str], None],
+    metrics_port: int | None = None,
 ) -> int:
-    """``relaybot slack``: run until SIGINT or SIGTERM. Returns the exit status."""
+    """``relaybot slack``: run until SIGINT or SIGTERM. Returns the exit status. With
+    ``metrics_port`` (0: any free port) ``GET /metrics`` is served there too, which Socket
+    Mode needs (HTTP mode serves it beside Slack's events anyway)."""
     bot_token(settings.slack, http=http)  # a missing token stops us before anything starts
     app_token = settings.slack.app_token
     async with (
         Runtime.start(settings, announce=announce) as runtime,
         slack_bot(runtime, http=http) as bot,
+        metrics_served(runtime.store, port=metrics_port, announce=announce),
     ):
         await bot.workspace.check()
         if http:
-            async with serve_http(bot, host=host, port=port) as url:
+            async with serve_http(bot, host=host, port=port, journal=runtime.store) as url:
                 announce(f"listening for Slack on {url}{EVENTS_PATH}")
                 await until_stopped()
             return 0

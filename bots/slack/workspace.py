@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -22,7 +22,9 @@ from typing import Any
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from core.metrics import PLATFORM_CALLS
 from core.settings import SettingsError
 
 __all__ = [
@@ -98,7 +100,7 @@ class Workspace:
         if self._me is not None:
             return self._me
         try:
-            response = await self._client.auth_test()
+            response = await _counted("auth.test", self._client.auth_test())
         except SLACK_FAILURES as error:
             log.warning("auth.test failed: %s", failure_reason(error))
             return Identity()
@@ -115,7 +117,7 @@ class Workspace:
         if cached is not None and cached[0] > now:
             return cached[1]
         try:
-            response = await self._client.users_info(user=user_id)
+            response = await _counted("users.info", self._client.users_info(user=user_id))
         except SLACK_FAILURES as error:
             log.warning("users.info %s failed: %s", user_id, failure_reason(error))
             return cached[1] if cached is not None else Person(id=user_id, name=user_id)
@@ -135,8 +137,11 @@ class Workspace:
     async def thread(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
         """The thread's messages, oldest first (one page)."""
         try:
-            response = await self._client.conversations_replies(
-                channel=channel, ts=thread_ts, limit=REPLIES_LIMIT
+            response = await _counted(
+                "conversations.replies",
+                self._client.conversations_replies(
+                    channel=channel, ts=thread_ts, limit=REPLIES_LIMIT
+                ),
             )
         except SLACK_FAILURES as error:
             log.warning(
@@ -150,8 +155,11 @@ class Workspace:
         if not self._status_works:
             return False
         try:
-            await self._client.assistant_threads_setStatus(
-                channel_id=channel, thread_ts=thread_ts, status=status
+            await _counted(
+                "assistant.threads.setStatus",
+                self._client.assistant_threads_setStatus(
+                    channel_id=channel, thread_ts=thread_ts, status=status
+                ),
             )
         except SLACK_FAILURES as error:
             log.info("no assistant status in %s: %s", channel, failure_reason(error))
@@ -162,15 +170,21 @@ class Workspace:
     async def say(self, channel: str, thread_ts: str, text: str) -> None:
         """A short notice in a thread."""
         try:
-            await self._client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text)
+            await _counted(
+                "chat.postMessage",
+                self._client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text),
+            )
         except SLACK_FAILURES as error:
             log.warning("could not post a notice in %s: %s", channel, failure_reason(error))
 
     async def whisper(self, channel: str, user: str, thread_ts: str, text: str) -> None:
         """A note only ``user`` sees."""
         try:
-            await self._client.chat_postEphemeral(
-                channel=channel, user=user, thread_ts=thread_ts, text=text
+            await _counted(
+                "chat.postEphemeral",
+                self._client.chat_postEphemeral(
+                    channel=channel, user=user, thread_ts=thread_ts, text=text
+                ),
             )
         except SLACK_FAILURES as error:
             log.warning("could not whisper to %s in %s: %s", user, channel, failure_reason(error))
@@ -179,7 +193,7 @@ class Workspace:
         """The bot's user id, if Slack accepts its token: ``SettingsError`` if it does not,
         :class:`SlackUnreachable` if Slack cannot be asked."""
         try:
-            response = await self._client.auth_test()
+            response = await _counted("auth.test", self._client.auth_test())
         except SlackApiError as error:
             raise SettingsError(f"Slack refused the bot token ({failure_reason(error)})") from None
         except SLACK_FAILURES as error:
@@ -188,6 +202,26 @@ class Workspace:
                 f"cannot reach Slack at {url} ({failure_reason(error)})"
             ) from None
         return str(response.get("user_id") or "")
+
+
+async def _counted(method: str, call: Awaitable[AsyncSlackResponse]) -> AsyncSlackResponse:
+    """Await one Web API call, counted by method and result as the surfaces count theirs
+    (``relaybot_platform_calls``); its failure propagates unchanged."""
+    try:
+        response = await call
+    except SLACK_FAILURES as error:
+        PLATFORM_CALLS.labels(platform="slack", method=method, result=_result(error)).inc()
+        raise
+    PLATFORM_CALLS.labels(platform="slack", method=method, result="ok").inc()
+    return response
+
+
+def _result(error: BaseException) -> str:
+    if isinstance(error, SlackApiError) and (
+        error.response.status_code == 429 or error.response.get("error") == "ratelimited"
+    ):
+        return "rate_limited"
+    return "error"
 
 
 def _person(user_id: str, user: dict[str, Any]) -> Person:

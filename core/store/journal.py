@@ -238,6 +238,11 @@ class TurnJournal(Protocol):
         """
         ...
 
+    async def backlog(self) -> tuple[int, float | None]:
+        """How many turns are ``queued``, and the earliest ``accepted_at`` among them (``None``
+        when none is): what an operator watches to see answers falling behind."""
+        ...
+
     async def turn(self, turn_id: int) -> Turn:
         """The turn as stored now; :class:`StoreError` if there is none."""
         ...

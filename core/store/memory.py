@@ -229,6 +229,11 @@ class MemoryStore:
                 found.append(turn)
         return sorted(found, key=lambda turn: (turn.accepted_at, turn.id))
 
+    async def backlog(self) -> tuple[int, float | None]:
+        self._check_open()
+        accepted = [turn.accepted_at for turn in self._turns.values() if turn.state == "queued"]
+        return len(accepted), min(accepted, default=None)
+
     async def turn(self, turn_id: int) -> Turn:
         self._check_open()
         try:

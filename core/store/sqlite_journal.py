@@ -132,6 +132,7 @@ _STRANDED_QUEUED = f"""
     SELECT {_COLUMNS} FROM turns
     WHERE state = 'queued' AND id = {_FIRST_QUEUED} AND NOT {_RUNNING_IN_THREAD}
 """
+_BACKLOG = "SELECT COUNT(*), MIN(accepted_at) FROM turns WHERE state = 'queued'"
 _KNOWN = """
     SELECT EXISTS (SELECT 1 FROM turns WHERE conversation = :conversation)
         OR EXISTS (SELECT 1 FROM messages WHERE conversation = :conversation)
@@ -316,6 +317,12 @@ class SqliteJournal:
         ]
         found += map(self._turn, queued)
         return sorted(found, key=lambda turn: (turn.accepted_at, turn.id))
+
+    async def backlog(self) -> tuple[int, float | None]:
+        async with self._connection.statement() as db:
+            rows = list(await db.execute_fetchall(_BACKLOG))
+        count, oldest = rows[0]
+        return int(count), None if oldest is None else float(oldest)
 
     async def turn(self, turn_id: int) -> Turn:
         async with self._connection.statement() as db:
