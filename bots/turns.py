@@ -33,6 +33,10 @@ worker, not the bot, keeps the promise:
 
 Only a turn's own worker writes to it: each write carries the lease's fencing token, and a
 worker whose lease was taken over (``LeaseLost``) stops that answer without a word.
+
+Every turn the worker ends — answered, failed, stopped, handed back, refused, recovered — is
+reported once (:mod:`bots.turn_log`: a ``turn finished`` line and the turn metrics), and every
+line logged while it is answered carries its id (:func:`bots.logs.turn_context`).
 """
 
 from __future__ import annotations
@@ -48,8 +52,10 @@ from typing import Literal, Protocol
 from adapters.budget import EditBudget
 from adapters.live import LiveReply
 from adapters.surface import Draft, MessageRef, Surface
+from bots.logs import turn_context
 from bots.replies import BROKEN, INTERRUPTED, OFFLINE, RESTARTING
 from bots.tasks import TaskOwner, cancel_and_wait, running_task
+from bots.turn_log import Outcome, TurnRecord, failure_kind, report
 from core.engine import STOPPED as STOPPED_ERROR
 from core.engine import ConversationEngine
 from core.events import ToolStarted, TurnFailed, TurnFinished, Usage
@@ -107,13 +113,14 @@ class Platform(Protocol):
 class WorkerTiming:
     """``[store]`` settings: how long a lease lasts unrenewed, the oldest turn answered after a
     restart, and how long history is kept (``None``: forever); ``now`` and ``sleep`` are the
-    store's clock and the recovery loop's."""
+    store's clock and the recovery loop's; ``monotonic`` times a turn for its report."""
 
     lease_seconds: float = 30.0
     recovery_max_age: float = 3600.0
     retention_seconds: float | None = None
     now: Callable[[], float] = time.time
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    monotonic: Callable[[], float] = time.monotonic
 
 
 def worker_timing(store: StoreSettings) -> WorkerTiming:
@@ -128,15 +135,18 @@ def worker_timing(store: StoreSettings) -> WorkerTiming:
 
 @dataclass(slots=True, eq=False)
 class _Answer:
-    """An answer being written: its task, its reply once streaming, and how a shutdown ends
-    it (``restart``: back to the queue; ``interrupt``: ended, a tool ran)."""
+    """An answer being written: its task, its record, its reply once streaming, and how a
+    shutdown ends it (``restart``: back to the queue; ``interrupt``: ended, a tool ran) or why
+    it was cancelled otherwise (``cause``: not Stop but its message gone or its lease lost)."""
 
     task: asyncio.Task[None]
     turn: Turn
+    record: TurnRecord
     reply: LiveReply | None = None
     ran_tool: bool = False
     complete: bool = False  # the engine ended the turn: only its delivery is left
     ending: Literal["restart", "interrupt"] | None = None
+    cause: Literal["gone", "taken_over"] | None = None
 
 
 class TurnWorker:
@@ -168,6 +178,7 @@ class TurnWorker:
         self._replies: set[LiveReply] = set()  # every reply being written, for a shutdown
         self._stopping = False
         self._pruned_at: float | None = None  # when old history was last deleted
+        self._model = engine.model  # for the turn reports
 
     @property
     def busy(self) -> int:
@@ -275,8 +286,10 @@ class TurnWorker:
         """Answer one taken turn, in a task of its own so that Stop ends that answer only
         (a bot that answers as it reads, like the terminal, calls this after ``take``)."""
         turn = lease.turn
-        answer = asyncio.create_task(self._answer(lease), name=f"{self._name} turn {turn.id}")
-        self._answers[turn.id] = _Answer(task=answer, turn=turn)
+        record = self._record(turn)
+        with turn_context(turn.id):  # the task copies it, and so do the tasks it starts
+            answer = asyncio.create_task(self._answer(lease), name=f"{self._name} turn {turn.id}")
+        self._answers[turn.id] = _Answer(task=answer, turn=turn, record=record)
         try:
             await asyncio.wait([answer])
         except asyncio.CancelledError:
@@ -289,54 +302,70 @@ class TurnWorker:
 
     async def _answer(self, lease: Lease) -> None:
         turn = lease.turn
+        running = self._answers[turn.id]
+        record = running.record
         try:
             if turn.accepted_at < self._timing.now() - self._timing.recovery_max_age:
-                await self._end_with(lease, OFFLINE)
+                record.delivered = await self._end_with(lease, OFFLINE)
+                record.settle("expired")
                 return
             try:
                 prepared = await self._platform.prepare(lease)
             except LeaseLost:
                 raise
-            except Exception:
+            except Exception as error:
                 log.exception("could not prepare turn %d of %s", turn.id, turn.key)
+                record.settle("failed", failure=failure_kind(error, default="platform"))
                 prepared = BROKEN
             if isinstance(prepared, str):  # refused: the question is not kept as history
-                await self._end_with(lease, prepared)
+                record.delivered = await self._end_with(lease, prepared)
+                record.settle("refused")
                 await self._store.forget_message(turn.key, turn.order)
                 return
             await self._stream(prepared)
         except LeaseLost as lost:
+            record.settle("taken_over")
             log.info("turn %d of %s was taken over: %s", turn.id, turn.key, lost)
-        except Exception:
+        except Exception as error:
+            record.settle("failed", failure=failure_kind(error))
             log.exception("turn %d of %s failed", turn.id, turn.key)
-            await self._broken(lease)
+            record.delivered = await self._broken(lease) or record.delivered
         except asyncio.CancelledError:
-            if self._answers[turn.id].ending == "restart":
-                await self._hand_back(lease)
+            if running.ending == "restart" and (handed := await self._hand_back(lease)):
+                record.settle(handed)
+            record.settle(running.cause or _CANCELLED[running.ending])
             raise
         finally:
+            report(record, self._timing.monotonic())
             await self._platform.finished(turn)
 
-    async def _hand_back(self, lease: Lease) -> None:
+    def _record(self, turn: Turn) -> TurnRecord:
+        return TurnRecord.begin(turn, model=self._model, now=self._timing.monotonic())
+
+    async def _hand_back(self, lease: Lease) -> Outcome | None:
         """Put a turn stopped by a shutdown back in the queue, or — if a tool ran after all —
-        end it interrupted."""
+        end it interrupted; how it ended (``None``: the store failed, it is left as it is)."""
         turn = lease.turn
         try:
             if await self._store.release(lease):
                 log.info("turn %d of %s goes back to the queue", turn.id, turn.key)
-                return
+                return "restarting"
             await self._end_with(lease, INTERRUPTED)
+            return "interrupted"
         except StoreError as error:  # LeaseLost included: it ended, or moved on
             log.warning("turn %d of %s could not be handed back: %s", turn.id, turn.key, error)
+            return None
 
-    async def _broken(self, lease: Lease) -> None:
+    async def _broken(self, lease: Lease) -> bool:
         """Something failed around the answer (not in it: the engine ends a turn itself): end
         the turn with :data:`~bots.replies.BROKEN` rather than leave it to be retried forever.
-        A turn the engine ended already (answered, its delivery failed) is left to recovery."""
+        A turn the engine ended already (answered, its delivery failed) is left to recovery.
+        True when the notice is shown."""
         try:
-            await self._end_with(lease, BROKEN)
+            return await self._end_with(lease, BROKEN)
         except StoreError as error:  # LeaseLost included: it ended, or moved on
             log.info("turn %d is not ended as broken: %s", lease.turn.id, error)
+            return False
 
     async def _stream(self, lease: Lease) -> None:
         """The engine's events into a live reply; the turn ``delivered`` once it is shown."""
@@ -344,19 +373,26 @@ class TurnWorker:
         turn = lease.turn
         surface = await self._platform.surface(turn)
 
-        def cancel() -> None:  # Stop, the thread gone, or the lease taken over
+        answer = self._answers[turn.id]
+        record = answer.record
+
+        def gone() -> None:
+            answer.cause = answer.cause or "gone"
+            task.cancel()
+
+        def lost() -> None:
+            answer.cause = answer.cause or "taken_over"
             task.cancel()
 
         async def posted(refs: tuple[MessageRef, ...]) -> None:
             try:
                 await self._store.save_refs(lease, refs)
             except LeaseLost:
-                task.cancel()
+                lost()
             except StoreError:
                 log.exception("could not save the messages of turn %d", turn.id)
 
-        answer = self._answers[turn.id]
-        reply = answer.reply = self._platform.reply(turn, surface, on_gone=cancel, on_posted=posted)
+        reply = answer.reply = self._platform.reply(turn, surface, on_gone=gone, on_posted=posted)
         reply.adopt(turn.refs)  # what a run cut short left (a crash, a restart) becomes this one
         finished = False
         timing = self._timing
@@ -364,7 +400,7 @@ class TurnWorker:
         try:
             async with (
                 keep_lease(
-                    self._store, lease, lease_seconds=timing.lease_seconds, on_lost=cancel,
+                    self._store, lease, lease_seconds=timing.lease_seconds, on_lost=lost,
                     sleep=timing.sleep,
                 ),
                 reply,
@@ -374,11 +410,13 @@ class TurnWorker:
             ):  # fmt: skip
                 async for event in events:
                     reply.feed(event)
+                    record.see(event, timing.monotonic())
                     answer.ran_tool = answer.ran_tool or isinstance(event, ToolStarted)
                     answer.complete = isinstance(event, TurnFinished | TurnFailed)
                     finished = isinstance(event, TurnFinished)
         finally:
             self._replies.discard(reply)
+            record.delivered = reply.delivered
         if finished and reply.delivered:
             try:
                 await self._store.delivered(turn.id, reply.messages)
@@ -386,14 +424,16 @@ class TurnWorker:
                 log.warning("turn %d of %s is shown but not saved as delivered: %s", turn.id,
                             turn.key, error)  # fmt: skip
 
-    async def _end_with(self, lease: Lease, notice: str) -> None:
-        """End the turn ``failed`` with ``notice``, shown in its old message or a new one."""
+    async def _end_with(self, lease: Lease, notice: str) -> bool:
+        """End the turn ``failed`` with ``notice``, shown in its old message or a new one;
+        True when it is shown."""
         await self._store.failed(lease, messages=[], error=notice)
-        await self._show(lease.turn, notice)
+        return await self._show(lease.turn, notice)
 
-    async def _show(self, turn: Turn, text: str) -> None:
+    async def _show(self, turn: Turn, text: str) -> bool:
         """``text`` as the turn's whole, final reply: in its first message (the others
-        deleted, the Stop button gone), or posted when it has none."""
+        deleted, the Stop button gone), or posted when it has none; False when it could not
+        be shown."""
         draft = Draft(text=text, final=True)
         try:
             surface = await self._platform.surface(turn)
@@ -408,6 +448,8 @@ class TurnWorker:
                 await surface.edit(first, draft)
         except Exception as error:  # a notice is shown if it can be; the turn ended anyway
             log.warning("could not show turn %d's notice in %s: %r", turn.id, turn.key, error)
+            return False
+        return True
 
     # --- recovery ----------------------------------------------------------------------------
 
@@ -460,9 +502,9 @@ class TurnWorker:
     async def _recovered(self, lease: Lease) -> None:
         turn = lease.turn
         if turn.state == "answered":
-            await self._redeliver(lease)
+            await self._reported(turn, "answered", self._redeliver(lease))
         elif turn.tool_started:
-            await self._end_with(lease, INTERRUPTED)
+            await self._reported(turn, "interrupted", self._end_with(lease, INTERRUPTED))
         else:
             key = turn.key
             if str(key) in self._draining:  # a drainer is waiting on this turn: let it run it
@@ -473,8 +515,26 @@ class TurnWorker:
                 return
         self.wake(turn.key)  # the thread's next turns
 
-    async def _redeliver(self, lease: Lease) -> None:
-        """Show an answered turn's saved text in place of whatever its worker left."""
+    async def _reported(self, turn: Turn, outcome: Outcome, ending: Awaitable[bool]) -> None:
+        """Await a recovered turn's ``ending`` (True: shown) under the turn's id, and report
+        the turn as ``outcome`` — or as failed or stopped if it does not end."""
+        record = self._record(turn)
+        with turn_context(turn.id):
+            try:
+                record.delivered = await ending
+                record.settle(outcome)
+            except Exception as error:
+                record.settle("failed", failure=failure_kind(error))
+                raise
+            except asyncio.CancelledError:
+                record.settle("stopped")
+                raise
+            finally:
+                report(record, self._timing.monotonic())
+
+    async def _redeliver(self, lease: Lease) -> bool:
+        """Show an answered turn's saved text in place of whatever its worker left; True when
+        it is shown."""
         turn = lease.turn
         surface = await self._platform.surface(turn)
         reply = self._platform.reply(turn, surface, on_gone=lambda: None, on_posted=_nothing)
@@ -487,6 +547,15 @@ class TurnWorker:
             self._replies.discard(reply)
         if reply.delivered:
             await self._store.delivered(turn.id, reply.messages)
+        return reply.delivered
+
+
+_CANCELLED: dict[Literal["restart", "interrupt"] | None, Outcome] = {
+    "restart": "restarting",
+    "interrupt": "interrupted",
+    None: "stopped",
+}
+"""How a cancelled answer ended, by its shutdown ending (``None``: Stop, or the bot closing)."""
 
 
 def _stop_error(answer: _Answer) -> str | None:
