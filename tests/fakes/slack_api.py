@@ -37,6 +37,10 @@ then is ``ratelimited`` too, so a client that retries early is caught, whatever 
 speed. A bad token or an unknown method is refused before the limits and not counted either.
 Every call is recorded in :attr:`FakeSlack.calls`, the error it was answered with included;
 :meth:`FakeSlack.rate_limited` counts the ``ratelimited`` answers.
+
+As on Slack, an answer to the bot token carries the token's scopes in the ``x-oauth-scopes``
+header: ``scopes``, by default those ``config/slack-app-manifest.yaml`` asks for
+(:data:`MANIFEST_SCOPES`); ``FakeSlack(scopes=[...])`` installs the app with others.
 """
 
 from __future__ import annotations
@@ -45,11 +49,13 @@ import json
 import math
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
+import yaml
 from aiohttp import web
 
 from bots.loopback import LoopbackServer
@@ -57,6 +63,7 @@ from bots.loopback import LoopbackServer
 __all__ = [
     "BOT_ID",
     "BOT_USER",
+    "MANIFEST_SCOPES",
     "SLACK_LIMITS",
     "TEAM",
     "USERS",
@@ -73,6 +80,12 @@ __all__ = [
 
 TEAM, BOT_USER, BOT_ID, APP_ID = "T1", "UBOT", "BBOT", "A1"
 _FIRST_TS = 1_700_000_000_000_100  # microseconds: "1700000000.000100"
+_MANIFEST = Path(__file__).resolve().parents[2] / "config" / "slack-app-manifest.yaml"
+
+MANIFEST_SCOPES: tuple[str, ...] = tuple(
+    yaml.safe_load(_MANIFEST.read_text(encoding="utf-8"))["oauth_config"]["scopes"]["bot"]
+)
+"""The bot scopes the Socket Mode manifest asks for: the app as it should be installed."""
 
 
 def _user(uid: str, name: str, real: str, display: str, tz: str, **flags: bool) -> dict[str, Any]:
@@ -244,6 +257,7 @@ class FakeSlack(LoopbackServer):
         limits: Mapping[str, Limit] | None = SLACK_LIMITS,
         time_scale: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        scopes: Sequence[str] = MANIFEST_SCOPES,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -257,6 +271,7 @@ class FakeSlack(LoopbackServer):
         self.statuses: dict[tuple[str, str], str] = {}
         """The assistant status shown under each ``(channel, thread_ts)``; a reply clears it."""
         self._token, self._users, self._clock = token, users, clock
+        self._scopes = {"x-oauth-scopes": ",".join(scopes)}
         self._windows = _Windows(MappingProxyType(scaled))
         self._messages: dict[str, dict[str, Message]] = defaultdict(dict)
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
@@ -334,9 +349,9 @@ class FakeSlack(LoopbackServer):
             body = self._methods[method](args)
         except _Refused as refused:
             self.calls.append(replace(call, error=refused.code))
-            return web.json_response({"ok": False, "error": refused.code})
+            return web.json_response({"ok": False, "error": refused.code}, headers=self._scopes)
         self.calls.append(call)
-        return web.json_response({"ok": True, **body})
+        return web.json_response({"ok": True, **body}, headers=self._scopes)
 
     def _refusal(self, method: str, token: str | None, args: dict[str, Any]) -> Fault | None:
         """The answer a call gets instead of its method's, in this order: a scripted 429 still

@@ -163,7 +163,7 @@ class FakeSocketMode(LoopbackServer):
                 headers=headers,
             ) as answer,
         ):  # fmt: skip
-            said = ("Content-Type", "Retry-After")
+            said = ("Content-Type", "Retry-After", "x-oauth-scopes")
             headers = {name: answer.headers[name] for name in said if name in answer.headers}
             return web.Response(status=answer.status, body=await answer.read(), headers=headers)
 

@@ -46,7 +46,12 @@ from tests.fakes.fake_discord.world import (
 
 class FakeDiscord(LoopbackServer):
     """An aiohttp server on ``127.0.0.1`` (port 0 = ephemeral) serving Discord's REST API at
-    :attr:`api_url` and its gateway at :attr:`gateway_url`."""
+    :attr:`api_url` and its gateway at :attr:`gateway_url`.
+
+    ``privileged_intents`` are those switched on in the Developer Portal: the gateway refuses
+    the others, and the application's ``flags`` say them (Message Content as bit 18, the
+    "limited" flag of an app in under 100 servers). ``application_flags`` answers other flags
+    instead (bit 19 for a verified app), while the gateway still follows the intents."""
 
     def __init__(
         self,
@@ -58,6 +63,7 @@ class FakeDiscord(LoopbackServer):
         heartbeat_interval: int = 41_250,
         interaction_deadline: float = 3.0,
         privileged_intents: int = PRIVILEGED_INTENTS,
+        application_flags: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -77,7 +83,9 @@ class FakeDiscord(LoopbackServer):
         self._limits = RateLimits(
             window=window, per_window=per_window, global_per_second=global_per_second
         )
-        self._rest = Rest(self._state, privileged_intents=privileged_intents)
+        self._rest = Rest(
+            self._state, privileged_intents=privileged_intents, application_flags=application_flags
+        )
         self._interactions = Interactions(
             self._state, sessions, clock=clock, deadline=interaction_deadline
         )

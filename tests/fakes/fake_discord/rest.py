@@ -41,10 +41,13 @@ _SENDABLE_FLAGS = 4 | 4096  # SUPPRESS_EMBEDS, SUPPRESS_NOTIFICATIONS
 class Rest:
     """The routes' handlers, over the fake's :class:`~tests.fakes.fake_discord.state.State`."""
 
-    def __init__(self, state: State, *, privileged_intents: int) -> None:
+    def __init__(
+        self, state: State, *, privileged_intents: int, application_flags: int | None = None
+    ) -> None:
         self.gateway_url = ""
         """Where ``GET /gateway`` sends a client; set once the fake is serving."""
         self._state, self._privileged = state, privileged_intents
+        self._application_flags = application_flags
 
     def routes(self) -> list[Route]:
         channel, message = "/channels/{channel_id}", "/channels/{channel_id}/messages/{message_id}"
@@ -94,7 +97,10 @@ class Rest:
         return 200, {"url": self.gateway_url, "shards": 1, "session_start_limit": limit}
 
     async def _get_application(self, p: Params, body: Any, q: Query) -> Answer:
-        return 200, payloads.application(self._privileged)
+        application = payloads.application(self._privileged)
+        if self._application_flags is not None:
+            application["flags"] = self._application_flags
+        return 200, application
 
     async def _get_guild(self, p: Params, body: Any, q: Query) -> Answer:
         if p["guild_id"] != GUILD:
