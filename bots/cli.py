@@ -20,67 +20,171 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from functools import reduce
+from importlib import metadata
 from typing import Any
 
+from bots.check import check_command
 from bots.console.ask import TurnFailedError, ask
 from bots.console.chat import run_console
 from bots.discord.client import DiscordUnavailable
 from bots.discord.runner import run_discord
+from bots.logs import configure_logging, set_log_format
 from bots.offline import run_offline_llm
 from bots.settings import Settings, load_settings
 from bots.slack.server import run_slack
 from bots.slack.workspace import SlackUnreachable
 from core.errors import LLMError
-from core.settings import SettingsError
+from core.settings import ENV_PREFIX, SettingsError
 from core.store.base import StoreError
 
 __all__ = ["main"]
 
+LOG_FORMAT_VARIABLE = "RELAYBOT_LOG_FORMAT"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="relaybot", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", metavar="PATH", help="TOML settings file (or RELAYBOT_CONFIG)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    parser.add_argument("--version", action="version", version=f"relaybot {_version()}")
+    parser.add_argument(
+        "--config", metavar="PATH", help="TOML settings file (default none; RELAYBOT_CONFIG)"
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log debug details (default off; bots log at RELAYBOT_LOG_LEVEL)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="log lines as text, or one JSON object each (default text; RELAYBOT_LOG_FORMAT)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser("console", help="chat in the terminal (/reset, /exit)")
 
     ask = commands.add_parser("ask", help="answer one prompt, streaming, with tools")
-    ask.add_argument("prompt", help="what to ask")
-    ask.add_argument("--protocol", choices=["anthropic", "openai"])
-    ask.add_argument("--base-url", help="gateway base URL (default: OfoxAI for the protocol)")
-    ask.add_argument("--model", help="model name as the gateway spells it")
-    ask.add_argument("--system", help="system prompt")
-    ask.add_argument("--max-tokens", type=int)
-    ask.add_argument("--temperature", type=float)
-    ask.add_argument("--timeout", type=float, help="total seconds per model call")
-    ask.add_argument("--idle-timeout", type=float, help="longest silence in a stream, seconds")
-    ask.add_argument("--attempts", type=int, help="attempts before giving up on a failure")
-    ask.add_argument("--once", action="store_true", help="one model call, no tools")
-    ask.add_argument("--json", action="store_true", help="with --once: print the message as JSON")
+    ask.add_argument("prompt", type=_prompt, help="what to ask")
+    ask.add_argument(
+        "--protocol", choices=["anthropic", "openai"], help=_setting("wire protocol", "protocol")
+    )
+    ask.add_argument(
+        "--base-url", help=_setting("gateway base URL", "base_url", "OfoxAI's for the protocol")
+    )
+    ask.add_argument(
+        "--model",
+        help=_setting("model name as the gateway spells it", "model", "OfoxAI's for the protocol"),
+    )
+    ask.add_argument("--system", help=_setting("system prompt", "system_prompt", "relaybot's"))
+    ask.add_argument("--max-tokens", type=int, help=_setting("answer length cap", "max_tokens"))
+    ask.add_argument(
+        "--temperature", type=float, help=_setting("sampling", "temperature", "the model's")
+    )
+    ask.add_argument(
+        "--timeout", type=float, help=_setting("total seconds per model call", "timeouts.total")
+    )
+    ask.add_argument(
+        "--idle-timeout",
+        type=float,
+        help=_setting("longest silence in a stream, seconds", "timeouts.read_idle"),
+    )
+    ask.add_argument(
+        "--attempts",
+        type=int,
+        help=_setting("attempts before giving up on a failure", "retry.max_attempts"),
+    )
+    ask.add_argument(
+        "--once", action="store_true", help="one model call, no tools (default: a whole turn)"
+    )
+    ask.add_argument(
+        "--json",
+        action="store_true",
+        help="with --once: print the message as JSON (default: stream text)",
+    )
 
     slack = commands.add_parser("slack", help="run the Slack bot (Socket Mode, or --http)")
-    slack.add_argument("--http", action="store_true", help="serve Slack's HTTP events instead")
-    slack.add_argument("--host", default="0.0.0.0", help="with --http: address to listen on")
-    slack.add_argument("--port", type=int, default=3000, help="with --http: port to listen on")
+    slack.add_argument(
+        "--http",
+        action="store_true",
+        help="serve Slack's HTTP events (SLACK_SIGNING_SECRET) instead of Socket Mode "
+        "(SLACK_APP_TOKEN)",
+    )
+    slack.add_argument(
+        "--host", default="0.0.0.0", help="with --http: address to listen on (default %(default)s)"
+    )
+    slack.add_argument(
+        "--port",
+        type=int,
+        default=3000,
+        help="with --http: port to listen on (default %(default)s)",
+    )
+    _metrics_port_option(slack)
 
-    commands.add_parser("discord", help="run the Discord bot")
+    _metrics_port_option(commands.add_parser("discord", help="run the Discord bot"))
 
     offline = commands.add_parser("offline-llm", help="serve the offline model")
-    offline.add_argument("--host", default="127.0.0.1")
-    offline.add_argument("--port", type=int, default=8080)
-    offline.add_argument("--pace", type=float, default=0.03, help="seconds between words")
+    offline.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default %(default)s)"
+    )
+    offline.add_argument(
+        "--port", type=int, default=8080, help="port to listen on (default %(default)s)"
+    )
+    offline.add_argument(
+        "--pace", type=float, default=0.03, help="seconds between words (default %(default)s)"
+    )
+
+    check = commands.add_parser("check", help="test every part the settings name, ✓ or ✗")
+    check.add_argument(
+        "--platform",
+        choices=["slack", "discord"],
+        help="check only this platform (default: each one whose bot token is set)",
+    )
+    check.add_argument(
+        "--json", action="store_true", help="print one JSON object (default: one line a part)"
+    )
     return parser
+
+
+def _metrics_port_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="N",
+        help="serve Prometheus metrics at http://0.0.0.0:N/metrics (0: any free port, "
+        "announced; default off)",
+    )
+
+
+def _version() -> str:
+    try:
+        return metadata.version("relaybot")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
+
+
+def _prompt(text: str) -> str:
+    """A prompt with something in it: an empty one is refused like a missing one."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: say what to ask")
+    return text
+
+
+def _setting(what: str, path: str, default: str | None = None) -> str:
+    """The help of a flag that sets ``llm.<path>``: what it is, its default (``default``, else
+    the settings' own) and the variable that sets it too, so the two never drift apart."""
+    if default is None:
+        default = str(reduce(getattr, ["llm", *path.split(".")], Settings()))
+    variable = ENV_PREFIX + "LLM__" + path.upper().replace(".", "__")
+    return f"{what} (default {default}; {variable})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(  # a failed turn is reported by its own line, not a log record
-        level=logging.DEBUG if args.verbose else logging.ERROR,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    _setup_logging(args)
     try:
         if args.command == "offline-llm":
             return asyncio.run(_offline_llm(args))
@@ -90,6 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_slack(args))
         if args.command == "discord":
             return asyncio.run(_discord(args))
+        if args.command == "check":
+            return check_command(
+                args.config, platform=args.platform, as_json=args.json, out=sys.stdout
+            )
         if args.json and not args.once:
             raise SettingsError("--json needs --once (tools are not run in JSON mode)")
         settings = load_settings(args.config, overrides=_ask_overrides(args))
@@ -124,9 +232,23 @@ def _ask_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {"llm": overrides} if overrides else {}
 
 
+def _setup_logging(args: argparse.Namespace) -> None:
+    """Debug lines with ``--verbose``, else errors only until a bot reads its level (a failed
+    turn is reported by its own line, not a log record); as ``--log-format`` says, else
+    ``RELAYBOT_LOG_FORMAT`` (read here, before the settings: a bad value is theirs to report)."""
+    log_format = args.log_format or os.environ.get(LOG_FORMAT_VARIABLE, "").strip().lower()
+    configure_logging(
+        level=logging.DEBUG if args.verbose else logging.ERROR,
+        log_format="json" if log_format == "json" else "text",
+    )
+
+
 def _bot_settings(args: argparse.Namespace) -> Settings:
-    """Settings for a long-running bot, which logs at its configured level."""
+    """Settings for a long-running bot, which logs at its configured level (and in its
+    configured format, unless ``--log-format`` says otherwise)."""
     settings = load_settings(args.config)
+    if args.log_format is None:
+        set_log_format(settings.log_format)
     if not args.verbose:
         logging.getLogger().setLevel(settings.log_level)
         logging.getLogger("httpx2").setLevel(logging.WARNING)  # not a line per model request
@@ -141,12 +263,19 @@ def _announce(line: str) -> None:
 async def _slack(args: argparse.Namespace) -> int:
     settings = _bot_settings(args)
     return await run_slack(
-        settings, http=args.http, host=args.host, port=args.port, announce=_announce
+        settings,
+        http=args.http,
+        host=args.host,
+        port=args.port,
+        announce=_announce,
+        metrics_port=args.metrics_port,
     )
 
 
 async def _discord(args: argparse.Namespace) -> int:
-    return await run_discord(_bot_settings(args), announce=_announce)
+    return await run_discord(
+        _bot_settings(args), announce=_announce, metrics_port=args.metrics_port
+    )
 
 
 async def _offline_llm(args: argparse.Namespace) -> int:

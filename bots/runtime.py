@@ -130,7 +130,9 @@ class Runtime:
                 new_http_client(max_connections=llm.max_concurrent_requests + 16)
             )
             if store is None:
-                store = await open_store(settings.store.resolved_url())
+                store = await open_store(  # only the default location's directory is made
+                    settings.store.resolved_url(), make_directories=settings.store.url is None
+                )
                 stack.push_async_callback(store.close)
             client = LLMClient(
                 http=http,

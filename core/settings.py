@@ -29,6 +29,7 @@ value came from — never a secret's value.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import re
@@ -68,6 +69,7 @@ from core.settings_sources import (
     setting_variables,
     token_variables,
 )
+from core.store import validate_store_url
 
 __all__ = [
     "CONFIG_VARIABLE",
@@ -96,6 +98,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("relaybot.settings")
+# A stray RELAYBOT_* variable is usually a typo the operator must see, even from a command
+# that otherwise logs only errors, and it is found before any log level is configured.
+log.setLevel(logging.WARNING)
 
 CONFIG_VARIABLE = "RELAYBOT_CONFIG"
 WireProtocolName = Literal["openai", "anthropic"]
@@ -140,9 +145,11 @@ def url_with_scheme(*schemes: str) -> AfterValidator:
 
 
 def _store_url(value: str) -> str:
+    """A URL the store opens: a wrong scheme is a configuration mistake found at start, not a
+    traceback when the bot first opens its store."""
     if not re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", value):
         raise ValueError("should be a URL such as sqlite:///path/to/relaybot.db")
-    return value
+    return validate_store_url(value)
 
 
 Secret = Annotated[SecretStr | None, BeforeValidator(_blank_is_none)]
@@ -289,6 +296,7 @@ class CoreSettings(SettingsModel):
     tools: ToolSettings = ToolSettings()
     store: StoreSettings = StoreSettings()
     log_level: LogLevel = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
 
 SettingsT = TypeVar("SettingsT", bound=SettingsModel)
@@ -305,6 +313,17 @@ def unknown_variables(model: type[SettingsModel], environ: Mapping[str, str]) ->
     )
 
 
+def _warn_unknown_variables(model: type[SettingsModel], environ: Mapping[str, str]) -> None:
+    """One warning line per stray ``RELAYBOT_*`` variable, with the setting it most likely
+    meant: ``RELAYBOT_LLM__MODLE`` is ignored, and the model silently stays the default."""
+    known = [name.removeprefix(ENV_PREFIX) for name, _, _ in setting_variables(model)]
+    for name in unknown_variables(model, environ):
+        rest = name.upper().removeprefix(ENV_PREFIX)  # the shared prefix would make all close
+        close = difflib.get_close_matches(rest, known, n=1, cutoff=0.75)
+        hint = f" (did you mean {ENV_PREFIX}{close[0]}?)" if close else ""
+        log.warning("ignoring %s: relaybot has no such setting%s", name, hint)
+
+
 def load(
     model: type[SettingsT],
     config_path: str | Path | None = None,
@@ -318,8 +337,7 @@ def load(
     env = os.environ if environ is None else environ
     path = _config_file(config_path, env)
     toml_data = _read_toml(path) if path is not None else {}
-    for name in unknown_variables(model, env):
-        log.warning("ignoring %s: relaybot has no such setting", name)
+    _warn_unknown_variables(model, env)
     given = dict(overrides or {})
     origins = Origins(
         model=model,

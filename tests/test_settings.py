@@ -379,7 +379,8 @@ def test_unknown_relaybot_variables_are_ignored_with_a_warning(
     assert unknown_variables(environ) == ["RELAYBOT_COLOR", "RELAYBOT_LLM__MAX_TOKEN"]
     assert [record.getMessage() for record in caplog.records] == [
         "ignoring RELAYBOT_COLOR: relaybot has no such setting",
-        "ignoring RELAYBOT_LLM__MAX_TOKEN: relaybot has no such setting",
+        "ignoring RELAYBOT_LLM__MAX_TOKEN: relaybot has no such setting"
+        " (did you mean RELAYBOT_LLM__MAX_TOKENS?)",
     ]
 
 
@@ -571,7 +572,7 @@ def test_a_platform_brings_its_own_section_and_token_variable() -> None:
 
 
 def test_core_reads_only_its_own_sections() -> None:
-    assert set(CoreSettings.model_fields) == {"llm", "tools", "store", "log_level"}
+    assert set(CoreSettings.model_fields) == {"llm", "tools", "store", "log_level", "log_format"}
     assert set(Settings.model_fields) - set(CoreSettings.model_fields) == {
         "runtime",
         "edit_budget",

@@ -2,8 +2,9 @@
 
 The session is one conversation, kept in the configured store (SQLite by default); ``/reset``
 starts a new one and ``/exit`` (or end of input) leaves. On a terminal the reply grows in
-place, rendered with rich, and Ctrl-C stops the answer being written; piped, every line of
-standard input is one message and every answer is printed once, as plain text.
+place, rendered with rich, and Ctrl-C stops the answer being written; keys typed while it
+is written are neither shown nor kept (see :func:`_keys_held`). Piped, every line of standard
+input is one message and every answer is printed once, as plain text.
 
 Each line goes through the store's turn journal as a chat platform's message does: accepted
 (``console:<session>:<n>``), taken by this process's :class:`~bots.turns.TurnWorker`, and
@@ -17,12 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import threading
 import uuid
-from collections.abc import Awaitable, Callable
-from contextlib import suppress
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
 
 from rich.console import Console
 
@@ -36,6 +39,9 @@ from bots.settings import Settings
 from bots.turns import TurnWorker, worker_timing
 from core.messages import ConversationKey, UserMessage
 from core.store import Lease, StoreError, Turn
+
+if sys.platform != "win32":
+    import termios
 
 __all__ = ["ConsoleBot", "run_console"]
 
@@ -99,9 +105,9 @@ class ConsoleBot:
             log.exception("could not accept a line of session %s", self._session)
             self._say(BROKEN)
             return
-        with _stop_on_interrupt(
-            lambda: self._worker.stop(lease.turn.id), enabled=self._interactive
-        ):
+        interactive = self._interactive
+        stop = _stop_on_interrupt(lambda: self._worker.stop(lease.turn.id), enabled=interactive)
+        with _keys_held(enabled=interactive), stop:
             await self._worker.answer(lease)
 
     async def _accepted(self, text: str) -> Lease:
@@ -194,9 +200,11 @@ async def run_console(settings: Settings, *, console: Console | None = None) -> 
     console = console or Console()
     interactive = console.is_terminal and console.is_interactive
 
+    notices = Console(stderr=True)  # as ``relaybot ask``: piped, stdout holds only answers
+
     def announce(line: str) -> None:
         style = "dim" if interactive else None
-        console.print(f"relaybot: {line}", style=style, highlight=False, soft_wrap=True)
+        notices.print(f"relaybot: {line}", style=style, highlight=False, soft_wrap=True)
 
     async with Runtime.start(settings, announce=announce) as runtime:
         bot = ConsoleBot(runtime, console, interactive=interactive)
@@ -274,3 +282,49 @@ class _stop_on_interrupt:
     def __exit__(self, *exc: object) -> None:
         if self._installed:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
+
+
+@contextmanager
+def _keys_held(*, enabled: bool) -> Iterator[None]:
+    """While a reply streams on a terminal, the terminal echoes no key, and what was typed is
+    dropped when the reply ends.
+
+    rich redraws the reply by moving the cursor up the lines it drew; an echoed key (Ctrl-C's
+    ``^C`` too, which lands past the last column and wraps) moves the cursor under it, so the
+    next redraw starts a line low and leaves a copy of the reply's first line. Keys typed
+    meanwhile are dropped rather than kept: the prompt's ``input()`` cannot show them again,
+    so kept keys would be an invisible start of the next message.
+    """
+    saved = _echo_off() if enabled else None
+    try:
+        yield
+    finally:
+        if saved is not None:
+            _restore(*saved)
+
+
+def _echo_off() -> tuple[int, list[Any]] | None:
+    """Turn off standard input's echo; its descriptor and former mode, or ``None`` when it is
+    not a terminal. Ctrl-C still sends SIGINT: only echo changes."""
+    if sys.platform == "win32":
+        return None
+    try:
+        fd = sys.stdin.fileno()
+        if not os.isatty(fd):
+            return None
+        saved = termios.tcgetattr(fd)
+        quiet = [*saved]
+        quiet[3] &= ~termios.ECHO  # the local modes
+        termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    except (AttributeError, ValueError, OSError, termios.error):
+        return None
+    return fd, saved
+
+
+def _restore(fd: int, saved: list[Any]) -> None:
+    """Drop the keys typed since :func:`_echo_off`, then give the terminal its mode back."""
+    if sys.platform == "win32":
+        return
+    with suppress(OSError, termios.error):
+        termios.tcflush(fd, termios.TCIFLUSH)
+        termios.tcsetattr(fd, termios.TCSANOW, saved)

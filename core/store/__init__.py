@@ -4,10 +4,12 @@
 
 - ``memory://`` — :class:`MemoryStore`, this process only, gone on exit.
 - ``sqlite:///<path>`` — :class:`SqliteStore`, one file, made with its directories if
-  missing. As in SQLAlchemy the path is everything after ``sqlite:///``, so ``sqlite:///a.db`` is
-  relative to the working directory and ``sqlite:////var/lib/relaybot/a.db`` is absolute
-  (``f"sqlite:///{path}"`` is right for either); ``~`` is expanded; ``sqlite:///:memory:`` is an
-  SQLite database in memory. No percent-decoding, no host, no query parameters.
+  missing (with ``make_directories=False`` the directory must exist: an operator's explicit
+  path with a typo in it must not become a new, empty store). As in SQLAlchemy the path is
+  everything after ``sqlite:///``, so ``sqlite:///a.db`` is relative to the working directory
+  and ``sqlite:////var/lib/relaybot/a.db`` is absolute (``f"sqlite:///{path}"`` is right for
+  either); ``~`` is expanded; ``sqlite:///:memory:`` is an SQLite database in memory. No
+  percent-decoding, no host, no query parameters.
 - ``redis://`` — not available yet.
 
 A malformed URL or an unknown scheme is a ``ValueError`` (a configuration mistake, found
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 from core.store.base import ConversationStore, StoreError
@@ -51,8 +54,11 @@ __all__ = [
 _EXPECTED = "memory:// or sqlite:///path/to/file.db"
 
 
-async def open_store(url: str, *, clock: Callable[[], float] = time.time) -> ConversationStore:
+async def open_store(
+    url: str, *, clock: Callable[[], float] = time.time, make_directories: bool = True
+) -> ConversationStore:
     """Open the store ``url`` names (see the module docs); ``clock`` times claims and leases.
+    ``make_directories=False`` refuses a SQLite file whose directory does not exist.
 
     Raises ``ValueError`` for a URL it does not understand, :class:`StoreError` for a store
     that cannot be used. The caller closes the store.
@@ -60,7 +66,18 @@ async def open_store(url: str, *, clock: Callable[[], float] = time.time) -> Con
     kind, path = _parse(url)
     if kind == "memory":
         return MemoryStore(clock=clock)
+    if not make_directories:
+        _require_directory(path)
     return await SqliteStore.open(path, clock=clock)
+
+
+def _require_directory(path: str) -> None:
+    if path == ":memory:":
+        return
+    directory = Path(path).expanduser().absolute().parent
+    if not directory.is_dir():
+        problem = "is not a directory" if directory.exists() else "does not exist"
+        raise StoreError(f"the store's directory {directory} {problem}: create it, or fix the URL")
 
 
 def validate_store_url(url: str) -> str:
