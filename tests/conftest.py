@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack
 from typing import Protocol, TypeVar
 
+import asyncpg
 import httpx2
 import pytest
 
@@ -99,3 +101,28 @@ async def closing() -> AsyncIterator[Closing]:
             return store
 
         yield open_
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """The URL of a database made for this test run on the local Postgres, dropped at the end;
+    each test takes a schema of its own in it (``tests.support.postgres.fresh_schema``).
+
+    No Postgres is a failure, so that CI never passes by skipping: set
+    ``RELAYBOT_TEST_NO_POSTGRES=1`` to skip the Postgres tests on a machine without one."""
+    # Imported here: tests.support is imported after its assert rewriting is registered.
+    from tests.support.postgres import SERVER, create_database, drop_database, in_own_loop
+
+    try:
+        url: str = in_own_loop(create_database())
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        where = SERVER.rpartition("@")[2]
+        if os.environ.get("RELAYBOT_TEST_NO_POSTGRES") == "1":
+            pytest.skip(f"no Postgres at {where} ({exc}); RELAYBOT_TEST_NO_POSTGRES=1 skips it")
+        pytest.fail(
+            f"no Postgres at {where} ({exc}): start it (.ci/run does), or set"
+            " RELAYBOT_TEST_NO_POSTGRES=1 to skip the Postgres tests",
+            pytrace=False,
+        )
+    yield url
+    in_own_loop(drop_database(url))

@@ -119,12 +119,12 @@ async def test_an_unknown_variable_warns_at_the_default_level(gateway: FakeGatew
 
 @pytest.mark.parametrize("command", [("ask", "hello"), ("console",)])
 async def test_an_unknown_store_scheme_is_one_line_and_exit_2(command: tuple[str, ...]) -> None:
-    run = await relaybot(*command, RELAYBOT_STORE__URL="postgres://bot:hunter2@db/relaybot")
+    run = await relaybot(*command, RELAYBOT_STORE__URL="mysql://bot:hunter2@db/relaybot")
     assert run.status == 2
     assert run.stdout == ""
     assert run.stderr.startswith(
-        "relaybot: config error: store.url: unknown store URL scheme 'postgres'; expected"
-        " memory:// or sqlite:///path/to/file.db"
+        "relaybot: config error: store.url: unknown store URL scheme 'mysql'; expected"
+        " memory://, sqlite:///path/to/file.db or postgresql://user@host:5432/db"
     )
     assert run.stderr.endswith("[from RELAYBOT_STORE__URL]\n")
     assert len(run.stderr.splitlines()) == 1

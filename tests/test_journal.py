@@ -18,6 +18,7 @@ from core.store import (
     Lease,
     LeaseLost,
     MemoryStore,
+    PostgresStore,
     SqliteStore,
     StoreError,
     Turn,
@@ -25,6 +26,7 @@ from core.store import (
 )
 from tests.conftest import Closing
 from tests.support.clock import FakeTime
+from tests.support.postgres import fresh_schema
 
 KEY = ConversationKey(platform="slack", workspace="T1", channel="C1", thread="1700000000.000100")
 OTHER = ConversationKey(platform="discord", workspace="G1", channel="42", thread="4242")
@@ -37,15 +39,18 @@ def clock() -> FakeTime:
     return FakeTime()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeTime
 ) -> AsyncIterator[ConversationStore]:
     opened: ConversationStore
     if request.param == "memory":
         opened = MemoryStore(clock=clock)
-    else:
+    elif request.param == "sqlite":
         opened = await SqliteStore.open(tmp_path / "relaybot.db", clock=clock)
+    else:
+        database = request.getfixturevalue("postgres_database")
+        opened = await PostgresStore.open(await fresh_schema(database), clock=clock)
     yield opened
     await opened.close()
 

@@ -35,6 +35,7 @@ from core.retry import RetryPolicy
 from core.store.base import ConversationStore
 from core.store.journal import Lease
 from core.store.memory import MemoryStore
+from core.store.postgres import PostgresStore
 from core.store.sqlite import SqliteStore
 from core.tools import ToolRegistry
 from tests import test_slack_bot
@@ -44,6 +45,7 @@ from tests.fakes.open_meteo import FakeOpenMeteo
 from tests.fakes.slack_api import FakeSlack, ratelimited
 from tests.fakes.streams import anthropic_events, openai_chunks
 from tests.support.clock import FakeTime
+from tests.support.postgres import fresh_schema
 from tests.test_slack_bot import SECRET, TOKEN, WAIT, Harness, relaybot_slack
 
 bot, start = test_slack_bot.bot, test_slack_bot.start  # its fixtures, by the same names
@@ -212,15 +214,18 @@ def clock() -> FakeTime:
     return time
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeTime
 ) -> AsyncIterator[ConversationStore]:
     opened: ConversationStore
     if request.param == "memory":
         opened = MemoryStore(clock=clock)
-    else:
+    elif request.param == "sqlite":
         opened = await SqliteStore.open(tmp_path / "relaybot.db", clock=clock)
+    else:
+        database = request.getfixturevalue("postgres_database")
+        opened = await PostgresStore.open(await fresh_schema(database), clock=clock)
     yield opened
     await opened.close()
 

@@ -29,6 +29,7 @@ from core.messages import (
 from core.store import (
     ConversationStore,
     MemoryStore,
+    PostgresStore,
     SqliteStore,
     StoreError,
     open_store,
@@ -36,6 +37,7 @@ from core.store import (
 )
 from tests.conftest import Closing
 from tests.support.clock import FakeTime
+from tests.support.postgres import fresh_schema
 
 KEY = ConversationKey(platform="slack", workspace="T1", channel="C1", thread="1700000000.000100")
 OTHER = ConversationKey(platform="discord", workspace="dm", channel="42", thread="-")
@@ -49,15 +51,18 @@ def clock() -> FakeTime:
     return FakeTime()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeTime
 ) -> AsyncIterator[ConversationStore]:
     opened: ConversationStore
     if request.param == "memory":
         opened = MemoryStore(clock=clock)
-    else:
+    elif request.param == "sqlite":
         opened = await SqliteStore.open(tmp_path / "relaybot.db", clock=clock)
+    else:
+        database = request.getfixturevalue("postgres_database")
+        opened = await PostgresStore.open(await fresh_schema(database), clock=clock)
     yield opened
     await opened.close()
 
@@ -487,8 +492,10 @@ async def test_open_store_reports_an_unusable_file(tmp_path: Path, closing: Clos
     [
         ("redis://:hunter2@cache:6379/0", "the redis store is not available yet; use memory://"),
         ("rediss://cache", "the redis store is not available yet"),
-        ("postgres://bot:hunter2@db/relaybot", "unknown store URL scheme 'postgres'; expected"),
-        ("/var/lib/relaybot.db", "a store URL starts with a scheme: memory:// or sqlite:///"),
+        ("mysql://bot:hunter2@db/relaybot", "unknown store URL scheme 'mysql'; expected"),
+        ("postgresql://bot:hunter2@/relaybot", "a postgresql URL names its host"),
+        ("postgres://bot:hunter2@db:5o32/relaybot", "the postgresql URL's port is not a number"),
+        ("/var/lib/relaybot.db", "a store URL starts with a scheme: memory://, sqlite:///"),
         ("sqlite:relaybot.db", "a store URL starts with a scheme"),
         ("sqlite://host/relaybot.db", "a sqlite URL has no host: write sqlite:///relative"),
         ("sqlite://", "a sqlite URL has no host"),

@@ -10,6 +10,10 @@
   and ``sqlite:////var/lib/relaybot/a.db`` is absolute (``f"sqlite:///{path}"`` is right for
   either); ``~`` is expanded; ``sqlite:///:memory:`` is an SQLite database in memory. No
   percent-decoding, no host, no query parameters.
+- ``postgresql://user@host:5432/db`` (or ``postgres://``) — :class:`PostgresStore`, the
+  system of record of several worker processes; the URL goes to asyncpg as it is (a
+  password, ``?sslmode=require``, other libpq parameters), and the schema is created or
+  brought up to date when the store opens. Its time is the server's ``now()``.
 - ``redis://`` — not available yet.
 
 A malformed URL or an unknown scheme is a ``ValueError`` (a configuration mistake, found
@@ -34,6 +38,7 @@ from typing import Literal
 from core.store.base import ConversationStore, StoreError
 from core.store.journal import Lease, LeaseLost, Turn, TurnJournal, TurnState, discord_order
 from core.store.memory import MemoryStore
+from core.store.postgres import PostgresStore
 from core.store.sqlite import SqliteStore
 
 __all__ = [
@@ -41,6 +46,7 @@ __all__ = [
     "Lease",
     "LeaseLost",
     "MemoryStore",
+    "PostgresStore",
     "SqliteStore",
     "StoreError",
     "Turn",
@@ -51,24 +57,27 @@ __all__ = [
     "validate_store_url",
 ]
 
-_EXPECTED = "memory:// or sqlite:///path/to/file.db"
+_EXPECTED = "memory://, sqlite:///path/to/file.db or postgresql://user@host:5432/db"
 
 
 async def open_store(
-    url: str, *, clock: Callable[[], float] = time.time, make_directories: bool = True
+    url: str, *, clock: Callable[[], float] | None = None, make_directories: bool = True
 ) -> ConversationStore:
-    """Open the store ``url`` names (see the module docs); ``clock`` times claims and leases.
+    """Open the store ``url`` names (see the module docs); ``clock`` times claims and leases
+    (by default ``time.time``, and the server's ``now()`` for Postgres).
     ``make_directories=False`` refuses a SQLite file whose directory does not exist.
 
     Raises ``ValueError`` for a URL it does not understand, :class:`StoreError` for a store
     that cannot be used. The caller closes the store.
     """
     kind, path = _parse(url)
+    if kind == "postgres":
+        return await PostgresStore.open(url, clock=clock)
     if kind == "memory":
-        return MemoryStore(clock=clock)
+        return MemoryStore(clock=clock or time.time)
     if not make_directories:
         _require_directory(path)
-    return await SqliteStore.open(path, clock=clock)
+    return await SqliteStore.open(path, clock=clock or time.time)
 
 
 def _require_directory(path: str) -> None:
@@ -86,7 +95,7 @@ def validate_store_url(url: str) -> str:
     return url
 
 
-def _parse(url: str) -> tuple[Literal["memory", "sqlite"], str]:
+def _parse(url: str) -> tuple[Literal["memory", "sqlite", "postgres"], str]:
     scheme, separator, rest = url.partition("://")
     scheme = scheme.lower()
     if not separator or not scheme.replace("+", "").isalnum():
@@ -106,6 +115,23 @@ def _parse(url: str) -> tuple[Literal["memory", "sqlite"], str]:
         if "?" in rest:
             raise ValueError("a sqlite URL takes no query parameters")
         return "sqlite", rest[1:]
+    if scheme in {"postgresql", "postgres"}:
+        _check_postgres(rest)
+        return "postgres", rest
     if scheme in {"redis", "rediss"} or scheme.startswith("redis+"):
         raise ValueError(f"the redis store is not available yet; use {_EXPECTED}")
     raise ValueError(f"unknown store URL scheme {scheme!r}; expected {_EXPECTED}")
+
+
+def _check_postgres(rest: str) -> None:
+    """A postgres URL's host and port, checked without echoing them (a password is there)."""
+    netloc = rest.partition("/")[0].partition("?")[0]
+    host = netloc.rpartition("@")[2]
+    if not host:
+        raise ValueError("a postgresql URL names its host: postgresql://user@host:5432/db")
+    if host.startswith("["):  # an IPv6 address: [::1]:5432
+        port = host.partition("]")[2].removeprefix(":")
+    else:
+        port = host.partition(":")[2]
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError("the postgresql URL's port is not a number from 1 to 65535")

@@ -1,0 +1,222 @@
+"""``PostgresStore``: the system of record of a fleet — every worker process shares one database.
+
+Schema version 1 (one row per applied migration in ``relaybot_schema``):
+
+- ``messages(seq, conversation, body, created_at, turn)`` — one row per message: ``seq`` (an
+  identity) orders the messages of a conversation as they were stored (``append`` holds the
+  thread's advisory lock, so a batch is never interleaved with another); ``turn`` is the
+  ``turns.id`` it belongs to, ``NULL`` for messages stored by ``append``.
+- ``claims(event_id, expires_at)`` — platform events already taken; expired rows are pruned
+  as new claims arrive.
+- ``turns(...)`` — the turn journal, the columns of the SQLite store's
+  (:mod:`core.store.sqlite`), ``refs`` as ``text[]``; implemented in
+  :mod:`core.store.postgres_journal`.
+
+Times are seconds since the epoch (``float8``), from the server's ``now()`` — workers' clocks
+differ — unless the store is given a ``clock`` (tests). Orders and keys compare bytewise
+(``COLLATE "C"``), as SQLite compares them, whatever the database's collation.
+
+Migrations run when the store opens, in one transaction holding
+``pg_advisory_xact_lock(MIGRATION_LOCK)``: several processes may start on a new database at
+once, and the lock (released at commit, so it cannot leak through the pool as a session lock
+would) lets one of them migrate while the others wait and then find the schema current.
+A database written by a newer relaybot is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from core.messages import ConversationKey, Message
+from core.store.base import StoreError
+from core.store.codec import encode_message
+from core.store.postgres_access import NOW, Pool, Query, describe, execute, fetch, fetchval
+from core.store.postgres_journal import (
+    APPEND,
+    CLAIM,
+    LOAD,
+    LOCK_THREAD,
+    PRUNE_CLAIMS,
+    PostgresJournal,
+)
+
+__all__ = ["MIGRATION_LOCK", "SCHEMA_VERSION", "PostgresStore"]
+
+MIGRATION_LOCK = 0x72656C6179626F74  # "relaybot"
+CONNECT_TIMEOUT = 10.0
+POOL_SIZE = (1, 10)
+"""The pool's fewest and most connections: a worker's concurrent turns share them."""
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (  # 1: messages, claims and the turn journal
+        """
+        CREATE TABLE turns (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            conversation text COLLATE "C" NOT NULL,
+            ord text COLLATE "C" NOT NULL,
+            event_id text NOT NULL,
+            state text NOT NULL
+                CHECK (state IN ('queued', 'running', 'answered', 'delivered', 'failed')),
+            question text NOT NULL,
+            platform text NOT NULL,
+            timezone text,
+            accepted_at float8 NOT NULL,
+            owner text,
+            fence bigint NOT NULL DEFAULT 0,
+            lease_expires_at float8,
+            tool_started boolean NOT NULL DEFAULT false,
+            refs text[] NOT NULL DEFAULT '{}',
+            final_text text,
+            finish_reason text,
+            error text,
+            updated_at float8 NOT NULL
+        )
+        """,
+        "CREATE INDEX turns_by_thread ON turns (conversation, state, ord, id)",
+        "CREATE INDEX turns_by_state ON turns (state, accepted_at)",  # stranded, prune
+        """
+        CREATE TABLE messages (
+            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            conversation text COLLATE "C" NOT NULL,
+            body text NOT NULL,
+            created_at float8 NOT NULL,
+            turn bigint
+        )
+        """,
+        "CREATE INDEX messages_by_conversation ON messages (conversation, seq)",
+        "CREATE INDEX messages_by_turn ON messages (turn) WHERE turn IS NOT NULL",
+        """
+        CREATE TABLE claims (
+            event_id text PRIMARY KEY,
+            expires_at float8 NOT NULL
+        )
+        """,
+        "CREATE INDEX claims_by_expiry ON claims (expires_at)",
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_SCHEMA_TABLE = """
+    CREATE TABLE IF NOT EXISTS relaybot_schema (
+        version integer PRIMARY KEY,
+        applied_at timestamptz NOT NULL DEFAULT now()
+    )
+"""
+_WRITE_CHECK = Query(f"""
+    INSERT INTO messages (conversation, body, created_at)
+    VALUES ('relaybot:write-check', repeat('x', 65536), {NOW})
+""")
+_WRITE_CHECK_TAKEN_BACK = "DELETE FROM messages WHERE conversation = 'relaybot:write-check'"
+
+
+class PostgresStore(PostgresJournal):
+    """A :class:`~core.store.base.ConversationStore` in a Postgres database.
+
+    Made by ``await PostgresStore.open(url)``; ``clock`` (a test's) replaces the server's
+    ``now()`` as the time claims and leases expire by and messages are stamped with.
+    """
+
+    def __init__(self, pool: Pool, *, clock: Callable[[], float] | None) -> None:
+        """Use :meth:`open`, which connects and brings the schema up to date."""
+        self._pool = pool
+        self._clock = clock
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        clock: Callable[[], float] | None = None,
+        pool_size: tuple[int, int] = POOL_SIZE,
+    ) -> PostgresStore:
+        """Connect to the database ``url`` names (``postgresql://user@host:5432/db``).
+
+        Raises :class:`StoreError` when it cannot be reached or used as a store.
+        """
+        name = f"postgres store {_where(url)}"
+        try:
+            pool = await asyncpg.create_pool(
+                url,
+                min_size=pool_size[0],
+                max_size=pool_size[1],
+                timeout=CONNECT_TIMEOUT,
+            )
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            raise StoreError(f"{name}: cannot connect ({describe(exc)})") from exc
+        except ValueError as exc:  # asyncpg's parse of the URL
+            raise StoreError(f"{name}: the URL cannot be used ({type(exc).__name__})") from exc
+        store = cls(Pool(pool, name=name), clock=clock)
+        try:
+            await store._migrate()
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    def __repr__(self) -> str:
+        return f"<{self._pool.name}>"
+
+    async def load(self, key: ConversationKey) -> list[Message]:
+        conversation = str(key)
+        async with self._pool.connection() as db:
+            rows = await fetch(db, LOAD, {"conversation": conversation})
+        return [self._pool.decode(conversation, seq, body) for seq, body in rows]
+
+    async def append(self, key: ConversationKey, messages: Sequence[Message]) -> None:
+        bodies = [encode_message(message) for message in messages]  # all, before any is written
+        if not bodies:
+            return
+        parameters = {"conversation": str(key), "turn": None, "bodies": bodies, "now": self._now()}
+        async with self._pool.transaction() as db:  # one batch at a time in the thread
+            await execute(db, LOCK_THREAD, parameters)
+            await execute(db, APPEND, parameters)
+
+    async def claim(self, event_id: str, ttl: float) -> bool:
+        if ttl <= 0:
+            raise ValueError(f"a claim needs a positive ttl, not {ttl}")
+        parameters = {"event_id": event_id, "ttl": ttl, "now": self._now()}
+        async with self._pool.transaction() as db:
+            claimed = await fetchval(db, CLAIM, parameters) is not None
+            await execute(db, PRUNE_CLAIMS, parameters)
+        return claimed
+
+    async def check_writes(self) -> None:
+        """A row written and deleted in one committed transaction: it fails where an accept
+        would — a lost server, a read-only database or standby, a full disk at commit."""
+        async with self._pool.transaction() as db:
+            await execute(db, _WRITE_CHECK, {"now": self._now()})
+            await db.execute(_WRITE_CHECK_TAKEN_BACK)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def _migrate(self) -> None:
+        """Apply the missing migrations in one transaction that holds the migration lock."""
+        async with self._pool.transaction() as db:
+            await db.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+            await db.execute(_SCHEMA_TABLE)
+            version = await db.fetchval("SELECT COALESCE(MAX(version), 0) FROM relaybot_schema")
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self._pool.name}: written by a newer relaybot (schema version {version},"
+                    f" this one knows up to {SCHEMA_VERSION}); upgrade relaybot"
+                )
+            for number, statements in enumerate(_MIGRATIONS[version:], start=version + 1):
+                for statement in statements:
+                    await db.execute(statement)
+                await db.execute("INSERT INTO relaybot_schema (version) VALUES ($1)", number)
+
+
+def _where(url: str) -> str:
+    """``host:port/database`` of a URL, without its user and password."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 5432
+    except ValueError:
+        return "(unreadable URL)"
+    where = f"{parts.hostname or 'localhost'}:{port}"
+    database = parts.path.lstrip("/")
+    return f"{where}/{database}" if database else where
