@@ -12,7 +12,8 @@ before every other caller waiting on a scope it shares, so when the budget is sh
 land and the interim edits wait.
 
 ``EditBudget`` is the small interface; ``TokenBucketBudget`` keeps the buckets in this process,
-and a Redis-backed budget can replace it when several processes share a workspace.
+and ``adapters.redis_budget.RedisBudget`` keeps them in Redis when several processes share a
+workspace.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Protocol
 
 from adapters.clock import Clock, RealClock
 
-__all__ = ["DEFAULT_RATES", "EditBudget", "Rate", "TokenBucketBudget"]
+__all__ = ["DEFAULT_RATES", "EditBudget", "Rate", "TokenBucketBudget", "rate_of"]
 
 _EPSILON = 1e-9
 """Float slack: a bucket this close to a whole token has one (so a wait never rounds to 0 s)."""
@@ -78,6 +79,13 @@ DEFAULT_RATES: Mapping[str, Rate] = MappingProxyType(
     }
 )
 """Rates by scope kind: the part of a scope's name before ``:``. Other kinds are unlimited."""
+
+
+def rate_of(rates: Mapping[str, Rate], scope: str) -> Rate | None:
+    """``scope``'s rate: its own (``"slack.workspace:T123"``), else its kind's
+    (``"slack.workspace"``), else ``None`` (unlimited)."""
+    rate = rates.get(scope)
+    return rate if rate is not None else rates.get(scope.partition(":")[0])
 
 
 class EditBudget(Protocol):
@@ -245,8 +253,7 @@ class TokenBucketBudget:
         return wait
 
     def _rate(self, scope: str) -> Rate | None:
-        rate = self._rates.get(scope)
-        return rate if rate is not None else self._rates.get(scope.partition(":")[0])
+        return rate_of(self._rates, scope)
 
     def _bucket(self, scope: str, rate: Rate, now: float) -> _Bucket:
         bucket = self._buckets.get(scope)

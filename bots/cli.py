@@ -27,6 +27,7 @@ from functools import reduce
 from importlib import metadata
 from typing import Any
 
+from adapters.redis_budget import BudgetUnavailable
 from bots.check import check_command
 from bots.console.ask import TurnFailedError, ask
 from bots.console.chat import run_console
@@ -205,7 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"relaybot: {error}", file=sys.stderr)
         return 2
-    except (LLMError, StoreError, TurnFailedError, SlackUnreachable, DiscordUnavailable) as error:
+    except (
+        LLMError, StoreError, TurnFailedError, SlackUnreachable, DiscordUnavailable,
+        BudgetUnavailable,
+    ) as error:  # fmt: skip
         print(f"relaybot: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

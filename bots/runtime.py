@@ -2,8 +2,8 @@
 
 ``Runtime.start(settings)`` builds and wires, in one place, the HTTP client, the model
 endpoint (the configured gateway, or the offline model when neither a key nor a base URL is
-configured), the LLM client, the store, the tools and the engine — and closes them in reverse
-order when the bot stops.
+configured), the LLM client, the store, the tools, the engine and the edit budget — and closes
+them in reverse order when the bot stops.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import httpx2
 
-from adapters.budget import Rate, TokenBucketBudget
-from adapters.clock import Clock
+from adapters.budget import EditBudget, Rate, TokenBucketBudget
+from adapters.redis_budget import open_redis_budget
 from bots.offline import MODEL_NAME, OfflineLLMServer
 from bots.settings import Settings
 from bots.tools.weather import weather_tool
@@ -79,9 +79,18 @@ def edit_rates(settings: Settings) -> dict[str, Rate]:
     }
 
 
-def edit_budget(settings: Settings, *, clock: Clock | None = None) -> TokenBucketBudget:
-    """The process's shared edit budget, at the configured rates."""
-    return TokenBucketBudget(edit_rates(settings), clock=clock)
+@asynccontextmanager
+async def edit_budget(settings: Settings) -> AsyncIterator[EditBudget]:
+    """The edit budget at the configured rates: shared through Redis by every process when
+    ``redis.url`` is set (its client closed with the block), else this process's own."""
+    redis = settings.redis
+    if redis.url is None:
+        yield TokenBucketBudget(edit_rates(settings))
+        return
+    async with open_redis_budget(
+        redis.url, edit_rates(settings), key_prefix=redis.key_prefix
+    ) as budget:
+        yield budget
 
 
 def build_tools(settings: Settings, http: httpx2.AsyncClient) -> ToolRegistry:
@@ -111,6 +120,8 @@ class Runtime:
     store: ConversationStore
     tools: ToolRegistry
     engine: ConversationEngine
+    budget: EditBudget
+    """Every reply's edits spend from it (see :func:`edit_budget`)."""
 
     @classmethod
     @asynccontextmanager
@@ -126,6 +137,7 @@ class Runtime:
         llm = settings.llm
         async with AsyncExitStack() as stack:
             endpoint = await stack.enter_async_context(model_endpoint(settings, announce=announce))
+            budget = await stack.enter_async_context(edit_budget(settings))
             http = await stack.enter_async_context(
                 new_http_client(max_connections=llm.max_concurrent_requests + 16)
             )
@@ -162,4 +174,5 @@ class Runtime:
                 store=store,
                 tools=tools,
                 engine=engine,
+                budget=budget,
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -18,9 +18,16 @@ from adapters.settings import EditBudgetSettings
 from bots.discord.settings import DiscordSettings
 from bots.slack.settings import SlackSettings
 from core import settings as core_settings
-from core.settings import CoreSettings, Section
+from core.settings import CoreSettings, Section, url_with_scheme
 
-__all__ = ["TOKEN_VARIABLES", "RuntimeSettings", "Settings", "load_settings", "unknown_variables"]
+__all__ = [
+    "TOKEN_VARIABLES",
+    "RedisSettings",
+    "RuntimeSettings",
+    "Settings",
+    "load_settings",
+    "unknown_variables",
+]
 
 
 class RuntimeSettings(Section):
@@ -31,11 +38,22 @@ class RuntimeSettings(Section):
     exits (under Docker's 10 s default): what is not shown by then, the next start finishes."""
 
 
+class RedisSettings(Section):
+    """Redis, where several processes share what must not live in one process's memory."""
+
+    url: Annotated[str, url_with_scheme("redis", "rediss", "unix")] | None = None
+    """``redis://host:6379/0``; set, every process shares the edit budgets through it. Unset,
+    each process keeps its own."""
+    key_prefix: str = Field(default="relaybot:", min_length=1)
+    """Put before every key relaybot writes, so several bots can share one Redis."""
+
+
 class Settings(CoreSettings):
     """Everything relaybot can be told. Build it with :func:`load_settings`."""
 
     runtime: RuntimeSettings = RuntimeSettings()
     edit_budget: EditBudgetSettings = EditBudgetSettings()
+    redis: RedisSettings = RedisSettings()
     slack: SlackSettings = SlackSettings()
     discord: DiscordSettings = DiscordSettings()
 

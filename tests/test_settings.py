@@ -576,6 +576,7 @@ def test_core_reads_only_its_own_sections() -> None:
     assert set(Settings.model_fields) - set(CoreSettings.model_fields) == {
         "runtime",
         "edit_budget",
+        "redis",
         "slack",
         "discord",
     }

@@ -34,7 +34,7 @@ from adapters.console_surface import ConsoleSurface
 from adapters.live import LiveReply
 from adapters.surface import MessageRef, Surface
 from bots.replies import BROKEN, NEW_CONVERSATION, THINKING
-from bots.runtime import Runtime, edit_budget
+from bots.runtime import Runtime
 from bots.settings import Settings
 from bots.turns import TurnWorker, worker_timing
 from core.messages import ConversationKey, UserMessage
@@ -65,7 +65,7 @@ class ConsoleBot:
         self._asked = 0  # lines accepted in this session
         settings = runtime.settings
         self._screen = _Screen(
-            console, edit_budget(settings), interactive=interactive,
+            console, runtime.budget, interactive=interactive,
             show_reasoning=settings.llm.show_reasoning, session=lambda: self._session,
         )  # fmt: skip
         self._timing = worker_timing(settings.store)

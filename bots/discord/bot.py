@@ -49,7 +49,7 @@ from bots.discord.messages import Names, plain_text
 from bots.discord.platform import DM, DiscordPlatform
 from bots.discord.sessions import DirectSessions
 from bots.replies import BROKEN, MEMORY_DOWN, NEW_CONVERSATION, ONLY_A_MENTION
-from bots.runtime import Runtime, edit_budget
+from bots.runtime import Runtime
 from bots.store_faults import StoreFaults
 from bots.tasks import TaskOwner, cancel_and_wait
 from bots.turns import TurnWorker, worker_timing
@@ -87,7 +87,7 @@ class DiscordBot:
             idle_seconds=self._settings.dm_idle_hours * 3600, clock=clock
         )
         self._connection: asyncio.Task[None] | None = None
-        budget = edit_budget(settings)
+        budget = runtime.budget
         self._platform = DiscordPlatform(
             client, budget=budget, settings=self._settings,
             show_reasoning=settings.llm.show_reasoning, stop=self._stop,

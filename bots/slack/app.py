@@ -56,7 +56,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack_surface import STOP_ACTION
 from bots.readiness import Readiness
 from bots.replies import MEMORY_DOWN, NOT_YOURS
-from bots.runtime import Runtime, edit_budget
+from bots.runtime import Runtime
 from bots.slack.answers import ASSISTANT_STATUS, FILES_NOTE, FILES_ONLY, Asked, SlackAnswers
 from bots.slack.messages import Deletion, SlackMessage, deletion, user_message
 from bots.slack.settings import SlackSettings
@@ -99,7 +99,7 @@ class SlackBot:
         self._store = runtime.store
         self._settings = runtime.settings.slack
         self.workspace = Workspace(client, cache_seconds=self._settings.user_cache_seconds)
-        budget = edit_budget(runtime.settings)
+        budget = runtime.budget
         self._answers = SlackAnswers(
             workspace=self.workspace, store=runtime.store, settings=self._settings,
             surface_client=surface_client, budget=budget,
