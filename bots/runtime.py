@@ -2,15 +2,15 @@
 
 ``Runtime.start(settings)`` builds and wires, in one place, the HTTP client, the model
 endpoint (the configured gateway, or the offline model when neither a key nor a base URL is
-configured), the LLM client, the store, the tools, the engine and the edit budget — and closes
-them in reverse order when the bot stops.
+configured), the LLM client, the store, the tools, the engine, the edit budget and the Stop
+requests — and closes them in reverse order when the bot stops.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx2
 
@@ -18,6 +18,7 @@ from adapters.budget import EditBudget, Rate, TokenBucketBudget
 from adapters.redis_budget import open_redis_budget
 from bots.offline import MODEL_NAME, OfflineLLMServer
 from bots.settings import Settings
+from bots.stops import LocalStops, Stops, open_redis_stops
 from bots.tools.weather import weather_tool
 from core.client import LLMClient, new_http_client
 from core.engine import ConversationEngine, EngineConfig
@@ -26,7 +27,15 @@ from core.store import open_store
 from core.store.base import ConversationStore
 from core.tools import ToolRegistry
 
-__all__ = ["ModelEndpoint", "Runtime", "build_tools", "edit_budget", "edit_rates", "model_endpoint"]
+__all__ = [
+    "ModelEndpoint",
+    "Runtime",
+    "build_tools",
+    "edit_budget",
+    "edit_rates",
+    "model_endpoint",
+    "stop_requests",
+]
 
 Announce = Callable[[str], None]
 
@@ -93,6 +102,18 @@ async def edit_budget(settings: Settings) -> AsyncIterator[EditBudget]:
         yield budget
 
 
+@asynccontextmanager
+async def stop_requests(settings: Settings) -> AsyncIterator[Stops]:
+    """Stop requests: shared through Redis by every process when ``redis.url`` is set (its
+    client closed with the block), else this process's own."""
+    redis = settings.redis
+    if redis.url is None:
+        yield LocalStops()
+        return
+    async with open_redis_stops(redis.url, key_prefix=redis.key_prefix) as stops:
+        yield stops
+
+
 def build_tools(settings: Settings, http: httpx2.AsyncClient) -> ToolRegistry:
     tools = settings.tools
     registry = ToolRegistry(
@@ -122,6 +143,9 @@ class Runtime:
     engine: ConversationEngine
     budget: EditBudget
     """Every reply's edits spend from it (see :func:`edit_budget`)."""
+    stops: Stops = field(default_factory=LocalStops)
+    """A Stop press goes through it, to whichever process writes the answer (see
+    :func:`stop_requests`)."""
 
     @classmethod
     @asynccontextmanager
@@ -138,6 +162,7 @@ class Runtime:
         async with AsyncExitStack() as stack:
             endpoint = await stack.enter_async_context(model_endpoint(settings, announce=announce))
             budget = await stack.enter_async_context(edit_budget(settings))
+            stops = await stack.enter_async_context(stop_requests(settings))
             http = await stack.enter_async_context(
                 new_http_client(max_connections=llm.max_concurrent_requests + 16)
             )
@@ -175,4 +200,5 @@ class Runtime:
                 tools=tools,
                 engine=engine,
                 budget=budget,
+                stops=stops,
             )

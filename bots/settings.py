@@ -22,9 +22,11 @@ from core.settings import CoreSettings, Section, url_with_scheme
 
 __all__ = [
     "TOKEN_VARIABLES",
+    "FleetSettings",
     "RedisSettings",
     "RuntimeSettings",
     "Settings",
+    "fleet_problem",
     "load_settings",
     "unknown_variables",
 ]
@@ -42,10 +44,33 @@ class RedisSettings(Section):
     """Redis, where several processes share what must not live in one process's memory."""
 
     url: Annotated[str, url_with_scheme("redis", "rediss", "unix")] | None = None
-    """``redis://host:6379/0``; set, every process shares the edit budgets through it. Unset,
-    each process keeps its own."""
+    """``redis://host:6379/0``; set, every process shares the edit budgets and Stop presses
+    through it. Unset, each process keeps its own."""
     key_prefix: str = Field(default="relaybot:", min_length=1)
     """Put before every key relaybot writes, so several bots can share one Redis."""
+
+
+class FleetSettings(Section):
+    """Several processes serving one workspace or server."""
+
+    single_worker: bool = False
+    """On a Postgres store without ``redis.url``, Slack HTTP mode refuses to start (workers
+    behind one address cannot see each other's Stop presses or edits) unless this says this
+    process is the only worker."""
+
+
+def fleet_problem(settings: Settings) -> str | None:
+    """Why Slack HTTP mode must not start with these settings (``None``: it may): on a
+    Postgres store without ``redis.url`` and without ``fleet.single_worker``."""
+    scheme = settings.store.resolved_url().partition("://")[0]
+    if scheme not in {"postgresql", "postgres"} or settings.redis.url is not None:
+        return None
+    if settings.fleet.single_worker:
+        return None
+    return (
+        "several HTTP workers behind one address need redis.url to share Stop and the edit "
+        "budgets; set it, or set fleet.single_worker = true if this is the only worker"
+    )
 
 
 class Settings(CoreSettings):
@@ -54,6 +79,7 @@ class Settings(CoreSettings):
     runtime: RuntimeSettings = RuntimeSettings()
     edit_budget: EditBudgetSettings = EditBudgetSettings()
     redis: RedisSettings = RedisSettings()
+    fleet: FleetSettings = FleetSettings()
     slack: SlackSettings = SlackSettings()
     discord: DiscordSettings = DiscordSettings()
 

@@ -13,7 +13,10 @@ worker, not the bot, keeps the promise:
   a :class:`~adapters.live.LiveReply` on the platform's surface, while the lease is renewed.
   The reply's messages are saved as soon as each is posted (``store.save_refs``), and the turn
   is marked ``delivered`` once its final text is on the platform.
-- **Stop** (:meth:`stop`) cancels that one answer; the thread's next turn still runs.
+- **Stop** (:meth:`stop`) cancels that one answer; the thread's next turn still runs. A Stop
+  pressed on any process reaches it through ``stops`` (:mod:`bots.stops`), which the worker
+  watches while it runs; a Stop requested before the answer began is honoured once its
+  first event is out.
 - **Shutdown** (:meth:`shutdown`) within a grace: no more turns are taken; an answer being
   written that ran no tool goes back to the queue (``store.release``), its message saying
   :data:`~bots.replies.RESTARTING`, and the next process runs it again; one that ran a tool
@@ -54,6 +57,7 @@ from adapters.live import LiveReply
 from adapters.surface import Draft, MessageRef, Surface
 from bots.logs import turn_context
 from bots.replies import BROKEN, INTERRUPTED, OFFLINE, RESTARTING
+from bots.stops import LocalStops, Stops
 from bots.tasks import TaskOwner, cancel_and_wait, running_task
 from bots.turn_log import Outcome, TurnRecord, failure_kind, report
 from core.engine import STOPPED as STOPPED_ERROR
@@ -162,6 +166,7 @@ class TurnWorker:
         timing: WorkerTiming = WorkerTiming(),
         owner: str | None = None,
         name: str = "turns",
+        stops: Stops | None = None,
     ) -> None:
         self._store = store
         self._engine = engine
@@ -179,6 +184,7 @@ class TurnWorker:
         self._stopping = False
         self._pruned_at: float | None = None  # when old history was last deleted
         self._model = engine.model  # for the turn reports
+        self._stops = stops if stops is not None else LocalStops()
 
     @property
     def busy(self) -> int:
@@ -193,6 +199,10 @@ class TurnWorker:
         """The turn, while this worker is writing its answer."""
         running = self._answers.get(turn_id)
         return running.turn if running is not None else None
+
+    def answering_ids(self) -> list[int]:
+        """The turns whose answers this worker is writing."""
+        return list(self._answers)
 
     def stop(self, turn_id: int) -> bool:
         """Stop writing that answer (it ends "Stopped."); False when it is not being written."""
@@ -216,12 +226,14 @@ class TurnWorker:
         """Recover what a previous process left (its turns are taken at once, not after their
         lease) and delete history older than the retention, then keep recovering every
         ``lease_seconds / 2`` (and deleting every :data:`PRUNE_INTERVAL`) until :meth:`close`."""
+        self._stops.watch(self)
         await self.recover(is_dead=lambda owner: dead_on_this_host(owner, me=self.owner))
         await self._prune()
         self._recovery.spawn(self._recovering(), name=f"{self._name} recovery")
 
     async def close(self) -> None:
         """Stop every answer being written (each ends "Stopped.") and the recovery loop."""
+        self._stops.unwatch(self)
         await self._recovery.close()
         await self._tasks.close()
 
@@ -230,6 +242,7 @@ class TurnWorker:
         says: no more turns taken, the answers being written ended or handed back, complete
         ones delivered — then whatever is still being shown is given up."""
         self._stopping = True
+        self._stops.unwatch(self)
         await self._recovery.close()
         for answer in list(self._answers.values()):
             self._end_for_shutdown(answer)
@@ -408,7 +421,12 @@ class TurnWorker:
                     self._engine.run_turn(lease, stop_error=lambda: _stop_error(answer))
                 ) as events,
             ):  # fmt: skip
+                first = True
                 async for event in events:
+                    if first:  # the engine runs the turn now: a Stop made before lands in it
+                        first = False
+                        if await self._stops.requested(turn.id):
+                            task.cancel()
                     reply.feed(event)
                     record.see(event, timing.monotonic())
                     answer.ran_tool = answer.ran_tool or isinstance(event, ToolStarted)

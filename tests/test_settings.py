@@ -577,6 +577,7 @@ def test_core_reads_only_its_own_sections() -> None:
         "runtime",
         "edit_budget",
         "redis",
+        "fleet",
         "slack",
         "discord",
     }

@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 from aiohttp import web
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 
 from adapters.text import join_pieces
 from bots.replies import NOT_YOURS, THINKING
@@ -41,6 +44,7 @@ from bots.slack.app import (
 )
 from bots.slack.messages import plain_text
 from bots.slack.server import EVENTS_PATH, HEALTH_PATH, serve_http
+from bots.stops import RedisStops
 from core.messages import AssistantMessage, ConversationKey, UserMessage
 from core.store import ConversationStore
 from tests.conftest import Spawn
@@ -68,6 +72,7 @@ WAIT = 30.0
 """The bound on waiting for ``relaybot slack`` as a process: a Python start-up importing the
 Slack SDKs, on a machine that may be loaded; still inside the suite's 60 s per test."""
 UNLIMITED = {"count": 1000, "seconds": 1, "burst": 100}  # edits: the tests are not about budgets
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 # --- the harness -------------------------------------------------------------------------------
@@ -622,6 +627,57 @@ async def test_a_workspace_admin_may_stop_any_answer(bot: Harness) -> None:
     assert "chat.postEphemeral" not in bot.slack.methods()
 
 
+async def test_a_stop_press_reaches_the_answer_through_redis(
+    start: Callable[..., Awaitable[Harness]],
+) -> None:
+    prefix = f"relaybot-test:{uuid.uuid4().hex}:"
+    bot = await start(redis__url=REDIS_URL, redis__key_prefix=prefix)
+    stops = bot.runtime.stops
+    assert isinstance(stops, RedisStops)
+    async with Redis.from_url(REDIS_URL) as redis, redis.pubsub() as heard:
+        await heard.subscribe(stops.channel)
+        asked, reply = await started(bot)
+        (turn_id,) = bot.bot.worker.answering_ids()
+
+        assert await bot.press_stop(ADA, reply) == 200
+
+        assert await bot.answer(CHANNEL, asked) == "Counting: on"
+        (final,) = bot.replies(CHANNEL, asked)
+        assert status_of(final.blocks) == "_Stopped._"
+        published = [m async for m in _messages(heard, until=str(turn_id).encode())]
+        assert published == [str(turn_id).encode()]
+        assert await redis.pttl(stops.key(turn_id)) > 0
+        await redis.delete(stops.key(turn_id))
+
+
+async def test_an_answer_whose_stop_was_requested_before_it_began_stops(
+    start: Callable[..., Awaitable[Harness]],
+) -> None:
+    prefix = f"relaybot-test:{uuid.uuid4().hex}:"
+    bot = await start(redis__url=REDIS_URL, redis__key_prefix=prefix)
+    stops = bot.runtime.stops
+    assert isinstance(stops, RedisStops)
+    bot.gateway.enqueue(Stream.stalled(openai_chunks("Counting: one two three"), after=4))
+    asked = bot.slack.seed_message(CHANNEL, ADA, "<@UBOT> count")
+    try:
+        await stops.request(1)  # the memory store's first turn, pressed on another worker
+        await bot.send(mention(asked, "<@UBOT> count"))
+        assert await bot.answer(CHANNEL, asked) == "Coun", "its first words, then stopped"
+        (final,) = bot.replies(CHANNEL, asked)
+        assert status_of(final.blocks) == "_Stopped._"
+    finally:
+        async with Redis.from_url(REDIS_URL) as redis:
+            await redis.delete(stops.key(1))
+
+
+async def _messages(pubsub: PubSub, *, until: bytes) -> AsyncIterator[bytes]:
+    async for message in pubsub.listen():
+        if message["type"] == "message":
+            yield message["data"]
+            if message["data"] == until:
+                return
+
+
 # --- the command line --------------------------------------------------------------------------
 
 
@@ -640,6 +696,10 @@ async def relaybot_slack(spawn: Spawn, *args: str, **environ: str) -> asyncio.su
          "SLACK_APP_TOKEN (xapp-...), or run with --http and SLACK_SIGNING_SECRET"),
         (("--http",), {"SLACK_BOT_TOKEN": TOKEN},
          "HTTP mode needs the app's signing secret: set SLACK_SIGNING_SECRET"),
+        (("--http",), {"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET,
+                       "RELAYBOT_STORE__URL": "postgresql://relaybot@127.0.0.1:9/relaybot"},
+         "several HTTP workers behind one address need redis.url to share Stop and the edit "
+         "budgets; set it, or set fleet.single_worker = true if this is the only worker"),
     ],
 )  # fmt: skip
 async def test_a_missing_token_is_named_in_one_line(

@@ -79,6 +79,7 @@ class DiscordBot:
     ) -> None:
         settings = runtime.settings
         self._store = runtime.store
+        self._stops = runtime.stops
         self._settings = settings.discord
         self.client = client
         self._tasks = TaskOwner(log)
@@ -95,7 +96,7 @@ class DiscordBot:
         self._grace = runtime.settings.runtime.shutdown_grace
         self._worker = TurnWorker(
             store=runtime.store, engine=runtime.engine, platform=self._platform, budget=budget,
-            timing=worker_timing(settings.store), name="discord",
+            timing=worker_timing(settings.store), name="discord", stops=runtime.stops,
         )  # fmt: skip
         self._started = False
 
@@ -160,8 +161,12 @@ class DiscordBot:
             await cancel_and_wait(self._connection)
 
     def _stop(self, turn_id: int) -> None:
-        """The Stop button of a turn (pressed by someone allowed)."""
-        self._worker.stop(turn_id)
+        """The Stop button of a turn (pressed by someone allowed): requested of whichever
+        process writes the answer (:mod:`bots.stops`)."""
+        try:
+            self._tasks.spawn(self._stops.request(turn_id), name=f"discord stop {turn_id}")
+        except RuntimeError:  # shutting down: what this process writes stops here
+            self._worker.stop(turn_id)
 
     # --- the event handlers: look, start a task, return -----------------------------------
 

@@ -29,8 +29,9 @@ time zone, attachments, a thread read back) and streams it through a ``LiveReply
 ``SlackSurface``: the assistant status "is thinking…" in a DM where Slack allows it, else a
 "Thinking…" placeholder, then the growing answer with a Stop button (its value: the turn id).
 Stop cancels that answer (what was said is kept, marked stopped) when the asker or a
-workspace admin presses it; anyone else gets an ephemeral note. A turn whose process died is
-finished by the next one (the worker's recovery).
+workspace admin presses it, on whichever process writes it (:mod:`bots.stops`); anyone else
+gets an ephemeral note. A turn whose process died is finished by the next one (the worker's
+recovery).
 
 Two Web API clients share one HTTP session: the bot's own calls retry 429s in the client
 (``AsyncRateLimitErrorRetryHandler``); the surface's client must not — ``LiveReply`` waits out
@@ -97,6 +98,7 @@ class SlackBot:
         self, runtime: Runtime, *, client: AsyncWebClient, surface_client: AsyncWebClient
     ) -> None:
         self._store = runtime.store
+        self._stops = runtime.stops
         self._settings = runtime.settings.slack
         self.workspace = Workspace(client, cache_seconds=self._settings.user_cache_seconds)
         budget = runtime.budget
@@ -107,7 +109,7 @@ class SlackBot:
         )  # fmt: skip
         self.worker = TurnWorker(
             store=runtime.store, engine=runtime.engine, platform=self._answers, budget=budget,
-            timing=worker_timing(runtime.settings.store), name="slack",
+            timing=worker_timing(runtime.settings.store), name="slack", stops=runtime.stops,
         )  # fmt: skip
         self._grace = runtime.settings.runtime.shutdown_grace
         self._tasks = TaskOwner(log)  # Stop presses
@@ -241,15 +243,23 @@ class SlackBot:
             self._tasks.spawn(self._stop(int(value), presser), name=f"slack stop {value}")
 
     async def _stop(self, turn_id: int, presser: str) -> None:
+        """A Stop press: by the asker or an admin, it is requested of whichever process
+        writes the answer (:mod:`bots.stops`), this one or another."""
         turn = self.worker.answering(turn_id)
-        if turn is None:
-            return  # it has finished already (or another worker writes it)
+        if turn is None:  # another worker may write it: the journal knows its asker
+            try:
+                turn = await self._store.turn(turn_id)
+            except StoreError as error:
+                log.info("Stop of turn %d ignored: %s", turn_id, error)
+                return
+            if turn.state not in ("queued", "running"):
+                return  # it has finished already
         if presser != turn.question.author_id and not (await self.workspace.person(presser)).admin:
             key = turn.key
             await self.workspace.whisper(key.channel, presser, key.thread, NOT_YOURS)
             return
         log.info("%s stopped turn %d in %s", presser, turn_id, turn.key)
-        self.worker.stop(turn_id)
+        await self._stops.request(turn_id)
 
 
 def event_id(message: SlackMessage) -> str:

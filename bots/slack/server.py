@@ -36,7 +36,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.metrics_server import METRICS_PATH, metrics_handler, metrics_served
 from bots.runtime import Runtime
-from bots.settings import Settings
+from bots.settings import Settings, fleet_problem
 from bots.signals import until_stopped
 from bots.slack.app import SlackBot, bot_token, slack_bot
 from bots.slack.workspace import SLACK_FAILURES, SlackUnreachable, failure_reason
@@ -259,6 +259,8 @@ async def run_slack(
     ``metrics_port`` (0: any free port) ``GET /metrics`` is served there too, which Socket
     Mode needs (HTTP mode serves it beside Slack's events anyway)."""
     bot_token(settings.slack, http=http)  # a missing token stops us before anything starts
+    if http and (problem := fleet_problem(settings)) is not None:
+        raise SettingsError(problem)
     app_token = settings.slack.app_token
     async with (
         Runtime.start(settings, announce=announce) as runtime,
