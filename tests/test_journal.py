@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from pathlib import Path
 
@@ -17,16 +17,14 @@ from core.store import (
     ConversationStore,
     Lease,
     LeaseLost,
-    MemoryStore,
-    PostgresStore,
     SqliteStore,
     StoreError,
     Turn,
     discord_order,
 )
 from tests.conftest import Closing
+from tests.support import stores
 from tests.support.clock import FakeTime
-from tests.support.postgres import fresh_schema
 
 KEY = ConversationKey(platform="slack", workspace="T1", channel="C1", thread="1700000000.000100")
 OTHER = ConversationKey(platform="discord", workspace="G1", channel="42", thread="4242")
@@ -34,25 +32,7 @@ LEASE = 30.0
 DATA = Path(__file__).resolve().parent / "data"
 
 
-@pytest.fixture
-def clock() -> FakeTime:
-    return FakeTime()
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeTime
-) -> AsyncIterator[ConversationStore]:
-    opened: ConversationStore
-    if request.param == "memory":
-        opened = MemoryStore(clock=clock)
-    elif request.param == "sqlite":
-        opened = await SqliteStore.open(tmp_path / "relaybot.db", clock=clock)
-    else:
-        database = request.getfixturevalue("postgres_database")
-        opened = await PostgresStore.open(await fresh_schema(database), clock=clock)
-    yield opened
-    await opened.close()
+clock, store = stores.clock, stores.store  # the contract fixtures, by the same names
 
 
 def user(text: str) -> UserMessage:

@@ -12,7 +12,6 @@ import itertools
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import aclosing
-from pathlib import Path
 
 import aiohttp
 import httpx2
@@ -35,8 +34,6 @@ from core.retry import RetryPolicy
 from core.store.base import ConversationStore
 from core.store.journal import Lease
 from core.store.memory import MemoryStore
-from core.store.postgres import PostgresStore
-from core.store.sqlite import SqliteStore
 from core.tools import ToolRegistry
 from tests import test_slack_bot
 from tests.conftest import Spawn
@@ -44,8 +41,8 @@ from tests.fakes.llm_gateway import FakeGateway, Stream
 from tests.fakes.open_meteo import FakeOpenMeteo
 from tests.fakes.slack_api import FakeSlack, ratelimited
 from tests.fakes.streams import anthropic_events, openai_chunks
+from tests.support import stores
 from tests.support.clock import FakeTime
-from tests.support.postgres import fresh_schema
 from tests.test_slack_bot import SECRET, TOKEN, WAIT, Harness, relaybot_slack
 
 bot, start = test_slack_bot.bot, test_slack_bot.start  # its fixtures, by the same names
@@ -207,27 +204,7 @@ async def test_a_slack_429_through_the_surface_is_counted_rate_limited() -> None
 # --- the journal's backlog, and where /metrics is served ------------------------------------------
 
 
-@pytest.fixture
-def clock() -> FakeTime:
-    time = FakeTime()
-    time.now = 1_000.0
-    return time
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeTime
-) -> AsyncIterator[ConversationStore]:
-    opened: ConversationStore
-    if request.param == "memory":
-        opened = MemoryStore(clock=clock)
-    elif request.param == "sqlite":
-        opened = await SqliteStore.open(tmp_path / "relaybot.db", clock=clock)
-    else:
-        database = request.getfixturevalue("postgres_database")
-        opened = await PostgresStore.open(await fresh_schema(database), clock=clock)
-    yield opened
-    await opened.close()
+clock, store = stores.clock, stores.store  # the contract fixtures, by the same names
 
 
 async def test_the_backlog_is_the_queued_turns_and_the_oldest_acceptance(

@@ -7,7 +7,6 @@ import os
 import shutil
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +28,14 @@ from core.messages import (
 from core.store import (
     ConversationStore,
     MemoryStore,
-    PostgresStore,
     SqliteStore,
     StoreError,
     open_store,
     validate_store_url,
 )
 from tests.conftest import Closing
+from tests.support import stores
 from tests.support.clock import FakeTime
-from tests.support.postgres import fresh_schema
 
 KEY = ConversationKey(platform="slack", workspace="T1", channel="C1", thread="1700000000.000100")
 OTHER = ConversationKey(platform="discord", workspace="dm", channel="42", thread="-")
@@ -46,25 +44,7 @@ COLON = ConversationKey(
 )
 
 
-@pytest.fixture
-def clock() -> FakeTime:
-    return FakeTime()
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeTime
-) -> AsyncIterator[ConversationStore]:
-    opened: ConversationStore
-    if request.param == "memory":
-        opened = MemoryStore(clock=clock)
-    elif request.param == "sqlite":
-        opened = await SqliteStore.open(tmp_path / "relaybot.db", clock=clock)
-    else:
-        database = request.getfixturevalue("postgres_database")
-        opened = await PostgresStore.open(await fresh_schema(database), clock=clock)
-    yield opened
-    await opened.close()
+clock, store = stores.clock, stores.store  # the contract fixtures, by the same names
 
 
 def user(text: str) -> UserMessage:
