@@ -17,7 +17,8 @@ Outcomes (the counter's ``outcome`` label is the outcome, or ``failed_<kind>``):
 - ``failed`` — with a ``failure`` kind: ``model`` (the gateway or the model's answer), ``store``
   (the journal), ``platform`` (the chat platform, or preparing the turn) or ``other``;
 - ``stopped`` — Stop, or the bot closing; ``gone`` — its message was deleted or may no longer
-  be written; ``taken_over`` — another worker took its lease (and ends the turn itself);
+  be written; ``taken_over`` — another worker took its lease, or it went unrenewed too long (the
+  journal's recovery ends the turn: another worker, or this one once the lease expired);
 - ``restarting`` — a shutdown handed it back to the queue; ``interrupted`` — it ran a tool
   and could not finish (a shutdown, or its worker died);
 - ``refused`` — the platform answered it with a notice instead (too long, say); ``expired`` —

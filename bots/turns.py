@@ -393,8 +393,10 @@ class TurnWorker:
             answer.cause = answer.cause or "gone"
             task.cancel()
 
-        def lost() -> None:
+        def lost() -> None:  # nothing more is sent: the turn may be another worker's now
             answer.cause = answer.cause or "taken_over"
+            if answer.reply is not None:
+                answer.reply.abort()
             task.cancel()
 
         async def posted(refs: tuple[MessageRef, ...]) -> None:
@@ -577,7 +579,10 @@ _CANCELLED: dict[Literal["restart", "interrupt"] | None, Outcome] = {
 
 
 def _stop_error(answer: _Answer) -> str | None:
-    """What a stopped turn ends ``failed`` with; ``None`` for one a shutdown hands back."""
+    """What a stopped turn ends ``failed`` with; ``None`` for one a shutdown hands back, or
+    whose lease is (or may be) another worker's now: the journal's recovery ends that one."""
+    if answer.cause == "taken_over":
+        return None
     match answer.ending:
         case "restart":
             return None

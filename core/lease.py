@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from uuid import uuid4
@@ -33,18 +34,27 @@ async def keep_lease(
     lease_seconds: float,
     on_lost: Callable[[], None],
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[None]:
     """Renew ``lease`` every ``lease_seconds / 3`` while the block runs.
 
-    When the lease was taken over (:class:`LeaseLost`), ``on_lost()`` is called once and the
-    renewals stop; the block goes on until its owner ends it. A store that fails to renew is
-    tried again at the next interval: the lease may still be saved in time. The renewal task is
-    cancelled and awaited when the block exits.
+    ``on_lost()`` is called once, and the renewals stop, when the lease is no longer surely
+    ours: another worker took it over (:class:`LeaseLost`), or it went unrenewed for two
+    thirds of its length — a renewal that ran a third of a lease late (the process paused, its
+    loop blocked) or a store that kept failing (a failed renewal is tried again every ninth of
+    a lease until then). The last third is the margin in which another worker may not yet take
+    it, so the owner has time to stop sending. The store's fencing token refuses the old
+    owner's writes; ``on_lost`` is how it stops its platform edits, which nothing can fence.
+    The block goes on until its owner ends it. The renewal task is cancelled and awaited when
+    the block exits.
     """
     renewing = asyncio.create_task(
-        _renew(store, lease, lease_seconds=lease_seconds, on_lost=on_lost, sleep=sleep),
+        _renew(
+            store, lease, lease_seconds=lease_seconds, on_lost=on_lost, sleep=sleep,
+            monotonic=monotonic,
+        ),
         name=f"renew the lease of turn {lease.turn.id}",
-    )
+    )  # fmt: skip
     try:
         yield
     finally:
@@ -61,9 +71,22 @@ async def _renew(
     lease_seconds: float,
     on_lost: Callable[[], None],
     sleep: Callable[[float], Awaitable[None]],
+    monotonic: Callable[[], float],
 ) -> None:
+    unsure_after = lease_seconds * 2 / 3
+    renewed_at = monotonic()  # the lease was taken or renewed no later than this
+    interval = lease_seconds / 3
     while True:
-        await sleep(lease_seconds / 3)
+        await sleep(interval)
+        attempt = monotonic()
+        if attempt - renewed_at >= unsure_after:
+            log.warning(
+                "turn %d: the lease went unrenewed for %.1f s of its %g s; the turn stops and "
+                "is left to the journal's recovery", lease.turn.id, attempt - renewed_at,
+                lease_seconds,
+            )  # fmt: skip
+            on_lost()
+            return
         try:
             lease = await store.renew(lease, lease_seconds=lease_seconds)
         except LeaseLost as lost:
@@ -72,6 +95,9 @@ async def _renew(
             return
         except StoreError:
             log.exception("could not renew the lease of turn %d; trying again", lease.turn.id)
+            interval = max(0.0, min(lease_seconds / 9, renewed_at + unsure_after - monotonic()))
+        else:
+            renewed_at, interval = attempt, lease_seconds / 3
 
 
 def owner_id() -> str:

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from core.lease import dead_on_this_host, keep_lease, owner_id
 from core.messages import ConversationKey, UserMessage
 from core.store.errors import StoreError
@@ -78,28 +80,77 @@ async def test_a_lease_taken_over_is_reported_once_and_no_longer_renewed() -> No
         assert (turn.owner, turn.lease_expires_at) == ("worker-2", START + 5 + LEASE)
 
 
-async def test_a_store_error_is_retried_at_the_next_renewal() -> None:
+class Flaky(MemoryStore):
+    """A store whose next ``failures`` renewals fail."""
+
+    failures = 0
+
+    async def renew(self, lease: Lease, *, lease_seconds: float) -> Lease:
+        if self.failures:
+            self.failures -= 1
+            raise StoreError("database is locked")
+        return await super().renew(lease, lease_seconds=lease_seconds)
+
+
+async def test_a_failed_renewal_is_tried_again_every_ninth_of_a_lease() -> None:
     clock = FakeClock(START)
-
-    class Flaky(MemoryStore):
-        failures = 1
-
-        async def renew(self, lease: Lease, *, lease_seconds: float) -> Lease:
-            if self.failures:
-                self.failures -= 1
-                raise StoreError("database is locked")
-            return await super().renew(lease, lease_seconds=lease_seconds)
-
     store = Flaky(clock=clock.now)
+    store.failures = 2
     lease = await taken(store)
     lost: list[None] = []
     async with keep_lease(store, lease, lease_seconds=LEASE, on_lost=lambda: lost.append(None),
-                          sleep=clock.sleep):  # fmt: skip
+                          sleep=clock.sleep, monotonic=clock.now):  # fmt: skip
         await clock.advance(10)
         assert await expiry(store, lease) == START + 30  # the first renewal failed
+        await clock.advance(10 / 3)
+        assert await expiry(store, lease) == START + 30  # and the second
+        await clock.advance(10 / 3)
+        assert await expiry(store, lease) == pytest.approx(START + 50 - 10 / 3)  # saved in time
         await clock.advance(10)
-        assert await expiry(store, lease) == START + 50  # saved in time by the second
+        assert await expiry(store, lease) == pytest.approx(START + 60 - 10 / 3)  # back to thirds
     assert lost == []
+
+
+async def test_a_lease_unrenewed_for_two_thirds_of_it_is_given_up() -> None:
+    """The store keeps failing: the owner stops with a third of the lease left, before
+    another worker may take the turn."""
+    clock = FakeClock(START)
+    store = Flaky(clock=clock.now)
+    store.failures = 100
+    lease = await taken(store)
+    lost: list[None] = []
+    async with keep_lease(store, lease, lease_seconds=LEASE, on_lost=lambda: lost.append(None),
+                          sleep=clock.sleep, monotonic=clock.now):  # fmt: skip
+        await clock.advance(19.9)
+        assert lost == []
+        await clock.advance(0.1)
+        assert lost == [None]
+        assert renewing_tasks() == []
+        assert store.failures == 100 - 3  # tried at 10, 13.3 and 16.7 s
+        assert clock.now() < (await store.turn(lease.turn.id)).lease_expires_at  # still ours
+
+
+async def test_a_renewal_a_third_of_a_lease_late_gives_the_lease_up() -> None:
+    """The renewal's sleep ended late (a paused process, a blocked loop): the lease may be
+    gone by the time it could be renewed, so the owner stops rather than renews."""
+    clock = FakeClock(START)
+    store = MemoryStore(clock=clock.now)
+    lease = await taken(store)
+    lost: list[None] = []
+    late = FakeClock(START)  # the renewal's sleep, which the test holds back
+
+    async def sleep(seconds: float) -> None:
+        await late.sleep(seconds)
+
+    async with keep_lease(store, lease, lease_seconds=LEASE, on_lost=lambda: lost.append(None),
+                          sleep=sleep, monotonic=clock.now):  # fmt: skip
+        await clock.advance(19.9)  # no renewal woke: 9.9 s late, still in time
+        await late.advance(10)
+        assert (lost, await expiry(store, lease)) == ([], START + 19.9 + LEASE)
+        await clock.advance(20)  # 10 s late this time
+        await late.advance(10)
+        assert lost == [None]
+        assert await expiry(store, lease) == START + 19.9 + LEASE  # not renewed
 
 
 async def test_leaving_the_block_cancels_the_renewals() -> None:

@@ -226,6 +226,28 @@ async def test_stop_ends_that_answer_and_the_next_turn_runs(scene: Scene) -> Non
     assert scene.shown()[-1] == "Next."
 
 
+async def test_a_turn_taken_over_mid_answer_is_left_to_its_new_owner_without_a_word(
+    scene: Scene,
+) -> None:
+    """Another worker took the lease (this one was paused past it, say): this worker sends
+    nothing more — no "stopped", no Stop button taken away — and writes nothing."""
+    scene.gateway.enqueue(Stream.stalled(openai_chunks("A long answer that never ends"), after=2))
+    turn = await scene.accept("go on", "1")
+    scene.worker.wake(KEY)
+    await until(lambda: any(scene.shown()), "the first words")
+    surface = scene.platform.thread(KEY)
+    shown, calls = dict(surface.messages), len(surface.calls)
+
+    other = await scene.store.take_over(turn.id, owner="host:9:other", lease_seconds=LEASE,
+                                        force=True)  # fmt: skip
+    assert other is not None
+    await scene.clock.advance(LEASE / 3)  # the next renewal finds the lease gone
+    await scene.idle()
+    assert (surface.messages, len(surface.calls)) == (shown, calls)
+    now = await scene.store.turn(turn.id)
+    assert (now.state, now.owner, now.refs) == ("running", "host:9:other", other.turn.refs)
+
+
 # --- recovery -----------------------------------------------------------------------------------
 
 
