@@ -69,6 +69,12 @@ async def answer_it(store: ConversationStore, lease: Lease) -> None:
     await store.answered(lease, messages=[answer(text)], text=text, finish_reason="stop")
 
 
+async def answer_and_deliver(store: ConversationStore, lease: Lease) -> None:
+    """The whole of a turn's run: answered, then shown (which frees its thread)."""
+    await answer_it(store, lease)
+    await store.delivered(lease.turn.id, [f"{lease.turn.order}.5"])
+
+
 def ids(turns: list[Turn]) -> list[int]:
     return [turn.id for turn in turns]
 
@@ -198,7 +204,7 @@ async def test_turns_of_a_thread_are_taken_one_at_a_time_in_platform_order(
     first = await take(store)
     assert (first.turn.order, first.turn.state) == ("1", "running")
     assert await store.take(KEY, owner="B", lease_seconds=LEASE) is None  # "1" holds the thread
-    await answer_it(store, first)
+    await answer_and_deliver(store, first)
 
     second = await take(store, owner="B")
     assert second.turn.order == "2"
@@ -207,7 +213,7 @@ async def test_turns_of_a_thread_are_taken_one_at_a_time_in_platform_order(
 
     third = await take(store)
     assert third.turn.order == "3"
-    await answer_it(store, third)
+    await answer_and_deliver(store, third)
     assert await store.take(KEY, owner="A", lease_seconds=LEASE) is None  # none queued
 
 
@@ -227,7 +233,7 @@ async def test_workers_asking_at_once_take_a_threads_turns_one_at_a_time_in_orde
         (taken,) = await everyone_takes()
         assert taken.turn.order == order
         assert await everyone_takes() == []  # it holds the thread
-        await answer_it(store, taken)
+        await answer_and_deliver(store, taken)
     assert await everyone_takes() == []  # none queued
 
 
@@ -279,8 +285,28 @@ async def test_an_expired_running_turn_holds_its_thread_until_it_is_recovered(
     recovered = await store.take_over(first.id, owner="B", lease_seconds=LEASE)
     assert recovered is not None
     assert await store.take(KEY, owner="C", lease_seconds=LEASE) is None
-    await answer_it(store, recovered)  # answered: only its delivery is left, "2" may run
+    await answer_it(store, recovered)
+    assert await store.take(KEY, owner="C", lease_seconds=LEASE) is None  # not yet delivered
+    await store.delivered(first.id, ["1.5"])
     assert (await take(store, owner="C")).turn.order == "2"
+
+
+async def test_an_answer_holds_its_thread_until_it_is_delivered(
+    store: ConversationStore, clock: FakeTime
+) -> None:
+    """In a fleet, "2" may be taken by another worker the moment it is free: were it free once
+    "1" is answered, "2"'s answer could be shown above "1"'s, still being posted."""
+    first = await accept(store, "1")
+    await accept(store, "2")
+    lease = await take(store, owner="A")
+    await answer_it(store, lease)
+    assert await store.take(KEY, owner="B", lease_seconds=LEASE) is None
+    assert await store.stranded() == []
+    clock.now += LEASE  # A died before it delivered: delivering "1" comes first
+    assert ids(await store.stranded()) == [first.id]
+    assert await store.take(KEY, owner="B", lease_seconds=LEASE) is None
+    await store.delivered(first.id, ["1.5"])
+    assert (await take(store, owner="B")).turn.order == "2"
 
 
 async def test_a_taken_over_lease_fences_out_its_old_owner(
@@ -383,7 +409,7 @@ async def test_history_by_turn(store: ConversationStore) -> None:
         answer("old answer"),
         user("question 1"),
     ]  # never the later question
-    await answer_it(store, first)
+    await answer_and_deliver(store, first)
     second = await take(store)
     assert await store.history(second) == [
         user("before the journal"),
@@ -400,7 +426,7 @@ async def test_load_gives_messages_of_no_turn_first_then_by_turn_order(
     await accept(store, "2")
     await accept(store, "1")
     first = await take(store)
-    await answer_it(store, first)
+    await answer_and_deliver(store, first)
     await store.append(KEY, [user("rebuilt from the platform")])
     second = await take(store)
     await answer_it(store, second)
@@ -608,7 +634,7 @@ async def test_a_revised_question_is_saved_and_read_in_history(store: Conversati
     assert (revised.turn.question, revised.fence) == (named, lease.fence)
     assert (await store.turn(turn.id)).question == named
     assert await store.history(revised) == [user("rebuilt from the platform"), named]
-    await answer_it(store, revised)
+    await answer_and_deliver(store, revised)
     later = await take(store)
     assert later.turn.id == follow_up.id
     assert await store.history(later) == [
@@ -669,8 +695,8 @@ async def test_prune_deletes_old_history_and_ended_turns(
     clock.now += 10
     await store.append(KEY, [user("recent")])
     recent = await accept(store, "3")
-    await answer_it(store, await take(store))
     await store.delivered(old.id, [])
+    await answer_it(store, await take(store))
     await store.delivered(recent.id, [])
 
     assert await store.prune(older_than=cut) == 3

@@ -127,7 +127,7 @@ async def test_a_lease_unrenewed_for_two_thirds_of_it_is_given_up() -> None:
         assert lost == [None]
         assert renewing_tasks() == []
         assert store.failures == 100 - 3  # tried at 10, 13.3 and 16.7 s
-        assert clock.now() < (await store.turn(lease.turn.id)).lease_expires_at  # still ours
+        assert await expiry(store, lease) == START + LEASE  # still ours, for 10 s more
 
 
 async def test_a_renewal_a_third_of_a_lease_late_gives_the_lease_up() -> None:

@@ -146,8 +146,9 @@ async def test_three_workers_take_each_threads_turns_one_at_a_time_in_order(
                 history = await worker.history(lease)
                 text = f"answer {lease.turn.order} after {len(history)} messages"
                 reply = AssistantMessage(text=text, finish_reason="stop")
-                del running[str(key)]  # before the answer is saved: the next may be taken
                 await worker.answered(lease, messages=[reply], text=text, finish_reason="stop")
+                del running[str(key)]  # before it is delivered: the next may be taken then
+                await worker.delivered(lease.turn.id, [f"{lease.turn.order}.5"])
 
     await asyncio.gather(*(work(worker, f"W{n}") for n, worker in enumerate(workers)))
     assert overlaps == []

@@ -12,9 +12,10 @@ store, not a process's memory, holds the promise to answer it::
 - **Order.** Turns of one thread run one at a time, in the platform's order (``Turn.order``:
   Slack's ``ts``, a Discord snowflake zero-padded to 20 digits — compared as strings), not in
   arrival order. :meth:`TurnJournal.take` hands out the thread's earliest queued turn, and
-  only while no turn of the thread is ``running`` — even one whose lease expired: recovering
-  it (:meth:`TurnJournal.take_over`) comes first. An ``answered`` turn does not hold its
-  thread: its answer is saved, only its delivery is left.
+  only while no turn of the thread is ``running`` or ``answered`` — even one whose lease
+  expired: recovering it (:meth:`TurnJournal.take_over`) comes first. An ``answered`` turn
+  holds its thread until it is delivered: in a fleet the next turn may be another worker's,
+  whose answer must not appear above this one's.
 - **Leases and fencing.** Taking a turn leases it to an ``owner`` (a worker's id) for
   ``lease_seconds``; the owner renews it while the turn runs. Each take increments the turn's
   ``fence``: a write made with an older :class:`Lease` (a worker whose lease expired and was
@@ -141,8 +142,8 @@ class TurnJournal(Protocol):
 
     async def take(self, key: ConversationKey, *, owner: str, lease_seconds: float) -> Lease | None:
         """Lease the thread's earliest ``queued`` turn to ``owner`` (state ``running``, fence
-        incremented); ``None`` when none is queued or a turn of the thread is ``running``, even
-        under an expired lease (see "Order")."""
+        incremented); ``None`` when none is queued or a turn of the thread is ``running`` or
+        ``answered``, even under an expired lease (see "Order")."""
         ...
 
     async def take_over(
@@ -232,9 +233,9 @@ class TurnJournal(Protocol):
 
         - ``running`` and ``answered`` turns (not yet delivered) whose lease expired or whose
           owner ``is_dead(owner)`` says is gone (a previous process on this machine, say);
-        - the earliest ``queued`` turn of each thread that has no ``running`` turn (the one
-          :meth:`take` would give): a queued turn behind a running one waits for it, even for
-          one whose lease expired, which is listed itself.
+        - the earliest ``queued`` turn of each thread that has no ``running`` or ``answered``
+          turn (the one :meth:`take` would give): a queued turn behind one waits for it, even
+          for one whose lease expired, which is listed itself.
         """
         ...
 

@@ -328,9 +328,11 @@ class MemoryStore:
         return min(queued, key=lambda turn: (turn.order, turn.id), default=None)
 
     def _running_in(self, conversation: str) -> bool:
-        """A turn of the thread is running, under a live lease or an expired one."""
+        """A turn holds the thread: one running, or answered and not yet delivered (under a
+        live lease or an expired one), so that answers appear in their questions' order."""
         return any(
-            self._turns[id_].state == "running" for id_ in self._threads.get(conversation, [])
+            self._turns[id_].state in ("running", "answered")
+            for id_ in self._threads.get(conversation, [])
         )
 
     def _lease(self, turn: Turn, owner: str, now: float, lease_seconds: float) -> Lease:

@@ -105,14 +105,16 @@ LOCK_THREAD = Query(f"SELECT pg_advisory_xact_lock({THREAD_LOCK}, hashtext(:conv
 _LOCK_THREAD_OF_TURN = Query(
     f"SELECT pg_advisory_xact_lock({THREAD_LOCK}, hashtext(conversation)) FROM turns WHERE id = :id"
 )
-# The thread of turns.conversation: its earliest queued turn, and whether a turn of it is
-# running (under a live lease or an expired one: either holds the thread).
+# The thread of turns.conversation: its earliest queued turn, and whether a turn of it holds
+# the thread: one running, or answered and not yet delivered (under a live lease or an expired
+# one: either holds it, so that answers appear in their questions' order).
 _FIRST_QUEUED = """(
     SELECT q.id FROM turns AS q WHERE q.conversation = turns.conversation AND q.state = 'queued'
     ORDER BY q.ord, q.id LIMIT 1
 )"""
 _RUNNING_IN_THREAD = """EXISTS (
-    SELECT 1 FROM turns AS r WHERE r.conversation = turns.conversation AND r.state = 'running'
+    SELECT 1 FROM turns AS r WHERE r.conversation = turns.conversation
+        AND r.state IN ('running', 'answered')
 )"""
 _LEASE = f"""owner = :owner, fence = fence + 1,
     lease_expires_at = {NOW} + :lease_seconds::float8, updated_at = {NOW}"""

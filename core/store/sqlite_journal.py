@@ -68,14 +68,16 @@ _INSERT_TURN = f"""
     RETURNING {_COLUMNS}
 """
 _TURN = f"SELECT {_COLUMNS} FROM turns WHERE id = ?"
-# The thread of turns.conversation: its earliest queued turn, and whether a turn of it is
-# running (under a live lease or an expired one: either holds the thread).
+# The thread of turns.conversation: its earliest queued turn, and whether a turn of it holds
+# the thread: one running, or answered and not yet delivered (under a live lease or an expired
+# one: either holds it, so that answers appear in their questions' order).
 _FIRST_QUEUED = """(
     SELECT q.id FROM turns AS q WHERE q.conversation = turns.conversation AND q.state = 'queued'
     ORDER BY q.ord, q.id LIMIT 1
 )"""
 _RUNNING_IN_THREAD = """EXISTS (
-    SELECT 1 FROM turns AS r WHERE r.conversation = turns.conversation AND r.state = 'running'
+    SELECT 1 FROM turns AS r WHERE r.conversation = turns.conversation
+        AND r.state IN ('running', 'answered')
 )"""
 _LEASE = "owner = :owner, fence = fence + 1, lease_expires_at = :expires, updated_at = :now"
 _TAKE = f"""
