@@ -7,9 +7,10 @@
         assert gw.requests[0].json["stream"] is True
 
 Any POST whose path ends in ``/chat/completions`` or ``/v1/messages`` takes the next scripted
-reply (:class:`Stream`, :class:`Error` or :class:`Hang`); with none left it answers ``500``
-"fake gateway: no scripted reply" (or the ``fallback`` reply, when one is given). Every request
-is recorded in :attr:`FakeGateway.requests`.
+reply (:class:`Stream`, :class:`Error` or :class:`Hang`); with none left it asks ``respond``
+(a function of the request, when one is given: a reply that depends on what was asked, for
+concurrent callers), then answers the ``fallback`` reply, or ``500`` "fake gateway: no scripted
+reply". Every request is recorded in :attr:`FakeGateway.requests`.
 
 Run as a process for benchmarks (prints ``LISTENING http://127.0.0.1:PORT`` once bound):
 
@@ -24,7 +25,7 @@ import json
 import random
 import sys
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Literal
 
@@ -164,11 +165,13 @@ class FakeGateway(LoopbackServer):
         host: str = "127.0.0.1",
         port: int = 0,
         fallback: Reply | None = None,
+        respond: Callable[[RecordedRequest], Reply | None] | None = None,
         record: bool = True,
         shutdown_timeout: float = 0.5,
     ) -> None:
         self.requests: list[RecordedRequest] = []
         self._fallback = fallback
+        self._respond = respond
         self._record = record
         self._replies: deque[Reply] = deque()
         self._wake = asyncio.Event()
@@ -199,13 +202,18 @@ class FakeGateway(LoopbackServer):
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        recorded = _recorded(request, body)
         if self._record:
-            self.requests.append(_recorded(request, body))
+            self.requests.append(recorded)
         if request.method != "POST" or not request.path.endswith(
             ("/chat/completions", "/v1/messages")
         ):
             return web.Response(status=404, body=b"fake gateway: no route " + request.path.encode())
-        reply = self._replies.popleft() if self._replies else self._fallback
+        reply = self._replies.popleft() if self._replies else None
+        if reply is None and self._respond is not None:
+            reply = self._respond(recorded)
+        if reply is None:
+            reply = self._fallback
         match reply:
             case None:
                 return web.Response(status=500, body=NO_REPLY_BODY, content_type="text/plain")
