@@ -63,7 +63,7 @@ from bots.turn_log import Outcome, TurnRecord, failure_kind, report
 from core.engine import STOPPED as STOPPED_ERROR
 from core.engine import ConversationEngine
 from core.events import ToolStarted, TurnFailed, TurnFinished, Usage
-from core.lease import dead_on_this_host, keep_lease, owner_id
+from core.lease import dead_on_this_host, keep_lease, owner_id, taken_over
 from core.messages import ConversationKey
 from core.settings import StoreSettings
 from core.store import ConversationStore, Lease, LeaseLost, StoreError, Turn
@@ -403,7 +403,8 @@ class TurnWorker:
             try:
                 await self._store.save_refs(lease, refs)
             except LeaseLost:
-                lost()
+                if await taken_over(self._store, lease):
+                    lost()
             except StoreError:
                 log.exception("could not save the messages of turn %d", turn.id)
 

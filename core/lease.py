@@ -21,7 +21,7 @@ from uuid import uuid4
 from core.store.errors import StoreError
 from core.store.journal import Lease, LeaseLost, TurnJournal
 
-__all__ = ["dead_on_this_host", "keep_lease", "owner_id"]
+__all__ = ["dead_on_this_host", "keep_lease", "owner_id", "taken_over"]
 
 log = logging.getLogger("relaybot.lease")
 
@@ -90,14 +90,26 @@ async def _renew(
         try:
             lease = await store.renew(lease, lease_seconds=lease_seconds)
         except LeaseLost as lost:
-            log.info("turn %d was taken over: %s", lease.turn.id, lost)
-            on_lost()
-            return
+            if await taken_over(store, lease):
+                log.info("turn %d was taken over: %s", lease.turn.id, lost)
+                on_lost()
+            return  # else it ended under this lease: nothing is left to renew
         except StoreError:
             log.exception("could not renew the lease of turn %d; trying again", lease.turn.id)
             interval = max(0.0, min(lease_seconds / 9, renewed_at + unsure_after - monotonic()))
         else:
             renewed_at, interval = attempt, lease_seconds / 3
+
+
+async def taken_over(store: TurnJournal, lease: Lease) -> bool:
+    """After :class:`LeaseLost`: whether another worker holds the turn now (its fence moved
+    on), as opposed to the turn having ended under this very lease (failed, or delivered),
+    which leaves its owner free to finish showing it. A store that cannot tell says taken."""
+    try:
+        turn = await store.turn(lease.turn.id)
+    except StoreError:
+        return True
+    return turn.fence != lease.fence
 
 
 def owner_id() -> str:

@@ -80,6 +80,21 @@ async def test_a_lease_taken_over_is_reported_once_and_no_longer_renewed() -> No
         assert (turn.owner, turn.lease_expires_at) == ("worker-2", START + 5 + LEASE)
 
 
+async def test_a_turn_ended_under_the_lease_is_not_reported_lost() -> None:
+    """The turn failed under this very lease while its reply is still being shown: the
+    renewal stops, and the owner is not told to stop (it is not another worker's)."""
+    clock = FakeClock(START)
+    store = MemoryStore(clock=clock.now)
+    lease = await taken(store)
+    lost: list[None] = []
+    async with keep_lease(store, lease, lease_seconds=LEASE, on_lost=lambda: lost.append(None),
+                          sleep=clock.sleep):  # fmt: skip
+        await store.failed(lease, messages=[], error="The model is unavailable.")
+        await clock.advance(10)
+        assert renewing_tasks() == []
+    assert lost == []
+
+
 class Flaky(MemoryStore):
     """A store whose next ``failures`` renewals fail."""
 
