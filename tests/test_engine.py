@@ -93,6 +93,7 @@ class Harness:
         self.store: ConversationStore = MemoryStore()
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.registry = ToolRegistry([self.lookup_tool()])
+        self._ran: list[int] = []
 
     def lookup_tool(self) -> Tool:
         calls = self.calls
@@ -121,9 +122,16 @@ class Harness:
         )  # fmt: skip
 
     async def ask(self, text: str, *, key: ConversationKey = KEY, tz: str | None = None) -> Lease:
+        """A turn ready to run; the answers of turns run before are delivered first, as a
+        worker shows them (a thread's next turn waits for that)."""
+        for turn_id in self._ran:
+            if (await self.store.turn(turn_id)).state == "answered":
+                await self.store.delivered(turn_id, [])
+        self._ran.clear()
         return await asked(self.store, text, key=key, tz=tz)
 
     async def turn(self, lease: Lease, **engine: Any) -> list[EngineEvent]:
+        self._ran.append(lease.turn.id)
         async with aclosing(self.engine(**engine).run_turn(lease)) as events:
             return [event async for event in events]
 
@@ -171,7 +179,7 @@ async def test_plain_turn_is_saved_and_the_next_turn_continues_it(harness: Harne
         "UserMessage", "AssistantMessage", "UserMessage", "AssistantMessage"
     ]  # fmt: skip
     turn = await harness.store.turn(lease.turn.id)
-    assert (turn.state, turn.final_text, turn.finish_reason) == ("answered", "Hello Ada!", "stop")
+    assert (turn.final_text, turn.finish_reason) == ("Hello Ada!", "stop")  # delivered since
 
 
 async def test_system_prompt_carries_date_time_and_time_zone(harness: Harness) -> None:
@@ -297,12 +305,15 @@ async def test_a_follow_up_accepted_mid_answer_waits_then_reads_the_answer(
                 await release.wait()
         return seen
 
-    one = asyncio.create_task(run(await harness.ask("one")))
+    first = await harness.ask("one")
+    one = asyncio.create_task(run(first))
     await asyncio.wait_for(one_streaming.wait(), WAIT)
     await accepted(harness.store, "two")
     assert await harness.store.take(KEY, owner=OWNER, lease_seconds=LEASE) is None
     release.set()
     assert isinstance(last(await one), TurnFinished)
+    assert await harness.store.take(KEY, owner=OWNER, lease_seconds=LEASE) is None  # not shown
+    await harness.store.delivered(first.turn.id, [])
     two = await harness.store.take(KEY, owner=OWNER, lease_seconds=LEASE)
     assert two is not None
     assert two.turn.question.text == "two"

@@ -165,8 +165,9 @@ async def test_a_pause_blocks_every_process(
     a.pause((SCOPE, "discord.global"), 30)
     assert a.available(SCOPE) == 0
     names: list[str] = []
-    waiting = [start(a, (SCOPE,), names, "a"), start(b, (SCOPE,), names, "b")]
-    await sleeps_a.until_asked(1)
+    waiting = [start(a, (SCOPE,), names, "a")]
+    await sleeps_a.until_asked(1)  # a's take waited for its pause to reach Redis: b sees it
+    waiting.append(start(b, (SCOPE,), names, "b"))
     await sleeps_b.until_asked(1)
 
     assert names == []
