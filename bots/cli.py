@@ -8,7 +8,8 @@
   ``SLACK_APP_TOKEN``); ``relaybot slack --http --port N`` serves Slack's events at
   ``/slack/events`` instead (``SLACK_SIGNING_SECRET``), with ``GET /health``.
 - ``relaybot discord`` runs the Discord bot (``DISCORD_BOT_TOKEN``) over the gateway; it prints
-  the link that adds it to a server.
+  the link that adds it to a server. ``--shard-count N --shards 0,1`` runs those shards of N
+  (all N without ``--shards``), so several processes share one bot.
 - ``relaybot offline-llm --port N`` serves the offline model for any compatible client.
 
 Settings come from ``--config`` / ``RELAYBOT_CONFIG``, the environment and the flags (see
@@ -31,7 +32,7 @@ from adapters.redis_budget import BudgetUnavailable
 from bots.check import check_command
 from bots.console.ask import TurnFailedError, ask
 from bots.console.chat import run_console
-from bots.discord.client import DiscordUnavailable
+from bots.discord.client import DiscordUnavailable, Shards
 from bots.discord.runner import run_discord
 from bots.logs import configure_logging, set_log_format
 from bots.offline import run_offline_llm
@@ -125,7 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _metrics_port_option(slack)
 
-    _metrics_port_option(commands.add_parser("discord", help="run the Discord bot"))
+    discord = commands.add_parser("discord", help="run the Discord bot")
+    discord.add_argument(
+        "--shard-count",
+        type=int,
+        metavar="N",
+        help="split the bot into N shards (default: one process, no shards)",
+    )
+    discord.add_argument(
+        "--shards",
+        metavar="IDS",
+        help="with --shard-count: the shards this process runs, e.g. 0,1 (default: all)",
+    )
+    _metrics_port_option(discord)
 
     offline = commands.add_parser("offline-llm", help="serve the offline model")
     offline.add_argument(
@@ -194,7 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "slack":
             return asyncio.run(_slack(args))
         if args.command == "discord":
-            return asyncio.run(_discord(args))
+            shards = Shards.chosen(args.shard_count, args.shards)
+            return asyncio.run(_discord(args, shards))
         if args.command == "check":
             return check_command(
                 args.config, platform=args.platform, as_json=args.json, out=sys.stdout
@@ -276,9 +290,9 @@ async def _slack(args: argparse.Namespace) -> int:
     )
 
 
-async def _discord(args: argparse.Namespace) -> int:
+async def _discord(args: argparse.Namespace, shards: Shards | None) -> int:
     return await run_discord(
-        _bot_settings(args), announce=_announce, metrics_port=args.metrics_port
+        _bot_settings(args), announce=_announce, metrics_port=args.metrics_port, shards=shards
     )
 
 

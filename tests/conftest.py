@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack
 from typing import Protocol, TypeVar
@@ -12,6 +13,7 @@ from typing import Protocol, TypeVar
 import asyncpg
 import httpx2
 import pytest
+from redis.asyncio import Redis
 
 from core.store import ConversationStore
 from tests.fakes.llm_gateway import FakeGateway
@@ -101,6 +103,32 @@ async def closing() -> AsyncIterator[Closing]:
             return store
 
         yield open_
+
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+"""The tests' Redis (``.ci/run`` starts it when it is not running)."""
+_NO_REDIS = os.environ.get("RELAYBOT_TEST_NO_REDIS") == "1"
+"""Read at import: some tests take every ``RELAYBOT_*`` variable away before their fixtures."""
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    """A Redis key prefix of this test's own on :data:`REDIS_URL`; whatever is left under it is
+    deleted afterwards. No Redis is a failure (``RELAYBOT_TEST_NO_REDIS=1`` skips instead)."""
+    prefix = f"relaybot-test:{uuid.uuid4().hex}:"
+    client = Redis.from_url(REDIS_URL)
+    try:
+        try:
+            await client.ping()
+        except OSError as error:  # redis' ConnectionError is an OSError too
+            if _NO_REDIS:
+                pytest.skip(f"no Redis at {REDIS_URL} (RELAYBOT_TEST_NO_REDIS=1)")
+            pytest.fail(f"these tests need Redis at {REDIS_URL} (.ci/run starts it): {error}")
+        yield prefix
+        if keys := [key async for key in client.scan_iter(match=f"{prefix}*")]:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -25,11 +23,10 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
-from redis.asyncio import Redis
 
 from adapters.live import STOPPED
 from bots.slack.server import EVENTS_PATH
-from tests.conftest import Spawn
+from tests.conftest import REDIS_URL, Spawn
 from tests.fakes.llm_gateway import FakeGateway, RecordedRequest, Reply, Stream
 from tests.fakes.open_meteo import FakeOpenMeteo
 from tests.fakes.slack_api import BOT_ID, FakeSlack, Message
@@ -39,7 +36,6 @@ from tests.support.waiting import until
 from tests.test_slack_bot import (
     ADA,
     CHANNEL,
-    REDIS_URL,
     SECRET,
     TOKEN,
     WAIT,
@@ -120,25 +116,6 @@ class Fleet:
         url = self.workers[worker].url + EVENTS_PATH
         async with self.slack.http.post(url, data=body, headers=headers) as response:
             return response.status
-
-
-@pytest.fixture
-async def redis_prefix() -> AsyncIterator[str]:
-    """A key prefix of this test's own on the local Redis; its keys are deleted afterwards."""
-    prefix = f"relaybot-test:{uuid.uuid4().hex}:"
-    client = Redis.from_url(REDIS_URL)
-    try:
-        try:
-            await client.ping()
-        except OSError as error:  # redis' ConnectionError is an OSError too
-            if os.environ.get("RELAYBOT_TEST_NO_REDIS") == "1":
-                pytest.skip(f"no Redis at {REDIS_URL} (RELAYBOT_TEST_NO_REDIS=1)")
-            pytest.fail(f"these tests need Redis at {REDIS_URL}: {error}")
-        yield prefix
-        if keys := [key async for key in client.scan_iter(match=f"{prefix}*")]:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture

@@ -90,6 +90,7 @@ def test_defaults() -> None:
     }
     assert settings.discord.model_dump() == {
         **dict.fromkeys(["bot_token", "api_url", "gateway_url"]),
+        "identify_spacing": 5.0,
         "allowed_guilds": (),
         "allowed_channels": (),
         "allowed_roles": (),

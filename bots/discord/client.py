@@ -1,8 +1,10 @@
 """How relaybot connects to Discord: the discord.py client, its intents and endpoints, the
 invite URL, and logging in — with every way that can fail said in one line.
 
-- :data:`CLIENT_CLASS` is the one place the client class is named: a bot in many servers
-  switches it to ``discord.AutoShardedClient`` and nothing else changes.
+- :data:`CLIENT_CLASS` is the client of one process that runs the whole bot. A bot in many
+  servers runs :class:`Shards` split over processes (``relaybot discord --shard-count N
+  --shards 0,1``): :class:`ShardedClient`, discord.py's ``AutoShardedClient`` whose
+  IDENTIFYs wait for an :class:`~bots.discord.identify.IdentifyGate` shared through Redis.
 - :func:`intents`: servers, server messages, DMs and message content. Message content is
   privileged: switch on Developer Portal → the application → Bot → Privileged Gateway
   Intents → Message Content Intent, or Discord closes the gateway (4014), which
@@ -20,6 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -29,6 +32,7 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 from discord.voice_client import VoiceClient
 
+from bots.discord.identify import IdentifyGate, IdentifyGateUnavailable
 from bots.discord.settings import DiscordSettings
 from core.settings import SettingsError
 
@@ -37,6 +41,8 @@ __all__ = [
     "NO_MESSAGE_CONTENT",
     "PERMISSIONS",
     "DiscordUnavailable",
+    "ShardedClient",
+    "Shards",
     "bot_token",
     "discord_endpoints",
     "intents",
@@ -49,7 +55,7 @@ __all__ = [
 log = logging.getLogger("relaybot.discord")
 
 CLIENT_CLASS: type[discord.Client] = discord.Client
-"""The discord.py client the bot runs on; ``discord.AutoShardedClient`` works the same."""
+"""The discord.py client of a process that runs the whole bot (no :class:`Shards`)."""
 PERMISSIONS = discord.Permissions(
     view_channel=True,
     send_messages=True,
@@ -82,14 +88,86 @@ def intents() -> discord.Intents:
     return wanted
 
 
-def new_client(**options: Any) -> discord.Client:
-    """A :data:`CLIENT_CLASS` with relaybot's intents and mentions off by default; ``options``
-    are discord.py's (tests shorten ``guild_ready_timeout``)."""
+@dataclass(frozen=True, kw_only=True)
+class Shards:
+    """The shards this process runs (``ids``) of all the bot's (``count``). Discord sends a
+    guild's events to shard ``(guild_id >> 22) % count``, and every DM to shard 0."""
+
+    count: int
+    ids: tuple[int, ...]
+
+    @classmethod
+    def chosen(cls, count: int | None, ids: str | None) -> Shards | None:
+        """The shards ``--shard-count`` and ``--shards`` ("0,1") name: None for neither
+        (one unsharded client), all of them for a count alone; ``SettingsError`` saying
+        what is wrong with any other choice."""
+        if count is None:
+            if ids is not None:
+                raise SettingsError("--shards needs --shard-count: how many shards in all")
+            return None
+        if count < 1:
+            raise SettingsError(f"--shard-count must be at least 1 (got {count})")
+        if ids is None:
+            return cls(count=count, ids=tuple(range(count)))
+        try:
+            chosen = tuple(int(part) for part in ids.split(","))
+        except ValueError:
+            raise SettingsError(f"--shards takes shard numbers such as 0,1 (got {ids!r})") from None
+        if len(set(chosen)) != len(chosen):
+            raise SettingsError(f"--shards names a shard twice ({ids})")
+        if outside := [i for i in chosen if not 0 <= i < count]:
+            raise SettingsError(
+                f"--shards {ids}: shard {outside[0]} is not one of 0..{count - 1} "
+                f"(--shard-count {count})"
+            )
+        return cls(count=count, ids=chosen)
+
+    def __str__(self) -> str:
+        return f"shards {','.join(map(str, self.ids))} of {self.count}"
+
+
+class ShardedClient(discord.AutoShardedClient):
+    """discord.py's ``AutoShardedClient`` whose IDENTIFYs wait for ``gate``, shared by every
+    process of the bot, in the bucket ``shard_id % max_concurrency``. Without a gate, or when
+    its Redis fails (one log line), discord.py spaces them itself, within this process."""
+
+    def __init__(self, *, gate: IdentifyGate | None, **options: Any) -> None:
+        super().__init__(**options)
+        self._gate = gate
+        self._max_concurrency: int | None = None
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        if self._gate is not None:
+            try:
+                await self._gate.take((shard_id or 0) % await self._concurrency())
+                return
+            except IdentifyGateUnavailable as error:
+                log.warning("shard %s identifies with this process's spacing: %s", shard_id, error)
+        await super().before_identify_hook(shard_id, initial=initial)
+
+    async def _concurrency(self) -> int:
+        """Discord's ``max_concurrency`` (IDENTIFY buckets), asked once; 1 if it cannot be."""
+        if self._max_concurrency is None:
+            try:
+                limits = await self.fetch_session_start_limits()
+                self._max_concurrency = max(1, limits.max_concurrency)
+            except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError):
+                self._max_concurrency = 1  # one bucket: the slowest, never too fast
+        return self._max_concurrency
+
+
+def new_client(
+    *, shards: Shards | None = None, gate: IdentifyGate | None = None, **options: Any
+) -> discord.Client:
+    """A :data:`CLIENT_CLASS` — or, for ``shards``, a :class:`ShardedClient` running those,
+    its IDENTIFYs through ``gate`` — with relaybot's intents and mentions off by default;
+    ``options`` are discord.py's (tests shorten ``guild_ready_timeout``)."""
     VoiceClient.warn_nacl = VoiceClient.warn_dave = False  # relaybot has no voice: no warning
     options.setdefault("max_ratelimit_timeout", MAX_RATELIMIT_WAIT)
-    return CLIENT_CLASS(
-        intents=intents(), allowed_mentions=discord.AllowedMentions.none(), **options
-    )
+    options |= {"intents": intents(), "allowed_mentions": discord.AllowedMentions.none()}
+    if shards is None:
+        return CLIENT_CLASS(**options)
+    return ShardedClient(gate=gate, shard_count=shards.count, shard_ids=list(shards.ids), **options)
 
 
 def invite_url(application_id: int) -> str:

@@ -28,3 +28,6 @@ class DiscordSettings(Section):
     max_input_chars: int = Field(default=8000, ge=100)
     dm_idle_hours: float = Field(default=6.0, gt=0)
     edit_interval: float = Field(default=1.0, gt=0)
+    identify_spacing: float = Field(default=5.0, gt=0)
+    """Seconds between two IDENTIFYs of one bucket, across every process sharing
+    ``redis.url`` (Discord's limit is one per 5 s); only a test server allows less."""

@@ -26,6 +26,12 @@ timer, and when it fires after the close it dispatches ``ready`` to a client who
 gone, leaving ``on_ready``'s ``Client._run_event`` coroutine unawaited, which this project's
 warning filter fails on, in whichever test the garbage collector next runs.
 
+Shards: ``FakeDiscord(second_guild=True)`` adds guild ``GUILD_2`` (channel ``CHANNEL_2``),
+which lands on shard 1 of 2 while ``GUILD`` is on shard 0. A connection whose IDENTIFY says
+``shard: [id, count]`` hears only its shard's guilds (READY, GUILD_CREATE, their events), and
+DMs only on shard 0; :attr:`FakeDiscord.connections` keeps each one's ``shard`` and the
+events ``dispatched`` to it. Without ``shard`` (``[0, 1]``) everything is as before.
+
 The modules, one idea each: ``world`` (the guild, its channels, roles and users; permission
 and intent bits), ``messages`` (a message, whom it pings, what Discord refuses in one),
 ``payloads`` (guild-level JSON objects), ``errors`` (Discord's error answers), ``state``
@@ -47,9 +53,11 @@ from tests.fakes.fake_discord.world import (
     BOT,
     BOT_ROLE,
     CHANNEL,
+    CHANNEL_2,
     FORUM,
     GRACE,
     GUILD,
+    GUILD_2,
     INTENT_DIRECT_MESSAGES,
     INTENT_GUILD_MEMBERS,
     INTENT_GUILD_MESSAGES,
@@ -63,6 +71,7 @@ from tests.fakes.fake_discord.world import (
     PRIVILEGED_INTENTS,
     USERS,
     FakeUser,
+    shard_of,
 )
 
 __all__ = [
@@ -70,9 +79,11 @@ __all__ = [
     "BOT",
     "BOT_ROLE",
     "CHANNEL",
+    "CHANNEL_2",
     "FORUM",
     "GRACE",
     "GUILD",
+    "GUILD_2",
     "INTENT_DIRECT_MESSAGES",
     "INTENT_GUILDS",
     "INTENT_GUILD_MEMBERS",
@@ -92,4 +103,5 @@ __all__ = [
     "Message",
     "RecordedCall",
     "Thread",
+    "shard_of",
 ]

@@ -11,7 +11,8 @@ Driving it (each dispatches its event): ``await`` :meth:`~FakeDiscord.user_messa
 :attr:`~FakeDiscord.calls` (:class:`~tests.fakes.fake_discord.router.RecordedCall`),
 :meth:`~FakeDiscord.routes`, :meth:`~FakeDiscord.responses`, :attr:`~FakeDiscord.ephemeral`,
 :attr:`~FakeDiscord.rate_limited`, :attr:`~FakeDiscord.identify`, :attr:`~FakeDiscord.ready`,
-:attr:`~FakeDiscord.heartbeats`.
+:attr:`~FakeDiscord.heartbeats`, :attr:`~FakeDiscord.connections` (each with its shard and
+the events it was sent).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from tests.fakes.fake_discord.messages import Message
 from tests.fakes.fake_discord.ratelimits import RateLimits
 from tests.fakes.fake_discord.rest import Rest
 from tests.fakes.fake_discord.router import API_PREFIX, RecordedCall, Router
-from tests.fakes.fake_discord.sessions import Sessions
+from tests.fakes.fake_discord.sessions import Connection, Sessions
 from tests.fakes.fake_discord.state import State, Thread
 from tests.fakes.fake_discord.world import (
     CHANNEL,
@@ -51,7 +52,11 @@ class FakeDiscord(LoopbackServer):
     ``privileged_intents`` are those switched on in the Developer Portal: the gateway refuses
     the others, and the application's ``flags`` say them (Message Content as bit 18, the
     "limited" flag of an app in under 100 servers). ``application_flags`` answers other flags
-    instead (bit 19 for a verified app), while the gateway still follows the intents."""
+    instead (bit 19 for a verified app), while the gateway still follows the intents.
+
+    ``second_guild`` adds :data:`~tests.fakes.fake_discord.world.GUILD_2` (on the other
+    shard of two); ``shards`` and ``max_concurrency`` are what ``GET /gateway/bot``
+    recommends and allows."""
 
     def __init__(
         self,
@@ -64,6 +69,9 @@ class FakeDiscord(LoopbackServer):
         interaction_deadline: float = 3.0,
         privileged_intents: int = PRIVILEGED_INTENTS,
         application_flags: int | None = None,
+        second_guild: bool = False,
+        shards: int = 1,
+        max_concurrency: int = 1,
         clock: Callable[[], float] = time.monotonic,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -72,7 +80,7 @@ class FakeDiscord(LoopbackServer):
         self.guild, self.channel = GUILD, CHANNEL
         self.api_url = self.gateway_url = ""
         sessions = Sessions()
-        self._state = State(sessions)
+        self._state = State(sessions, second_guild=second_guild)
         self._gateway = Gateway(
             sessions,
             self._state,
@@ -84,7 +92,11 @@ class FakeDiscord(LoopbackServer):
             window=window, per_window=per_window, global_per_second=global_per_second
         )
         self._rest = Rest(
-            self._state, privileged_intents=privileged_intents, application_flags=application_flags
+            self._state,
+            privileged_intents=privileged_intents,
+            application_flags=application_flags,
+            shards=shards,
+            max_concurrency=max_concurrency,
         )
         self._interactions = Interactions(
             self._state, sessions, clock=clock, deadline=interaction_deadline
@@ -233,3 +245,9 @@ class FakeDiscord(LoopbackServer):
     def heartbeats(self) -> int:
         """How many heartbeats clients have sent."""
         return self._gateway.heartbeats
+
+    @property
+    def connections(self) -> list[Connection]:
+        """Every gateway websocket so far, closed ones included: its ``shard`` (``(id,
+        count)`` once identified) and the events ``dispatched`` to it."""
+        return self._gateway.connections

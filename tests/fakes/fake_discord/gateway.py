@@ -3,8 +3,9 @@ GUILD_CREATE, RESUME, REQUEST_GUILD_MEMBERS.
 
 ``v=10``, ``encoding=json``, ``compress=zlib-stream`` or none. HELLO carries
 ``heartbeat_interval`` (ms); heartbeats are acked. IDENTIFY is answered with READY, then
-GUILD_CREATE (all members with the GUILD_MEMBERS intent, else only the bot; active threads
-with their ``owner_id``). RESUME replays what the session missed, then RESUMED;
+GUILD_CREATE for each guild of its shard (all members with the GUILD_MEMBERS intent, else only
+the bot; active threads with their ``owner_id``); a ``shard`` that is not ``[id, count]`` with
+``0 <= id < count`` closes with 4010. RESUME replays what the session missed, then RESUMED;
 REQUEST_GUILD_MEMBERS → GUILD_MEMBERS_CHUNK. A wrong token closes with 4004, a privileged
 intent not in ``privileged_intents`` with 4014. A client's clean close (1000, 1001) ends its
 session; any other close leaves it resumable.
@@ -54,6 +55,8 @@ class Gateway:
         self.identify: dict[str, Any] | None = None
         self.ready = asyncio.Event()
         self.heartbeats = 0
+        self.connections: list[Connection] = []
+        """Every websocket served so far, closed ones included, in order."""
         self._sessions, self._state = sessions, state
         self._token, self._privileged = token, privileged_intents
         self._heartbeat_interval = heartbeat_interval
@@ -75,6 +78,7 @@ class Gateway:
             return ws
         connection = Connection(ws, compress=compress is not None)
         self._connections.append(connection)
+        self.connections.append(connection)
         try:
             await connection.send(HELLO, {"heartbeat_interval": self._heartbeat_interval})
             async for frame in ws:
@@ -115,7 +119,7 @@ class Gateway:
             await connection.close(4001, "Unknown opcode.")
 
     async def _on_identify(self, connection: Connection, d: dict[str, Any]) -> None:
-        intents = d.get("intents")
+        intents, shard = d.get("intents"), _shard(d.get("shard", [0, 1]))
         if connection.session is not None:
             await connection.close(4005, "Already authenticated.")
         elif d.get("token") != self._token:
@@ -124,14 +128,22 @@ class Gateway:
             await connection.close(4013, "Invalid intent(s).")
         elif intents & PRIVILEGED_INTENTS & ~self._privileged:
             await connection.close(4014, "Disallowed intent(s).")
+        elif shard is None:
+            await connection.close(4010, "Invalid shard.")
         else:
             self.identify = d
-            session = self._sessions.start(intents, connection)
-            await session.dispatch("READY", self._ready(session, d))
+            session = self._sessions.start(intents, connection, shard)
+            await session.dispatch("READY", self._ready(session))
             if session.wants(INTENT_GUILDS):
                 members = bool(intents & INTENT_GUILD_MEMBERS)
-                await session.dispatch("GUILD_CREATE", self._state.guild_create(members=members))
+                for guild in self._guilds(session):
+                    created = self._state.guild_create(guild, members=members)
+                    await session.dispatch("GUILD_CREATE", created)
             self.ready.set()
+
+    def _guilds(self, session: Session) -> list[int]:
+        """The guilds whose events the session's shard hears."""
+        return [guild for guild in self._state.guilds if session.hears(guild)]
 
     async def _on_resume(self, connection: Connection, d: dict[str, Any]) -> None:
         session = self._sessions.get(str(d.get("session_id")))
@@ -142,19 +154,28 @@ class Gateway:
             old.session = None
             await old.close(4000, "Resumed elsewhere.")
         connection.session, session.connection = session, connection
+        connection.shard = session.shard
         seen = int(d.get("seq") or 0)
         for seq, event, data in list(session.log):
             if seq > seen:
                 await connection.send(DISPATCH, data, event, seq)
         await session.dispatch("RESUMED", {})
 
-    def _ready(self, session: Session, identify: dict[str, Any]) -> dict[str, Any]:
+    def _ready(self, session: Session) -> dict[str, Any]:
+        guilds = [{"id": str(guild), "unavailable": True} for guild in self._guilds(session)]
         return {
             "v": 10, "user": BOT.payload() | {"verified": True, "mfa_enabled": False},
-            "guilds": [{"id": str(GUILD), "unavailable": True}],
-            "session_id": session.id, "session_type": "normal",
-            "resume_gateway_url": self.url, "shard": identify.get("shard", [0, 1]),
+            "guilds": guilds, "session_id": session.id, "session_type": "normal",
+            "resume_gateway_url": self.url, "shard": list(session.shard),
             "application": {"id": str(APP_ID), "flags": app_flags(self._privileged)},
             "private_channels": [], "relationships": [], "presences": [],
             "guild_join_requests": [], "geo_ordered_rtc_regions": [], "user_settings": {},
         }  # fmt: skip
+
+
+def _shard(given: Any) -> tuple[int, int] | None:
+    """IDENTIFY's ``shard`` as ``(id, count)``, or None when Discord would refuse it."""
+    match given:
+        case [int(shard_id), int(count)] if 0 <= shard_id < count:
+            return shard_id, count
+    return None

@@ -21,7 +21,7 @@ from tests.fakes.fake_discord.messages import Message, check_content, walk_compo
 from tests.fakes.fake_discord.router import Answer, Params, Query, Route
 from tests.fakes.fake_discord.sessions import Sessions
 from tests.fakes.fake_discord.state import State
-from tests.fakes.fake_discord.world import APP_ID, BOT, GUILD, FakeUser
+from tests.fakes.fake_discord.world import APP_ID, BOT, FakeUser
 
 _EPHEMERAL, _LOADING = 64, 128
 """Message flags."""
@@ -84,10 +84,11 @@ class Interactions:
             body |= {"user": user.payload(), "authorizing_integration_owners": {"1": str(user.id)}}
         else:
             perms = str(state.permissions(user, message.channel_id))
-            body |= {"guild_id": str(GUILD), "guild_locale": "en-US",
-                     "guild": {"id": str(GUILD), "locale": "en-US", "features": []},
+            guild = str(message.guild_id)
+            body |= {"guild_id": guild, "guild_locale": "en-US",
+                     "guild": {"id": guild, "locale": "en-US", "features": []},
                      "member": user.member() | {"permissions": perms},
-                     "authorizing_integration_owners": {"0": str(GUILD)}}  # fmt: skip
+                     "authorizing_integration_owners": {"0": guild}}  # fmt: skip
         await self._sessions.dispatch("INTERACTION_CREATE", body, 0)
         return press
 

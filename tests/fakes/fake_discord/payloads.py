@@ -14,6 +14,7 @@ from tests.fakes.fake_discord.world import (
     CHANNEL,
     GRACE,
     GUILD,
+    GUILD_2,
     MOD_ROLE,
     ROLES,
     USERS,
@@ -22,20 +23,26 @@ from tests.fakes.fake_discord.world import (
 )
 
 
-def guild() -> dict[str, Any]:
-    """The guild object, as ``GET /guilds/{id}`` answers it."""
+def guild(guild_id: int = GUILD) -> dict[str, Any]:
+    """The guild object, as ``GET /guilds/{id}`` answers it. :data:`GUILD_2` has the same
+    roles, its @everyone under its own id."""
+    roles = [role(rid) for rid in ROLES]
+    if guild_id != GUILD:
+        roles[0]["id"] = str(guild_id)  # @everyone's id is its guild's
     return {
-        "id": str(GUILD), "name": "G1", "icon": None, "splash": None, "banner": None,
-        "discovery_splash": None, "description": None, "owner_id": str(GRACE.id),
+        "id": str(guild_id), "name": "G2" if guild_id == GUILD_2 else "G1", "icon": None,
+        "splash": None, "banner": None, "discovery_splash": None, "description": None,
+        "owner_id": str(GRACE.id),
         "afk_channel_id": None, "afk_timeout": 300, "verification_level": 0,
         "default_message_notifications": 1, "explicit_content_filter": 0, "mfa_level": 0,
         "nsfw_level": 0, "premium_tier": 0, "premium_subscription_count": 0,
-        "premium_progress_bar_enabled": False, "system_channel_id": str(CHANNEL),
+        "premium_progress_bar_enabled": False,
+        "system_channel_id": str(CHANNEL) if guild_id == GUILD else None,
         "system_channel_flags": 0, "rules_channel_id": None,
         "public_updates_channel_id": None, "safety_alerts_channel_id": None,
         "preferred_locale": "en-US", "features": [], "vanity_url_code": None,
         "max_members": 500_000, "max_video_channel_users": 25, "application_id": None,
-        "roles": [role(rid) for rid in ROLES], "emojis": [], "stickers": [],
+        "roles": roles, "emojis": [], "stickers": [],
         "joined_at": "2024-01-01T00:00:00.000000+00:00", "large": False,
         "unavailable": False, "presences": [], "voice_states": [], "stage_instances": [],
         "guild_scheduled_events": [], "soundboard_sounds": [], "embedded_activities": [],
@@ -44,12 +51,16 @@ def guild() -> dict[str, Any]:
 
 
 def guild_create(
-    *, channels: Iterable[dict[str, Any]], threads: Iterable[dict[str, Any]], members: bool
+    *,
+    channels: Iterable[dict[str, Any]],
+    threads: Iterable[dict[str, Any]],
+    members: bool,
+    guild_id: int = GUILD,
 ) -> dict[str, Any]:
     """GUILD_CREATE's guild: with its channels, active threads and members (all of them with
     the GUILD_MEMBERS intent, else only the bot)."""
     shown = list(USERS.values()) if members else [BOT]
-    return guild() | {
+    return guild(guild_id) | {
         "member_count": len(USERS), "members": [u.member() for u in shown],
         "channels": list(channels), "threads": list(threads),
     }  # fmt: skip

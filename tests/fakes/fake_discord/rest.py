@@ -28,7 +28,6 @@ from tests.fakes.fake_discord.state import State
 from tests.fakes.fake_discord.world import (
     BOT,
     CREATE_PUBLIC_THREADS,
-    GUILD,
     MANAGE_MESSAGES,
     MANAGE_THREADS,
     USERS,
@@ -42,12 +41,19 @@ class Rest:
     """The routes' handlers, over the fake's :class:`~tests.fakes.fake_discord.state.State`."""
 
     def __init__(
-        self, state: State, *, privileged_intents: int, application_flags: int | None = None
+        self,
+        state: State,
+        *,
+        privileged_intents: int,
+        application_flags: int | None = None,
+        shards: int = 1,
+        max_concurrency: int = 1,
     ) -> None:
         self.gateway_url = ""
         """Where ``GET /gateway`` sends a client; set once the fake is serving."""
         self._state, self._privileged = state, privileged_intents
         self._application_flags = application_flags
+        self._shards, self._max_concurrency = shards, max_concurrency
 
     def routes(self) -> list[Route]:
         channel, message = "/channels/{channel_id}", "/channels/{channel_id}/messages/{message_id}"
@@ -93,8 +99,9 @@ class Rest:
         return 200, {"url": self.gateway_url}
 
     async def _get_gateway_bot(self, p: Params, body: Any, q: Query) -> Answer:
-        limit = {"total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1}
-        return 200, {"url": self.gateway_url, "shards": 1, "session_start_limit": limit}
+        limit = {"total": 1000, "remaining": 999, "reset_after": 14_400_000,
+                 "max_concurrency": self._max_concurrency}  # fmt: skip
+        return 200, {"url": self.gateway_url, "shards": self._shards, "session_start_limit": limit}
 
     async def _get_application(self, p: Params, body: Any, q: Query) -> Answer:
         application = payloads.application(self._privileged)
@@ -103,12 +110,12 @@ class Rest:
         return 200, application
 
     async def _get_guild(self, p: Params, body: Any, q: Query) -> Answer:
-        if p["guild_id"] != GUILD:
+        if p["guild_id"] not in self._state.guilds:
             raise unknown("Guild", 10004)
-        return 200, payloads.guild()
+        return 200, payloads.guild(p["guild_id"])
 
     async def _get_member(self, p: Params, body: Any, q: Query) -> Answer:
-        if p["guild_id"] != GUILD:
+        if p["guild_id"] not in self._state.guilds:
             raise unknown("Guild", 10004)
         if (user := USERS.get(p["user_id"])) is None:
             raise unknown("Member", 10007)

@@ -2,8 +2,14 @@
 
 A session outlives its websocket (a :class:`Connection`): it numbers every event it is sent
 and keeps the last thousand, so RESUME can replay what it missed. An event goes to every live
-session whose intents ask for it, connected or not; without MESSAGE_CONTENT a guild message
-arrives with empty content unless it is the bot's own or mentions the bot.
+session whose intents ask for it and whose shard hears it, connected or not; without
+MESSAGE_CONTENT a guild message arrives with empty content unless it is the bot's own or
+mentions the bot.
+
+Shards, as on Discord: IDENTIFY's ``shard: [id, count]`` (``[0, 1]`` when absent) picks the
+guilds a session hears, ``(guild_id >> 22) % count == id``; DMs, and events of no guild, go to
+shard 0 only. Each connection keeps its shard and the events dispatched to it
+(:attr:`Connection.dispatched`), so a test can tell which shard heard what.
 """
 
 from __future__ import annotations
@@ -23,12 +29,13 @@ from tests.fakes.fake_discord.world import (
     INTENT_DIRECT_MESSAGES,
     INTENT_GUILD_MESSAGES,
     INTENT_MESSAGE_CONTENT,
+    shard_of,
 )
 
 
 class Connection:
-    """One gateway websocket: its ``zlib-stream`` compressor (or none), and the session it
-    carries once identified."""
+    """One gateway websocket: its ``zlib-stream`` compressor (or none), the session it
+    carries once identified, and what it was sent."""
 
     def __init__(self, ws: web.WebSocketResponse, *, compress: bool) -> None:
         self.ws = ws
@@ -36,12 +43,18 @@ class Connection:
         self.lock = asyncio.Lock()
         self.session: Session | None = None
         self.closed_by_server = False
+        self.shard: tuple[int, int] | None = None
+        """``(id, count)`` from its IDENTIFY (or RESUME's session); None before either."""
+        self.dispatched: list[tuple[str, Any]] = []
+        """Each event (name, ``d``) sent over this websocket, in order, replays included."""
 
     async def send(self, op: int, d: Any, event: str | None = None, seq: int | None = None) -> None:
         text = json.dumps({"op": op, "d": d, "s": seq, "t": event}, separators=(",", ":"))
         async with self.lock:
             if self.ws.closed:
                 return
+            if event is not None:
+                self.dispatched.append((event, d))
             try:
                 if self.zlib is None:
                     await self.ws.send_str(text)
@@ -59,15 +72,21 @@ class Connection:
 class Session:
     """A gateway session: it outlives its connection, and RESUME replays what it missed."""
 
-    def __init__(self, intents: int) -> None:
+    def __init__(self, intents: int, shard: tuple[int, int] = (0, 1)) -> None:
         self.id = secrets.token_hex(16)
         self.intents = intents
+        self.shard = shard
         self.seq = 0
         self.log: deque[tuple[int, str, Any]] = deque(maxlen=1000)
         self.connection: Connection | None = None
 
     def wants(self, intent: int) -> bool:
         return intent == 0 or bool(self.intents & intent)
+
+    def hears(self, guild_id: int | None) -> bool:
+        """Whether this session's shard gets the events of ``guild_id`` (None: a DM)."""
+        shard_id, shard_count = self.shard
+        return shard_of(guild_id, shard_count) == shard_id
 
     def sees_content(self, message: Message) -> bool:
         """Without MESSAGE_CONTENT a guild message arrives empty unless it is the bot's own
@@ -92,8 +111,11 @@ class Sessions:
     def __init__(self) -> None:
         self._live: dict[str, Session] = {}
 
-    def start(self, intents: int, connection: Connection) -> Session:
-        session = connection.session = Session(intents)
+    def start(
+        self, intents: int, connection: Connection, shard: tuple[int, int] = (0, 1)
+    ) -> Session:
+        session = connection.session = Session(intents, shard)
+        connection.shard = shard
         session.connection = connection
         self._live[session.id] = session
         return session
@@ -105,9 +127,11 @@ class Sessions:
         self._live.pop(session.id, None)
 
     async def dispatch(self, event: str, data: dict[str, Any], intent: int) -> None:
-        """Sends the event to every live session that asked for ``intent`` (0: all)."""
+        """Sends the event to every live session that asked for ``intent`` (0: all) and
+        whose shard hears the guild named by ``data["guild_id"]`` (none: shard 0)."""
+        guild = data.get("guild_id")
         for session in list(self._live.values()):
-            if session.wants(intent):
+            if session.wants(intent) and session.hears(None if guild is None else int(guild)):
                 await session.dispatch(event, data)
 
     async def dispatch_message(self, event: str, message: Message) -> None:
@@ -115,7 +139,7 @@ class Sessions:
         full = message.payload(gateway=True)
         hidden = full | {"content": "", "embeds": [], "attachments": [], "components": []}
         for session in list(self._live.values()):
-            if session.wants(_intent(message)):
+            if session.wants(_intent(message)) and session.hears(message.guild_id):
                 await session.dispatch(event, full if session.sees_content(message) else hidden)
 
     async def dispatch_delete(self, message: Message) -> None:

@@ -19,6 +19,7 @@ from tests.fakes.fake_discord.sessions import Sessions
 from tests.fakes.fake_discord.world import (
     BOT,
     GUILD,
+    GUILD_2,
     INTENT_GUILD_MESSAGES,
     INTENT_GUILDS,
     MANAGE_THREADS,
@@ -44,6 +45,7 @@ class Thread:
     parent_id: int
     owner_id: int
     name: str
+    guild_id: int = GUILD
     type: int = 11
     archived: bool = False
     locked: bool = False
@@ -56,7 +58,7 @@ class Thread:
     def payload(self) -> dict[str, Any]:
         last = None if self.last_message_id is None else str(self.last_message_id)
         return {
-            "id": str(self.id), "type": self.type, "guild_id": str(GUILD),
+            "id": str(self.id), "type": self.type, "guild_id": str(self.guild_id),
             "parent_id": str(self.parent_id), "owner_id": str(self.owner_id), "name": self.name,
             "last_message_id": last, "message_count": self.message_count,
             "member_count": 2, "total_message_sent": self.message_count,
@@ -71,11 +73,14 @@ class Thread:
 
 
 class State:
-    """The guild's channels (ids as ints), its threads, every channel's messages oldest first,
-    and the ephemeral replies no channel shows."""
+    """The guilds' channels (ids as ints), their threads, every channel's messages oldest
+    first, and the ephemeral replies no channel shows."""
 
-    def __init__(self, sessions: Sessions) -> None:
-        self.channels: dict[int, dict[str, Any]] = {c["id"]: c for c in guild_channels()}
+    def __init__(self, sessions: Sessions, *, second_guild: bool = False) -> None:
+        self.guilds = (GUILD, GUILD_2) if second_guild else (GUILD,)
+        self.channels: dict[int, dict[str, Any]] = {
+            c["id"]: c for c in guild_channels(second_guild=second_guild)
+        }
         self.threads: dict[int, Thread] = {}
         self.messages: dict[int, dict[int, Message]] = {}
         self.deleted: set[int] = set()
@@ -109,11 +114,16 @@ class State:
             return thread.payload()
         return payloads.channel(self.channels[channel_id])
 
-    def guild_create(self, *, members: bool) -> dict[str, Any]:
-        channels = [payloads.channel(c) for c in self.channels.values() if c.get("guild_id")]
+    def guild_create(self, guild_id: int, *, members: bool) -> dict[str, Any]:
+        kept = [c for c in self.channels.values() if c.get("guild_id") == guild_id]
         threads = sorted(self.threads.values(), key=lambda t: t.id)
-        active = [t.payload() for t in threads if not t.archived]
-        return payloads.guild_create(channels=channels, threads=active, members=members)
+        active = [t.payload() for t in threads if not t.archived and t.guild_id == guild_id]
+        return payloads.guild_create(
+            channels=[payloads.channel(c) for c in kept],
+            threads=active,
+            members=members,
+            guild_id=guild_id,
+        )
 
     def existing(self, channel_id: int) -> int:
         if channel_id in self.deleted or (
@@ -211,8 +221,8 @@ class State:
         )  # fmt: skip
 
     def _guild_of(self, channel_id: int) -> int | None:
-        if channel_id in self.threads:
-            return GUILD
+        if (thread := self.threads.get(channel_id)) is not None:
+            return thread.guild_id
         return self.channels.get(channel_id, {}).get("guild_id")
 
     def _pinged(
@@ -277,6 +287,7 @@ class State:
         starter = None if message_id is None else self.message_in(parent_id, message_id)
         tid = message_id or thread_id or self.snowflake()
         thread = Thread(id=tid, parent_id=parent_id, owner_id=owner.id, name=name, type=kind,
+                        guild_id=self.channels[parent_id]["guild_id"],
                         auto_archive_duration=auto_archive, created=now_iso())  # fmt: skip
         self.threads[tid] = thread
         payload = thread.payload() | {"newly_created": True}
@@ -304,7 +315,7 @@ class State:
     async def delete_channel(self, channel_id: int) -> None:
         """Later REST on it is ``404 Unknown Channel``; THREAD_DELETE or CHANNEL_DELETE."""
         if (thread := self.threads.pop(channel_id, None)) is not None:
-            body = {"id": str(thread.id), "guild_id": str(GUILD),
+            body = {"id": str(thread.id), "guild_id": str(thread.guild_id),
                     "parent_id": str(thread.parent_id), "type": thread.type}  # fmt: skip
             event = "THREAD_DELETE"
         elif (channel := self.channels.pop(channel_id, None)) is not None:

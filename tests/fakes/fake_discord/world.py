@@ -8,6 +8,10 @@ Messages, Manage Threads, Mention Everyone) and :data:`BOT_ROLE` (Mention Everyo
 ``allowed_mentions`` keeps a model's ``@everyone`` quiet); users (:class:`FakeUser`)
 :data:`BOT` ("relaybot"; its id is the application id), :data:`ADA`, :data:`JEANNE`,
 :data:`GRACE` (moderator, owner) and :data:`OTHER_BOT`.
+
+A second guild, :data:`GUILD_2` ("G2", text channel :data:`CHANNEL_2`, the same users and
+roles), exists only when the fake is asked for it; its id puts it on the other shard of two
+(:func:`shard_of`), so a test can tell which shard hears which guild.
 """
 
 from __future__ import annotations
@@ -54,6 +58,10 @@ NO_THREADS_CHANNEL = 1_150_000_000_000_000_003
 """Text channel "announcements": the bot may send but not create public threads."""
 FORUM = 1_150_000_000_000_000_004
 """Forum channel "help"."""
+GUILD_2 = GUILD + (1 << 22)
+"""Guild "G2": on shard 1 of 2, where :data:`GUILD` is on shard 0 (see :func:`shard_of`)."""
+CHANNEL_2 = GUILD_2 + 1
+"""Text channel "general" of :data:`GUILD_2`."""
 MOD_ROLE = 1_150_000_000_000_000_010
 BOT_ROLE = 1_150_000_000_000_000_011
 
@@ -117,12 +125,22 @@ ROLES = {
 """Each role's name, permissions and position."""
 
 
-def guild_channels() -> list[dict[str, Any]]:
-    """The guild's channels as the fake starts them (ids as ints)."""
+def shard_of(guild_id: int | None, shard_count: int) -> int:
+    """The shard that hears a guild, by Discord's rule; DMs go to shard 0."""
+    return 0 if guild_id is None else (guild_id >> 22) % shard_count
+
+
+def guild_channels(*, second_guild: bool = False) -> list[dict[str, Any]]:
+    """The guilds' channels as the fake starts them (ids as ints): :data:`GUILD`'s, and
+    :data:`CHANNEL_2` with ``second_guild``."""
     no_threads = str(CREATE_PUBLIC_THREADS)
-    base = {"guild_id": GUILD, "parent_id": None, "nsfw": False, "rate_limit_per_user": 0,
-            "last_message_id": None, "topic": None, "flags": 0,
-            "default_auto_archive_duration": 1440}  # fmt: skip
+    base: dict[str, Any] = {
+        "guild_id": GUILD, "parent_id": None, "nsfw": False, "rate_limit_per_user": 0,
+        "last_message_id": None, "topic": None, "flags": 0,
+        "default_auto_archive_duration": 1440,
+    }  # fmt: skip
+    second = [base | {"id": CHANNEL_2, "guild_id": GUILD_2, "type": 0, "name": "general",
+                      "position": 0, "permission_overwrites": []}]  # fmt: skip
     return [
         base | {"id": CHANNEL, "type": 0, "name": "general", "position": 0,
                 "permission_overwrites": []},
@@ -134,7 +152,7 @@ def guild_channels() -> list[dict[str, Any]]:
                 "permission_overwrites": [], "available_tags": [],
                 "default_reaction_emoji": None, "default_sort_order": None,
                 "default_forum_layout": 0, "default_thread_rate_limit_per_user": 0},
-    ]  # fmt: skip
+    ] + (second if second_guild else [])  # fmt: skip
 
 
 def permissions(user: FakeUser, channel: Mapping[str, Any] | None) -> int:
