@@ -21,8 +21,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
+import aiohttp
 import discord
 import pytest
+from redis.asyncio import Redis
 
 from adapters.text import join_pieces
 from bots.discord.bot import DiscordBot
@@ -35,8 +37,10 @@ from bots.discord.stop import STOP_PREFIX
 from bots.replies import NEW_CONVERSATION, NOT_YOURS
 from bots.runtime import Runtime
 from bots.settings import load_settings
-from core.messages import AssistantMessage, ConversationKey
-from tests.conftest import Spawn
+from bots.stops import RedisStops
+from core.messages import AssistantMessage, ConversationKey, UserMessage
+from core.store import Turn, discord_order
+from tests.conftest import REDIS_URL, Spawn
 from tests.fakes.fake_discord import (
     ADA,
     BOT,
@@ -438,6 +442,159 @@ async def test_a_member_with_manage_messages_may_stop_any_answer(bot: Harness) -
     await bot.fake.press_button(reply.id, reply.custom_ids[0], GRACE)
     assert await bot.answer(asked.id) == "Counting: on\n-# Stopped."
     assert bot.fake.ephemeral == []
+
+
+# --- Stop on an answer another process writes -------------------------------------------------
+
+ELSEWHERE = "relaybot@elsewhere:4242:worker"
+"""Another process's worker id: it holds the lease of the turn it answers."""
+
+
+async def written_elsewhere(bot: Harness, *, asker: Any = ADA) -> tuple[Turn, Message]:
+    """A turn that another process is answering (accepted and leased under its worker id),
+    and the message it posted with the turn's Stop button — sent straight to Discord's REST
+    API, as another process does: this bot never made or saw a View for it."""
+    asked = await bot.ask(CHANNEL, "a question asked on another shard's watch", user=asker)
+    key = ConversationKey(platform="discord", workspace=str(GUILD), channel=str(CHANNEL),
+                          thread=str(asked.id))  # fmt: skip
+    store = bot.runtime.store
+    turn = await store.accept(
+        event_id=f"discord:{asked.id}", key=key, order=discord_order(asked.id),
+        question=UserMessage(text="count", author_id=str(asker.id), author_name="asker"),
+        platform="Discord", claim_ttl=HOUR,
+    )  # fmt: skip
+    assert turn is not None
+    lease = await store.take(key, owner=ELSEWHERE, lease_seconds=HOUR)
+    assert lease is not None
+    return lease.turn, await stop_button_posted(bot, turn.id)
+
+
+async def stop_button_posted(bot: Harness, turn_id: int) -> Message:
+    """A message showing the Stop button of ``turn_id``, posted as the bot through REST."""
+    button = {"type": 2, "style": 4, "label": "Stop", "custom_id": f"relaybot:stop:{turn_id}"}
+    body = {"content": "Counting: on", "components": [{"type": 1, "components": [button]}]}
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bot {TOKEN}"}) as http,
+        http.post(f"{bot.fake.api_url}/channels/{CHANNEL}/messages", json=body) as response,
+    ):
+        assert response.status == 200, await response.text()
+        posted = int((await response.json())["id"])
+    shown = bot.fake.message(CHANNEL, posted)
+    assert shown is not None
+    return shown
+
+
+async def pressed(bot: Harness, message: Message, user: Any) -> list[dict[str, Any]]:
+    """``user`` presses the message's Stop button; what the bot answered Discord, once the
+    press is fully handled."""
+    (stop,) = message.custom_ids
+    press = await bot.fake.press_button(message.id, stop, user)
+    await bot.until(lambda: bot.fake.responses(press), "the press acknowledged")
+    await bot.settled()
+    return bot.fake.responses(press)
+
+
+async def stop_requested(stops: RedisStops, turn_id: int) -> bool:
+    async with Redis.from_url(REDIS_URL) as redis:
+        return bool(await redis.exists(stops.key(turn_id)))
+
+
+@pytest.fixture
+async def fleet_bot(start: Callable[..., Awaitable[Harness]], redis_prefix: str) -> Harness:
+    """A bot sharing Stop requests through Redis, as every process of a fleet does."""
+    return await start(redis__url=REDIS_URL, redis__key_prefix=redis_prefix)
+
+
+async def test_a_stop_on_an_answer_another_process_writes_is_requested_of_it(
+    fleet_bot: Harness,
+) -> None:
+    bot, stops = fleet_bot, fleet_bot.runtime.stops
+    assert isinstance(stops, RedisStops)
+    turn, message = await written_elsewhere(bot, asker=ADA)
+
+    assert await pressed(bot, message, JEANNE) == [{"type": 6}], "acknowledged at once"
+    (note,) = bot.fake.ephemeral
+    assert (note.content, note.flags & 64) == (NOT_YOURS, 64), "a note only Jeanne sees"
+    assert not await stop_requested(stops, turn.id)
+
+    assert await pressed(bot, message, ADA) == [{"type": 6}]
+    assert await stop_requested(stops, turn.id), "the process writing it is asked to stop"
+    assert len(bot.fake.ephemeral) == 1
+
+
+async def test_a_moderator_may_stop_an_answer_another_process_writes(fleet_bot: Harness) -> None:
+    stops = fleet_bot.runtime.stops
+    assert isinstance(stops, RedisStops)
+    turn, message = await written_elsewhere(fleet_bot, asker=JEANNE)
+    assert await pressed(fleet_bot, message, GRACE) == [{"type": 6}]
+    assert await stop_requested(stops, turn.id)
+    assert fleet_bot.fake.ephemeral == []
+
+
+async def test_a_press_on_an_answer_already_delivered_is_acknowledged_and_does_nothing(
+    fleet_bot: Harness,
+) -> None:
+    bot, store, stops = fleet_bot, fleet_bot.runtime.store, fleet_bot.runtime.stops
+    assert isinstance(stops, RedisStops)
+    turn, message = await written_elsewhere(bot)
+    lease = await store.take_over(turn.id, owner=ELSEWHERE, lease_seconds=HOUR, force=True)
+    assert lease is not None
+    await store.answered(lease, messages=[], text="Counting: one", finish_reason="stop")
+    await store.delivered(turn.id, [str(message.id)])
+
+    assert await pressed(bot, message, ADA) == [{"type": 6}]
+    assert await pressed(bot, message, JEANNE) == [{"type": 6}]
+    assert not await stop_requested(stops, turn.id)
+    assert bot.fake.ephemeral == [], "no one is told anything about a finished answer"
+
+
+async def test_a_press_on_a_deleted_question_or_an_unknown_turn_is_acknowledged(
+    fleet_bot: Harness,
+) -> None:
+    bot, stops = fleet_bot, fleet_bot.runtime.stops
+    assert isinstance(stops, RedisStops)
+    turn, message = await written_elsewhere(bot)
+    await bot.runtime.store.forget_message(turn.key, turn.order)  # its turn ends, unanswered
+    assert await pressed(bot, message, ADA) == [{"type": 6}]
+
+    unknown = await stop_button_posted(bot, turn.id + 1000)  # from a store since replaced
+    assert await pressed(bot, unknown, ADA) == [{"type": 6}]
+    assert not await stop_requested(stops, turn.id)
+    assert not await stop_requested(stops, turn.id + 1000)
+    assert bot.fake.ephemeral == []
+
+
+async def test_pressing_stop_again_is_harmless(
+    fleet_bot: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    bot, stops = fleet_bot, fleet_bot.runtime.stops
+    assert isinstance(stops, RedisStops)
+    turn, message = await written_elsewhere(bot)
+    assert await pressed(bot, message, ADA) == [{"type": 6}]
+    assert await pressed(bot, message, ADA) == [{"type": 6}]
+    assert await stop_requested(stops, turn.id)
+
+    asked = await started(bot)  # and an answer this process writes, pressed twice at once
+    (reply,) = bot.replies(asked.id)
+    first = await bot.fake.press_button(reply.id, reply.custom_ids[0], ADA)
+    second = await bot.fake.press_button(reply.id, reply.custom_ids[0], ADA)
+    assert await bot.answer(asked.id) == "Counting: on\n-# Stopped."
+    await bot.until(lambda: bot.fake.responses(second), "the second press acknowledged")
+    assert (bot.fake.responses(first), bot.fake.responses(second)) == ([{"type": 6}],) * 2
+    assert bot.fake.ephemeral == []
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
+
+
+async def test_a_stop_button_is_no_view_kept_per_message(bot: Harness) -> None:
+    """discord.py keeps nothing for a message showing only relaybot's Stop button: thousands
+    of answers leave no View behind."""
+    asked = await started(bot)
+    (reply,) = bot.replies(asked.id)
+    views = bot.bot.client._connection._view_store  # discord.py's routing of presses
+    assert views.persistent_views == []
+    assert not views.is_message_tracked(reply.id)
+    await bot.fake.press_button(reply.id, reply.custom_ids[0], ADA)
+    assert await bot.answer(asked.id) == "Counting: on\n-# Stopped."
 
 
 # --- direct messages ---------------------------------------------------------------------------

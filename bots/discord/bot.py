@@ -28,8 +28,11 @@ thread's turns one at a time, in message order, through its platform
 (:mod:`bots.discord.platform`): it opens or unarchives the thread, refuses an over-long
 question, shows the bot typing until the first words (or tool status) appear, then one message
 grows with a Stop button (:mod:`bots.discord.stop`) that goes away at the end. Stop, or the
-thread being deleted, ends that answer; the thread's next turn still runs. A deleted question
-is forgotten: its turn and answer leave the history, and a turn still waiting is not answered.
+thread being deleted, ends that answer; the thread's next turn still runs. A press on any
+relaybot Stop button reaches this client's :class:`~bots.discord.stop.StopButtons`, whichever
+process wrote the answer: the stop is requested of the one writing it (:mod:`bots.stops`).
+A deleted question is forgotten: its turn and answer leave the history, and a turn still
+waiting is not answered.
 ``reset`` in a DM answers at once and is no turn. After a crash, another start finishes what
 the journal holds (:mod:`bots.turns`). Every send pings no one.
 """
@@ -48,6 +51,7 @@ from bots.discord.client import DiscordUnavailable, stay_connected
 from bots.discord.messages import Names, plain_text
 from bots.discord.platform import DM, DiscordPlatform
 from bots.discord.sessions import DirectSessions
+from bots.discord.stop import StopButtons
 from bots.replies import BROKEN, MEMORY_DOWN, NEW_CONVERSATION, ONLY_A_MENTION
 from bots.runtime import Runtime
 from bots.store_faults import StoreFaults
@@ -79,7 +83,6 @@ class DiscordBot:
     ) -> None:
         settings = runtime.settings
         self._store = runtime.store
-        self._stops = runtime.stops
         self._settings = settings.discord
         self.client = client
         self._tasks = TaskOwner(log)
@@ -91,13 +94,17 @@ class DiscordBot:
         budget = runtime.budget
         self._platform = DiscordPlatform(
             client, budget=budget, settings=self._settings,
-            show_reasoning=settings.llm.show_reasoning, stop=self._stop,
+            show_reasoning=settings.llm.show_reasoning, stop_view=self._stop_view,
         )  # fmt: skip
         self._grace = runtime.settings.runtime.shutdown_grace
         self._worker = TurnWorker(
             store=runtime.store, engine=runtime.engine, platform=self._platform, budget=budget,
             timing=worker_timing(settings.store), name="discord", stops=runtime.stops,
         )  # fmt: skip
+        self._stop_buttons = StopButtons(
+            answers=self._worker, journal=runtime.store, stops=runtime.stops, tasks=self._tasks
+        )
+        self._stop_buttons.register(client)
         self._started = False
 
         async def on_message(message: discord.Message) -> None:
@@ -160,13 +167,9 @@ class DiscordBot:
         if self._connection is not None:
             await cancel_and_wait(self._connection)
 
-    def _stop(self, turn_id: int) -> None:
-        """The Stop button of a turn (pressed by someone allowed): requested of whichever
-        process writes the answer (:mod:`bots.stops`)."""
-        try:
-            self._tasks.spawn(self._stops.request(turn_id), name=f"discord stop {turn_id}")
-        except RuntimeError:  # shutting down: what this process writes stops here
-            self._worker.stop(turn_id)
+    def _stop_view(self, turn_id: int) -> discord.ui.View:
+        """The Stop button a message of the turn's answer shows while it streams."""
+        return self._stop_buttons.view(turn_id)
 
     # --- the event handlers: look, start a task, return -----------------------------------
 

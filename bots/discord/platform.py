@@ -18,7 +18,8 @@ about attachments: the limit is on what the model would read) with
 :data:`~bots.replies.TOO_LONG`, a reply to it where it was asked (the worker then drops the
 question from the history, so no later turn reads it). Otherwise the bot shows as typing in the
 place until the reply's first message is posted (or the turn ends). The reply's Stop button
-carries the turn's id and stops it through the worker (:mod:`bots.discord.stop`).
+carries the turn's id, so a press on it stops the turn in whichever process receives it
+(:mod:`bots.discord.stop`); no View is kept per message.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from adapters.surface import MessageRef, Surface
 from bots.discord.channels import Channel, fetch_thread, keep_typing, open_thread, unarchive
 from bots.discord.messages import thread_name
 from bots.discord.settings import DiscordSettings
-from bots.discord.stop import StopButton
 from bots.replies import ONLY_A_MENTION, TOO_LONG
 from bots.tasks import TaskOwner, cancel_and_wait
 from core.store import Lease, Turn
@@ -61,8 +61,9 @@ class _Place:
 
 
 class DiscordPlatform:
-    """Discord for :class:`~bots.turns.TurnWorker` (see the module docstring). ``stop(turn_id)``
-    stops an answer being written (the worker's :meth:`~bots.turns.TurnWorker.stop`)."""
+    """Discord for :class:`~bots.turns.TurnWorker` (see the module docstring).
+    ``stop_view(turn_id)`` is the Stop button a message shows while that turn's answer streams
+    (:meth:`bots.discord.stop.StopButtons.view`)."""
 
     def __init__(
         self,
@@ -71,13 +72,13 @@ class DiscordPlatform:
         budget: EditBudget,
         settings: DiscordSettings,
         show_reasoning: bool,
-        stop: Callable[[int], object],
+        stop_view: Callable[[int], discord.ui.View],
     ) -> None:
         self._client = client
         self._budget = budget
         self._settings = settings
         self._show_reasoning = show_reasoning
-        self._stop = stop
+        self._stop_view = stop_view
         self._places: dict[int, _Place] = {}  # prepared turns, until finished
         self._typing: dict[int, asyncio.Task[None]] = {}
         self._tasks = TaskOwner(log)
@@ -100,13 +101,9 @@ class DiscordPlatform:
 
     async def surface(self, turn: Turn) -> DiscordSurface:
         place = self._places.get(turn.id) or await self._find(turn)
-        asker = int(turn.question.author_id or 0)
 
-        def stop() -> None:
-            self._stop(turn.id)
-
-        def stop_view() -> StopButton:
-            return StopButton(turn_id=str(turn.id), asker=asker, on_stop=stop)
+        def stop_view() -> discord.ui.View:
+            return self._stop_view(turn.id)
 
         reply_to = place.reply_to
         return DiscordSurface(
