@@ -7,7 +7,14 @@ which setting or which page of the platform's console to change, never a secret'
 
 - settings: loaded as every command loads them; a :class:`~core.settings.SettingsError` is
   the only line (exit status 2), since nothing else can be asked without them;
-- the store: opened (which brings its schema up to date) and written to, then closed;
+- the store: opened (which brings its schema up to date) and written to, then closed; on
+  Postgres a failure is told apart by the server's SQLSTATE (cannot connect, login refused,
+  database missing, no right to create tables, a newer relaybot's schema), and named by
+  ``host:port/database`` only, since the URL may hold a password;
+- Redis, when ``redis.url`` is set: PING, a key under ``redis.key_prefix`` written, read and
+  deleted, and ``TIME``, named by the URL without its password; without it, Slack HTTP mode on
+  a Postgres store fails for the reason :func:`~bots.settings.fleet_problem` gives (the server
+  would refuse to start);
 - the model gateway: a one-token request with the configured protocol, key and model (the
   offline model, used when neither a key nor a base URL is set, passes as it is);
 - Slack, when asked for or when a bot token is set: ``auth.test``, the token's scopes (Slack's
@@ -26,22 +33,29 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, TextIO
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
 import discord
 import httpx2
 from discord.http import Route
+from redis.asyncio import Redis
+from redis.exceptions import AuthenticationError, ReadOnlyError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.redis_budget import redacted_url
 from bots.discord.client import DiscordUnavailable, discord_endpoints, invite_url, log_in
 from bots.discord.client import new_client as new_discord_client
 from bots.discord.settings import DiscordSettings
 from bots.runtime import ModelEndpoint, model_endpoint
-from bots.settings import Settings, load_settings
+from bots.settings import Settings, fleet_problem, load_settings
 from bots.slack.settings import SlackSettings
 from bots.slack.workspace import SLACK_FAILURES, failure_reason
 from core.client import LLMClient, Timeouts, new_http_client
@@ -57,6 +71,7 @@ from core.messages import ModelRequest, UserMessage
 from core.protocols import protocol_for
 from core.settings import SettingsError
 from core.store import StoreError, open_store
+from core.store.postgres import SCHEMA_VERSION as POSTGRES_SCHEMA
 
 __all__ = ["CHECK_TIMEOUT", "SLACK_SCOPES", "Check", "Platform", "check_command", "run_checks"]
 
@@ -163,8 +178,9 @@ async def run_checks(
 
 def _parts(settings: Settings, platform: Platform | None, limit: float) -> list[_Part]:
     slack, discord = settings.slack, settings.discord
-    parts = [
-        _Part("store", "store", "check store.url and the disk", lambda: check_store(settings)),
+    parts = [_store_part(settings)]
+    parts += _redis_parts(settings, platform, limit)
+    parts += [
         _Part(
             "model",
             f"model gateway {settings.llm.resolved_base_url()}",
@@ -202,6 +218,48 @@ def _parts(settings: Settings, platform: Platform | None, limit: float) -> list[
     return parts
 
 
+def _store_part(settings: Settings) -> _Part:
+    postgres = _postgres_target(settings.store.resolved_url())
+    if postgres is None:
+        return _Part(
+            "store", "store", "check store.url and the disk", lambda: check_store(settings)
+        )
+    fix = f"is Postgres running at {postgres.address}? check store.url and the network"
+    return _Part("store", f"store {postgres.name}", fix, lambda: check_store(settings))
+
+
+def _redis_parts(settings: Settings, platform: Platform | None, limit: float) -> list[_Part]:
+    """Redis when ``redis.url`` is set; without it, a line only where a process would refuse
+    to start: Slack HTTP mode on a Postgres store (:func:`~bots.settings.fleet_problem`)."""
+    url = settings.redis.url
+    if url is None:
+        problem = fleet_problem(settings) if _checks_slack_http(settings, platform) else None
+        if problem is None:
+            return []
+        line = [failed("redis", "Slack HTTP mode on a Postgres store without redis.url", problem)]
+        return [_Part("redis", "redis", problem, lambda: _already(line))]
+    prefix = settings.redis.key_prefix
+    return [
+        _Part(
+            "redis",
+            f"Redis at {redacted_url(url)}",
+            f"is Redis running there? {_REDIS_FIX}",
+            lambda: check_redis(url, key_prefix=prefix, limit=limit),
+        )
+    ]
+
+
+def _checks_slack_http(settings: Settings, platform: Platform | None) -> bool:
+    """Whether Slack is checked, in HTTP mode (no app-level token: Socket Mode needs one)."""
+    slack = settings.slack
+    checked = platform == "slack" or (platform is None and slack.bot_token is not None)
+    return checked and slack.app_token is None
+
+
+async def _already(checks: list[Check]) -> list[Check]:
+    return checks
+
+
 async def _bounded(part: _Part, limit: float) -> list[Check]:
     """The part's checks; a failure no check foresaw is still one line, never a traceback
     (``-v`` logs it whole)."""
@@ -221,19 +279,22 @@ async def _bounded(part: _Part, limit: float) -> list[Check]:
 async def check_store(settings: Settings) -> list[Check]:
     """Open the store (its schema brought up to date), take a write, close it."""
     url = settings.store.resolved_url()
-    where = _store_name(url)
+    postgres = _postgres_target(url)
+    where = postgres.name if postgres else _store_name(url)
     try:
         store = await open_store(url, make_directories=settings.store.url is None)
     except ValueError as error:
         return [failed("store", f"store {where}: {error}", "fix store.url")]
     except StoreError as error:
-        return [failed("store", f"store {where}: {error}", _STORE_FIX)]
+        return [_store_failure(error, where, postgres)]
     try:
         await store.check_writes()
     except StoreError as error:
-        return [failed("store", f"store {where}: {error}", _STORE_FIX)]
+        return [_store_failure(error, where, postgres)]
     finally:
         await store.close()
+    if postgres:
+        return [passed("store", f"store {where} opens, schema version {POSTGRES_SCHEMA}")]
     return [passed("store", f"store {where} opens, schema current")]
 
 
@@ -246,6 +307,160 @@ def _store_name(url: str) -> str:
     if scheme.lower() == "sqlite":
         return f"sqlite {rest.removeprefix('/')}"
     return f"{scheme}://"
+
+
+def _store_failure(error: StoreError, where: str, postgres: _Postgres | None) -> Check:
+    if postgres is None:
+        return failed("store", f"store {where}: {error}", _STORE_FIX)
+    what, fix = _postgres_failure(error, postgres)
+    return failed("store", f"store {where}: {what}", fix)
+
+
+@dataclass(frozen=True, slots=True)
+class _Postgres:
+    """Where a Postgres store URL points, without its password (asyncpg's defaults filled in
+    as far as the URL shows them)."""
+
+    host: str
+    port: int
+    database: str
+    user: str
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def name(self) -> str:
+        return f"postgres {self.address}/{self.database}"
+
+
+def _postgres_target(url: str) -> _Postgres | None:
+    """The URL's host, port, database and user, when it names a Postgres store."""
+    if url.partition("://")[0].lower() not in {"postgresql", "postgres"}:
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 5432
+    except ValueError:
+        return _Postgres(host="(unreadable URL)", port=5432, database="?", user="?")
+    user = unquote(parts.username) if parts.username else "(your login name)"
+    database = unquote(parts.path.lstrip("/")) or (unquote(parts.username or "") or "?")
+    return _Postgres(host=parts.hostname or "localhost", port=port, database=database, user=user)
+
+
+_POSTGRES_AUTH = {"28000", "28P01"}
+"""SQLSTATEs of a refused login: invalid authorization (an unknown role, pg_hba.conf), and a
+wrong password."""
+
+
+def _postgres_failure(error: StoreError, target: _Postgres) -> tuple[str, str]:
+    """What went wrong and its fix, from the server's SQLSTATE (or the socket's error) that
+    the store's error was raised from: the store names neither user nor password."""
+    reason = str(error).partition(": ")[2] or str(error)
+    cause = error.__cause__
+    code = getattr(cause, "sqlstate", None)
+    server_says = _first_line(cause) if cause is not None and code else reason
+    if code in _POSTGRES_AUTH:
+        return (
+            f"Postgres refused user {target.user} ({server_says})",
+            f"check the user and password in store.url, and pg_hba.conf at {target.address}",
+        )
+    if code == "3D000":
+        return (
+            f"database {target.database} does not exist",
+            f"create it (createdb -h {target.host} -p {target.port} {target.database}) "
+            "or fix the database named in store.url",
+        )
+    if code == "42501":
+        return (
+            f"user {target.user} may not create relaybot's tables ({server_says})",
+            f"grant {target.user} CREATE on the database and its schema, or use a user who has it",
+        )
+    if code == "25006":
+        return server_says, "point store.url at the primary: this server takes no writes"
+    if "written by a newer relaybot" in reason:  # the store's own refusal has no SQLSTATE
+        return reason, "run the relaybot that wrote it, or point store.url at another database"
+    if isinstance(cause, OSError | TimeoutError):
+        return (
+            reason,
+            f"is Postgres running at {target.address}? check the host and port in store.url "
+            "and the network",
+        )
+    return (
+        reason,
+        f"is Postgres running at {target.address}? does database {target.database} exist and "
+        f"may user {target.user} create tables?",
+    )
+
+
+# --- Redis -------------------------------------------------------------------------------------
+
+
+async def check_redis(url: str, *, key_prefix: str, limit: float) -> list[Check]:
+    """PING, a key under ``key_prefix`` written, read and deleted, and Redis's ``TIME``: what
+    the shared budgets and Stop presses do."""
+    where = redacted_url(url)
+    try:
+        client: Redis = Redis.from_url(url, socket_connect_timeout=limit, socket_timeout=limit)
+    except ValueError as error:
+        return [failed("redis", f"bad Redis URL {where}: {error}", _REDIS_FIX)]
+    try:
+        await _redis_round_trip(client, key_prefix)
+    except (RedisError, OSError) as error:
+        return [_redis_failure(error, where)]
+    finally:
+        await client.aclose()
+    detail = f"Redis at {where} answers: a key under {key_prefix!r} written and read, TIME read"
+    return [passed("redis", detail)]
+
+
+async def _redis_round_trip(client: Redis, key_prefix: str) -> None:
+    await client.ping()
+    key = f"{key_prefix}check:{uuid.uuid4().hex}"
+    written = uuid.uuid4().hex.encode()
+    await client.set(key, written, px=REDIS_KEY_TTL_MS)
+    try:
+        read = await client.get(key)
+    finally:
+        await client.delete(key)
+    if read != written:
+        raise RedisError(f"the key {key} read back {read!r}, not what was written")
+    await client.time()
+
+
+REDIS_KEY_TTL_MS = 10_000
+"""The check's key lapses by itself if the check dies before deleting it."""
+_REDIS_FIX = "check redis.url (RELAYBOT_REDIS__URL: redis://host:6379/0)"
+
+
+def _redis_failure(error: BaseException, where: str) -> Check:
+    """Redis's error in a line that names the URL without its password (Redis's own messages
+    never hold it)."""
+    match error:
+        case AuthenticationError():
+            return failed(
+                "redis",
+                f"Redis at {where} refused the login ({error})",
+                "check the user and password in redis.url (redis://user:password@host:6379/0)",
+            )
+        case ReadOnlyError():
+            return failed(
+                "redis",
+                f"Redis at {where} is a read-only replica",
+                "point redis.url at the primary",
+            )
+        case RedisConnectionError() | RedisTimeoutError() | OSError():
+            return failed(
+                "redis",
+                f"cannot connect to Redis at {where} ({_first_line(error)})",
+                f"is Redis running there? {_REDIS_FIX}",
+            )
+    return failed("redis", f"Redis at {where}: {_first_line(error)}", _REDIS_FIX)
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 # --- the model gateway -------------------------------------------------------------------------

@@ -13,24 +13,32 @@ import contextlib
 import io
 import json
 import os
+import shutil
+import socket
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import yaml
+from redis.asyncio import Redis
 
 from bots.check import SLACK_SCOPES, run_checks
 from bots.cli import main
-from bots.settings import load_settings
+from bots.settings import fleet_problem, load_settings
+from core.store.postgres import SCHEMA_VERSION
+from tests.conftest import REDIS_URL, Spawn
 from tests.fakes.fake_discord import INTENT_MESSAGE_CONTENT, PRIVILEGED_INTENTS, FakeDiscord
 from tests.fakes.llm_gateway import Error, FakeGateway, Hang, Stream
 from tests.fakes.open_meteo import FakeOpenMeteo
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_socket import FakeSocketMode
 from tests.fakes.streams import anthropic_events, openai_chunks
+from tests.support.postgres import fresh_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-check-secret-0123456789"
@@ -311,6 +319,219 @@ async def test_socket_mode_asks_slack_for_the_app_token(setup: Setup) -> None:
 
 def _by_name(run: Run) -> dict[str, dict[str, Any]]:
     return {check["name"]: check for check in json.loads(run.out)["checks"]}
+
+
+# --- Postgres and Redis (the real servers on 127.0.0.1) ------------------------------------------
+
+REDIS = REDIS_URL
+NO_REDIS = os.environ.get("RELAYBOT_TEST_NO_REDIS") == "1"
+"""Read at import: ``clean_environment`` takes every ``RELAYBOT_*`` variable away."""
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+async def store_url(postgres_database: str) -> str:
+    return await fresh_schema(postgres_database)
+
+
+def database_of(url: str) -> str:
+    return url.rpartition("/")[2].partition("?")[0]
+
+
+def store_line(run: Run) -> str:
+    (line,) = [line for line in run.lines if line.split(" — ")[0].startswith("✗ store ")]
+    return line
+
+
+async def test_postgres_and_redis_pass_and_leave_no_key(
+    setup: Setup, store_url: str, redis_prefix: str
+) -> None:
+    setup.config["store"]["url"] = store_url
+    setup.config["redis"] = {"url": REDIS, "key_prefix": redis_prefix}
+    setup.gateway.enqueue(Stream(openai_chunks("O")), Stream(openai_chunks("O")))
+    run = await setup.check()
+    as_json = await setup.check("--json")
+    assert run.status == 0, run.out
+    assert run.lines[1:3] == [
+        f"✓ store postgres 127.0.0.1:5432/{database_of(store_url)} opens, schema version "
+        f"{SCHEMA_VERSION}",
+        f"✓ Redis at {REDIS} answers: a key under {redis_prefix!r} written and read, TIME read",
+    ]
+    names = [check["name"] for check in json.loads(as_json.out)["checks"]]
+    assert names[:4] == ["settings", "store", "redis", "model"]
+    client = Redis.from_url(REDIS)
+    try:
+        assert [key async for key in client.scan_iter(match=f"{redis_prefix}*")] == []
+    finally:
+        await client.aclose()
+
+
+async def test_a_postgres_port_where_nothing_listens(setup: Setup) -> None:
+    port = closed_port()
+    setup.config["store"]["url"] = f"postgresql://postgres@127.0.0.1:{port}/relaybot"
+    setup.gateway.enqueue(Stream(openai_chunks("O")))
+    run = await setup.check("--platform", "discord")
+    assert run.status == 1
+    assert store_line(run) == (
+        f"✗ store postgres 127.0.0.1:{port}/relaybot: cannot connect (connection refused) — "
+        f"is Postgres running at 127.0.0.1:{port}? check the host and port in store.url and the "
+        "network"
+    )
+
+
+async def test_a_postgres_database_that_does_not_exist(
+    setup: Setup, postgres_database: str
+) -> None:
+    missing = f"relaybot_missing_{uuid.uuid4().hex[:8]}"
+    setup.config["store"]["url"] = f"postgresql://postgres@127.0.0.1:5432/{missing}"
+    setup.gateway.enqueue(Stream(openai_chunks("O")))
+    run = await setup.check("--platform", "discord")
+    assert run.status == 1
+    assert store_line(run) == (
+        f"✗ store postgres 127.0.0.1:5432/{missing}: database {missing} does not exist — "
+        f"create it (createdb -h 127.0.0.1 -p 5432 {missing}) or fix the database named in "
+        "store.url"
+    )
+
+
+async def test_a_refused_postgres_user_and_its_password_never_printed(
+    setup: Setup, postgres_database: str
+) -> None:
+    user, password = f"relaybot_nobody_{uuid.uuid4().hex[:8]}", "s3cret-pg-password"
+    database = database_of(postgres_database)
+    setup.config["store"]["url"] = f"postgresql://{user}:{password}@127.0.0.1:5432/{database}"
+    setup.gateway.enqueue(Stream(openai_chunks("O")))
+    run = await setup.check("--platform", "discord")
+    assert run.status == 1
+    line = store_line(run)
+    assert line.startswith(
+        f"✗ store postgres 127.0.0.1:5432/{database}: Postgres refused user {user} ("
+    ), line
+    assert line.endswith(
+        " — check the user and password in store.url, and pg_hba.conf at 127.0.0.1:5432"
+    )
+    assert password not in run.out
+
+
+async def test_a_postgres_schema_from_a_newer_relaybot(setup: Setup, store_url: str) -> None:
+    connection = await asyncpg.connect(store_url, timeout=10)  # search_path: the test's schema
+    try:
+        await connection.execute("CREATE TABLE relaybot_schema (version integer PRIMARY KEY)")
+        await connection.execute("INSERT INTO relaybot_schema VALUES (99)")
+    finally:
+        await connection.close()
+    setup.config["store"]["url"] = store_url
+    setup.gateway.enqueue(Stream(openai_chunks("O")))
+    run = await setup.check("--platform", "discord")
+    assert run.status == 1
+    line = store_line(run)
+    assert line.startswith(
+        f"✗ store postgres 127.0.0.1:5432/{database_of(store_url)}: written by a newer "
+        f"relaybot (schema version 99, this one knows up to {SCHEMA_VERSION})"
+    ), line
+    assert line.endswith(
+        " — run the relaybot that wrote it, or point store.url at another database"
+    )
+
+
+async def test_a_wrong_redis_port(setup: Setup, redis_prefix: str) -> None:
+    port = closed_port()
+    setup.config["redis"] = {"url": f"redis://127.0.0.1:{port}/0", "key_prefix": redis_prefix}
+    setup.gateway.enqueue(Stream(openai_chunks("O")))
+    run = await setup.check("--platform", "discord", "--json")
+    assert run.status == 1
+    redis = _by_name(run)["redis"]
+    assert redis["ok"] is False
+    assert redis["detail"].startswith(f"cannot connect to Redis at redis://127.0.0.1:{port}/0 (")
+    assert redis["fix"] == (
+        "is Redis running there? check redis.url (RELAYBOT_REDIS__URL: redis://host:6379/0)"
+    )
+
+
+async def test_a_redis_password_is_never_printed(setup: Setup, redis_prefix: str) -> None:
+    """The local Redis lets the default user in with any password, and refuses other users."""
+    password = "s3cret-redis-password"
+    setup.config["redis"] = {
+        "url": f"redis://:{password}@127.0.0.1:6379/0",
+        "key_prefix": redis_prefix,
+    }
+    setup.gateway.enqueue(Stream(openai_chunks("O")), Stream(openai_chunks("O")))
+    accepted = await setup.check("--platform", "discord")
+    setup.config["redis"]["url"] = f"redis://relaybot-nobody:{password}@127.0.0.1:6379/0"
+    refused = await setup.check("--platform", "discord")
+    assert accepted.status == 0, accepted.out
+    assert any(line.startswith(f"✓ Redis at {REDIS} answers") for line in accepted.lines)
+    assert refused.status == 1
+    assert any(
+        line.startswith("✗ Redis at redis://relaybot-nobody@127.0.0.1:6379/0 refused the login")
+        and line.endswith(
+            " — check the user and password in redis.url (redis://user:password@host:6379/0)"
+        )
+        for line in refused.lines
+    ), refused.out
+    for run in (accepted, refused):
+        assert password not in run.out
+
+
+async def test_a_read_only_redis_replica(
+    setup: Setup, redis_prefix: str, spawn: Spawn, tmp_path: Path
+) -> None:
+    """A real ``redis-server`` started as the replica of a primary that is not there: it
+    answers PING and GET, and refuses writes (READONLY)."""
+    server = shutil.which("redis-server")
+    if server is None:
+        if NO_REDIS:
+            pytest.skip("no redis-server (RELAYBOT_TEST_NO_REDIS=1)")
+        pytest.fail("this test needs redis-server on the PATH")
+    port = closed_port()
+    replica = await spawn(
+        server, "--port", str(port), "--bind", "127.0.0.1", "--replicaof", "127.0.0.1",
+        str(closed_port()), "--save", "", "--appendonly", "no", "--dir", str(tmp_path),
+        env=os.environ,
+    )  # fmt: skip
+    await ready(replica)
+    setup.config["redis"] = {"url": f"redis://127.0.0.1:{port}/0", "key_prefix": redis_prefix}
+    setup.gateway.enqueue(Stream(openai_chunks("O")))
+    run = await setup.check("--platform", "discord")
+    assert run.status == 1
+    assert (
+        f"✗ Redis at redis://127.0.0.1:{port}/0 is a read-only replica — point redis.url at "
+        "the primary"
+    ) in run.lines
+
+
+async def ready(server: asyncio.subprocess.Process) -> None:
+    """Until ``redis-server`` logs that it accepts connections."""
+    assert server.stdout is not None
+    async with asyncio.timeout(20):
+        while b"Ready to accept connections" not in await server.stdout.readline():
+            assert server.returncode is None, "redis-server exited"
+
+
+async def test_slack_http_on_postgres_without_redis_says_why(setup: Setup, store_url: str) -> None:
+    setup.config["store"]["url"] = store_url
+    setup.gateway.enqueue(Stream(openai_chunks("O")), Stream(openai_chunks("O")))
+    run = await setup.check("--platform", "slack", "--json")
+    setup.config["fleet"] = {"single_worker": True}
+    single = await setup.check("--platform", "slack", "--json")
+    problem = fleet_problem(load_settings(environ={"RELAYBOT_STORE__URL": store_url}))
+    assert problem is not None
+    assert _by_name(run)["redis"] == {
+        "name": "redis",
+        "ok": False,
+        "detail": "Slack HTTP mode on a Postgres store without redis.url",
+        "fix": problem,
+    }
+    assert run.status == 1
+    assert "redis" not in _by_name(single)
+    assert single.status == 0, single.out
 
 
 # --- settings, --json, timeouts ------------------------------------------------------------------
