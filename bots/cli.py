@@ -11,6 +11,8 @@
   the link that adds it to a server. ``--shard-count N --shards 0,1`` runs those shards of N
   (all N without ``--shards``), so several processes share one bot.
 - ``relaybot offline-llm --port N`` serves the offline model for any compatible client.
+- ``relaybot feedback --since 7d`` prints the votes on answers in that period (``30m``,
+  ``24h``, ``90d``; ``--json`` for one object) from the configured store.
 
 Settings come from ``--config`` / ``RELAYBOT_CONFIG``, the environment and the flags (see
 ``bots.settings``). Failures print one line starting with ``relaybot:`` and exit non-zero.
@@ -34,6 +36,7 @@ from bots.console.ask import TurnFailedError, ask
 from bots.console.chat import run_console
 from bots.discord.client import DiscordUnavailable, Shards
 from bots.discord.runner import run_discord
+from bots.feedback import DEFAULT_PERIOD, feedback_command, parse_period
 from bots.logs import configure_logging, set_log_format
 from bots.offline import run_offline_llm
 from bots.settings import Settings, load_settings
@@ -151,6 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--pace", type=float, default=0.03, help="seconds between words (default %(default)s)"
     )
 
+    feedback = commands.add_parser("feedback", help="count the votes on answers")
+    feedback.add_argument(
+        "--since",
+        type=_period,
+        default=DEFAULT_PERIOD,
+        metavar="PERIOD",
+        help="how far back: 30m, 24h, 7d, 90d (default %(default)s)",
+    )
+    feedback.add_argument(
+        "--json", action="store_true", help="print one JSON object (default: one line)"
+    )
+
     check = commands.add_parser("check", help="test every part the settings name, ✓ or ✗")
     check.add_argument(
         "--platform",
@@ -187,6 +202,13 @@ def _prompt(text: str) -> str:
     return text
 
 
+def _period(text: str) -> float:
+    try:
+        return parse_period(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _setting(what: str, path: str, default: str | None = None) -> str:
     """The help of a flag that sets ``llm.<path>``: what it is, its default (``default``, else
     the settings' own) and the variable that sets it too, so the two never drift apart."""
@@ -209,6 +231,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "discord":
             shards = Shards.chosen(args.shard_count, args.shards)
             return asyncio.run(_discord(args, shards))
+        if args.command == "feedback":
+            return asyncio.run(
+                feedback_command(
+                    load_settings(args.config),
+                    period=args.since,
+                    as_json_object=args.json,
+                    out=sys.stdout,
+                )
+            )
         if args.command == "check":
             return check_command(
                 args.config, platform=args.platform, as_json=args.json, out=sys.stdout

@@ -139,8 +139,8 @@ FALLBACKS = Counter(
 )
 FEEDBACK = Counter(
     "relaybot_feedback",
-    "Feedback button presses, by platform and value.",
-    ["platform", "value"],
+    "New votes on answers, by rating (positive, negative); a changed vote is not counted again.",
+    ["rating"],
     registry=REGISTRY,
 )
 

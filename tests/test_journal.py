@@ -642,6 +642,19 @@ async def test_a_revised_question_is_saved_and_read_in_history(store: Conversati
     ]  # fmt: skip
 
 
+async def test_unfinished_is_the_threads_running_turn(store: ConversationStore) -> None:
+    await accept(store, "1")
+    await accept(store, "2")
+    assert await store.unfinished(KEY) is None  # queued only
+    lease = await take(store, owner="A")
+    running = await store.unfinished(KEY)
+    assert running is not None
+    assert (running.id, running.owner) == (lease.turn.id, "A")
+    assert await store.unfinished(OTHER) is None
+    await answer_and_deliver(store, lease)
+    assert await store.unfinished(KEY) is None
+
+
 async def test_turn_of_an_unknown_id_is_an_error(store: ConversationStore) -> None:
     with pytest.raises(StoreError, match="there is no turn 12345"):
         await store.turn(12345)
@@ -861,7 +874,7 @@ async def test_a_version_1_file_keeps_its_threads(tmp_path: Path, open_file: Ope
     await store.answered(lease, messages=[answer("Rain.")], text="Rain.", finish_reason="stop")
     await store.close()
 
-    assert rows(path, "PRAGMA user_version") == [(2,)]
+    assert rows(path, "PRAGMA user_version") == [(3,)]
     again = await open_file(path)
     assert await again.load(slack) == [*old, user("And next week?"), answer("Rain.")]
     await again.close()

@@ -24,8 +24,9 @@ never the whole URL, which could hold a password.
 Every store keeps a conversation's history, the claims that de-duplicate platform events, and
 the turn journal (:mod:`core.store.journal`: :class:`TurnJournal`, :class:`Turn`,
 :class:`Lease`), which a :class:`ConversationStore` extends; the journal's leases keep the turns
-of a thread one at a time, in order. Trimming a history to a token budget is
-:mod:`core.store.trim`.
+of a thread one at a time, in order. Votes on answers are :mod:`core.store.feedback`
+(:class:`FeedbackLog`, :class:`Feedback`, :class:`FeedbackTotals`). Trimming a history to a
+token budget is :mod:`core.store.trim`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Literal
 
 from core.store.base import ConversationStore, StoreError
+from core.store.feedback import Feedback, FeedbackLog, FeedbackTotals
 from core.store.journal import Lease, LeaseLost, Turn, TurnJournal, TurnState, discord_order
 from core.store.memory import MemoryStore
 from core.store.postgres import PostgresStore
@@ -43,6 +45,9 @@ from core.store.sqlite import SqliteStore
 
 __all__ = [
     "ConversationStore",
+    "Feedback",
+    "FeedbackLog",
+    "FeedbackTotals",
     "Lease",
     "LeaseLost",
     "MemoryStore",

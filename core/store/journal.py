@@ -248,6 +248,11 @@ class TurnJournal(Protocol):
         """The turn as stored now; :class:`StoreError` if there is none."""
         ...
 
+    async def unfinished(self, key: ConversationKey) -> Turn | None:
+        """The thread's ``running`` turn (the answer being written, by whichever worker), or
+        ``None``: what a Stop of the whole thread stops."""
+        ...
+
     async def forget_message(self, key: ConversationKey, order: str) -> None:
         """The platform deleted the message ``order`` of the thread: remove its turn's
         messages (question and answer) from history. A ``queued`` or ``running`` turn for it
@@ -263,7 +268,8 @@ class TurnJournal(Protocol):
         A turn goes whole: an ended (``delivered`` or ``failed``) turn accepted before
         ``older_than`` is deleted with all its messages, even those stored after it; a turn
         not ended keeps its messages whatever their age. Messages of no turn go when they
-        were stored before ``older_than``. Claims are left to expire."""
+        were stored before ``older_than``. The feedback on a deleted turn goes with it
+        (:mod:`core.store.feedback`). Claims are left to expire."""
         ...
 
 

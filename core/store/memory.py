@@ -1,5 +1,5 @@
-"""``MemoryStore``: history, claims and the turn journal, in this process only (tests, the
-terminal bot).
+"""``MemoryStore``: history, claims, the turn journal and feedback, in this process only
+(tests, the terminal bot).
 
 Messages are stored serialized, exactly as the SQLite store writes them, so a message that a
 file could not hold fails here too and a loaded message never aliases a saved one. Each method
@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from core.messages import ConversationKey, Message, UserMessage
 from core.store.base import StoreError
 from core.store.codec import decode_message, encode_message
+from core.store.feedback import Feedback, FeedbackTotals
 from core.store.journal import Lease, LeaseLost, Turn, nobody_is_dead
 
 __all__ = ["MemoryStore"]
@@ -45,6 +46,7 @@ class MemoryStore:
         self._turns: dict[int, Turn] = {}
         self._threads: dict[str, list[int]] = {}  # conversation -> its turns' ids
         self._turn_ids = itertools.count(1)
+        self._feedback: dict[tuple[int, str], Feedback] = {}  # (turn id, user) -> their vote
         self._closed = False
 
     def __repr__(self) -> str:
@@ -234,6 +236,11 @@ class MemoryStore:
         accepted = [turn.accepted_at for turn in self._turns.values() if turn.state == "queued"]
         return len(accepted), min(accepted, default=None)
 
+    async def unfinished(self, key: ConversationKey) -> Turn | None:
+        self._check_open()
+        ids = self._threads.get(str(key), [])
+        return next((t for i in ids if (t := self._turns[i]).state == "running"), None)
+
     async def turn(self, turn_id: int) -> Turn:
         self._check_open()
         try:
@@ -269,12 +276,39 @@ class MemoryStore:
                     and (stored.turn is not None or stored.created_at >= older_than)
                 ),
             )
+        self._feedback = {
+            vote: feedback for vote, feedback in self._feedback.items() if vote[0] not in ended
+        }
         for id_ in ended:
             conversation = str(self._turns.pop(id_).key)
             self._threads[conversation].remove(id_)
             if not self._threads[conversation]:
                 del self._threads[conversation]
         return deleted
+
+    # --- feedback -----------------------------------------------------------------------------
+
+    async def record_feedback(self, turn_id: int, user: str, positive: bool) -> bool:
+        self._check_open()
+        if turn_id not in self._turns:
+            raise StoreError(f"{_NAME}: there is no turn {turn_id} to record feedback on")
+        new = (turn_id, user) not in self._feedback
+        self._feedback[turn_id, user] = Feedback(
+            turn_id=turn_id, user=user, positive=positive, at=self._clock()
+        )
+        return new
+
+    async def feedback_totals(self, since: float) -> FeedbackTotals:
+        self._check_open()
+        cast = [vote for vote in self._feedback.values() if vote.at >= since]
+        positive = sum(vote.positive for vote in cast)
+        turns = len({vote.turn_id for vote in cast})
+        return FeedbackTotals(positive=positive, negative=len(cast) - positive, turns=turns)
+
+    async def feedback_of(self, turn_id: int) -> list[Feedback]:
+        self._check_open()
+        votes = [vote for (turn, _), vote in self._feedback.items() if turn == turn_id]
+        return sorted(votes, key=lambda vote: vote.user)
 
     # --- helpers ------------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """``PostgresStore``: the system of record of a fleet — every worker process shares one database.
 
-Schema version 1 (one row per applied migration in ``relaybot_schema``):
+Schema version 2 (one row per applied migration in ``relaybot_schema``):
 
 - ``messages(seq, conversation, body, created_at, turn)`` — one row per message: ``seq`` (an
   identity) orders the messages of a conversation as they were stored (``append`` holds the
@@ -11,6 +11,9 @@ Schema version 1 (one row per applied migration in ``relaybot_schema``):
 - ``turns(...)`` — the turn journal, the columns of the SQLite store's
   (:mod:`core.store.sqlite`), ``refs`` as ``text[]``; implemented in
   :mod:`core.store.postgres_journal`.
+- ``feedback(turn, user_id, positive, voted_at)`` — one vote per user per turn (the key), a
+  foreign key of ``turns`` deleted with its turn; implemented in
+  :mod:`core.store.postgres_feedback`.
 
 Times are seconds since the epoch (``float8``), from the server's ``now()`` — workers' clocks
 differ — unless the store is given a ``clock`` (tests). Orders and keys compare bytewise
@@ -34,6 +37,7 @@ from core.messages import ConversationKey, Message
 from core.store.base import StoreError
 from core.store.codec import encode_message
 from core.store.postgres_access import NOW, Pool, Query, describe, execute, fetch, fetchval
+from core.store.postgres_feedback import PostgresFeedback
 from core.store.postgres_journal import (
     APPEND,
     CLAIM,
@@ -96,6 +100,18 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX claims_by_expiry ON claims (expires_at)",
     ),
+    (  # 2: feedback on answers
+        """
+        CREATE TABLE feedback (
+            turn bigint NOT NULL REFERENCES turns (id) ON DELETE CASCADE,
+            user_id text NOT NULL,
+            positive boolean NOT NULL,
+            voted_at float8 NOT NULL,
+            PRIMARY KEY (turn, user_id)
+        )
+        """,
+        "CREATE INDEX feedback_by_time ON feedback (voted_at)",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -112,7 +128,7 @@ _WRITE_CHECK = Query(f"""
 _WRITE_CHECK_TAKEN_BACK = "DELETE FROM messages WHERE conversation = 'relaybot:write-check'"
 
 
-class PostgresStore(PostgresJournal):
+class PostgresStore(PostgresJournal, PostgresFeedback):
     """A :class:`~core.store.base.ConversationStore` in a Postgres database.
 
     Made by ``await PostgresStore.open(url)``; ``clock`` (a test's) replaces the server's

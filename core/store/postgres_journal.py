@@ -101,6 +101,10 @@ _INSERT_TURN = Query(f"""
     RETURNING {_COLUMNS}
 """)
 _TURN = Query(f"SELECT {_COLUMNS} FROM turns WHERE id = :id")
+_UNFINISHED_IN = Query(f"""
+    SELECT {_COLUMNS} FROM turns WHERE conversation = :conversation AND state = 'running'
+    LIMIT 1
+""")
 LOCK_THREAD = Query(f"SELECT pg_advisory_xact_lock({THREAD_LOCK}, hashtext(:conversation))")
 _LOCK_THREAD_OF_TURN = Query(
     f"SELECT pg_advisory_xact_lock({THREAD_LOCK}, hashtext(conversation)) FROM turns WHERE id = :id"
@@ -356,6 +360,11 @@ class PostgresJournal:
         assert row is not None  # an aggregate has one row
         count, oldest = row
         return int(count), None if oldest is None else float(oldest)
+
+    async def unfinished(self, key: ConversationKey) -> Turn | None:
+        async with self._pool.connection() as db:
+            row = await fetchrow(db, _UNFINISHED_IN, {"conversation": str(key)})
+        return None if row is None else self._turn(row)
 
     async def turn(self, turn_id: int) -> Turn:
         async with self._pool.connection() as db:

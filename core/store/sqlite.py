@@ -1,7 +1,7 @@
 """``SqliteStore``: the embedded default — one file, WAL, schema versioned, survives restarts.
 
-Schema version 2 (kept in ``PRAGMA user_version``; migrations run when the store opens, and a
-file of version 1 keeps every row):
+Schema version 3 (kept in ``PRAGMA user_version``; migrations run when the store opens, and a
+file of an earlier version keeps every row):
 
 - ``messages(conversation, seq, body, created_at, turn)`` — one row per message: the
   conversation key's string form, a sequence number from 1 within the conversation, the message
@@ -14,6 +14,9 @@ file of version 1 keeps every row):
   updated_at)`` — the turn journal (:mod:`core.store.journal`, implemented in
   :mod:`core.store.sqlite_journal`): one row per accepted message, ``question`` and ``refs`` as
   JSON. ``id`` is ``AUTOINCREMENT``, so the id of a pruned turn is never given to another.
+- ``feedback(turn, user_id, positive, voted_at)`` — one vote per user per turn (the key), 1
+  for positive; implemented in :mod:`core.store.sqlite_feedback`. Not a foreign key (this
+  connection does not enforce them): ``prune`` deletes a turn's votes with it.
 
 Opening checks the file and fails with a one-line :class:`StoreError` when it cannot be used:
 a directory, a file this process may not read and write, a file that is not a SQLite database,
@@ -45,6 +48,7 @@ from core.messages import ConversationKey, Message
 from core.store.base import StoreError
 from core.store.codec import encode_message
 from core.store.sqlite_access import SharedConnection
+from core.store.sqlite_feedback import SqliteFeedback
 from core.store.sqlite_journal import APPEND, CLAIM, LOAD, PRUNE_CLAIMS, SqliteJournal
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
@@ -109,11 +113,23 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE messages ADD COLUMN turn INTEGER",
         "CREATE INDEX messages_by_turn ON messages (turn) WHERE turn IS NOT NULL",
     ),
+    (  # 3: feedback on answers
+        """
+        CREATE TABLE feedback (
+            turn INTEGER NOT NULL,
+            user_id TEXT NOT NULL,
+            positive INTEGER NOT NULL CHECK (positive IN (0, 1)),
+            voted_at REAL NOT NULL,
+            PRIMARY KEY (turn, user_id)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX feedback_by_time ON feedback (voted_at)",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
-class SqliteStore(SqliteJournal):
+class SqliteStore(SqliteJournal, SqliteFeedback):
     """A :class:`~core.store.base.ConversationStore` in one SQLite file.
 
     Made by ``await SqliteStore.open(path)``; ``path`` may be ``":memory:"`` (gone on close).

@@ -68,6 +68,9 @@ _INSERT_TURN = f"""
     RETURNING {_COLUMNS}
 """
 _TURN = f"SELECT {_COLUMNS} FROM turns WHERE id = ?"
+_UNFINISHED_IN = (
+    f"SELECT {_COLUMNS} FROM turns WHERE conversation = ? AND state = 'running' LIMIT 1"
+)
 # The thread of turns.conversation: its earliest queued turn, and whether a turn of it holds
 # the thread: one running, or answered and not yet delivered (under a live lease or an expired
 # one: either holds it, so that answers appear in their questions' order).
@@ -154,6 +157,7 @@ _PRUNE_MESSAGES = f"""
     DELETE FROM messages WHERE (turn IS NULL AND created_at < :older_than)
         OR turn IN (SELECT id FROM turns WHERE {_ENDED_BEFORE})
 """
+_PRUNE_FEEDBACK = f"DELETE FROM feedback WHERE turn IN (SELECT id FROM turns WHERE {_ENDED_BEFORE})"
 _PRUNE_TURNS = f"DELETE FROM turns WHERE {_ENDED_BEFORE}"
 
 
@@ -326,6 +330,11 @@ class SqliteJournal:
         count, oldest = rows[0]
         return int(count), None if oldest is None else float(oldest)
 
+    async def unfinished(self, key: ConversationKey) -> Turn | None:
+        async with self._connection.statement() as db:
+            rows = list(await db.execute_fetchall(_UNFINISHED_IN, (str(key),)))
+        return self._turn(rows[0]) if rows else None
+
     async def turn(self, turn_id: int) -> Turn:
         async with self._connection.statement() as db:
             rows = list(await db.execute_fetchall(_TURN, (turn_id,)))
@@ -344,6 +353,7 @@ class SqliteJournal:
         async with self._connection.transaction() as db:
             async with db.execute(_PRUNE_MESSAGES, parameters) as cursor:
                 deleted = cursor.rowcount
+            await db.execute(_PRUNE_FEEDBACK, parameters)
             await db.execute(_PRUNE_TURNS, parameters)
         return deleted
 
