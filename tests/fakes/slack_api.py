@@ -13,9 +13,27 @@ Every method is ``GET`` or ``POST /api/<method>``; its arguments are read from t
 form body or a JSON body, as Slack reads them. The bot token goes in ``Authorization: Bearer``
 (or a ``token`` argument): none answers ``not_authed``, another ``invalid_auth``. Methods:
 ``auth.test``, ``chat.postMessage``, ``chat.update``, ``chat.delete``, ``users.info``,
-``conversations.replies``, ``assistant.threads.setStatus``, ``reactions.add``,
-``chat.postEphemeral``; any other
-answers ``unknown_method``. Answers are ``200`` with ``{"ok": ...}`` unless a fault says else.
+``conversations.replies``, ``assistant.threads.setStatus`` (its ``loading_messages``, at most
+10, kept in :attr:`FakeSlack.loading_messages`), ``assistant.threads.setTitle``
+(:attr:`FakeSlack.titles`), ``assistant.threads.setSuggestedPrompts`` (at most 4 prompts of
+``title`` and ``message``; :attr:`FakeSlack.suggested_prompts`), ``reactions.add``,
+``chat.postEphemeral``, and Slack's streaming — ``chat.startStream``, ``chat.appendStream``,
+``chat.stopStream`` — any other answers ``unknown_method``. Answers are ``200`` with
+``{"ok": ...}`` unless a fault says else.
+
+Streaming (the rules in :mod:`tests.fakes.slack_streams`): ``chat.startStream`` posts a bot
+reply in ``thread_ts`` (required: ``invalid_arguments``) in streaming state; outside a DM
+(a channel id not starting "D") it needs ``recipient_user_id`` and ``recipient_team_id``
+(``missing_recipient_user_id`` / ``missing_recipient_team_id``; an unknown user
+``user_not_found``). ``FakeSlack(streaming="not_agent_app" | "feature_disabled")`` has every
+start refused so (and ``setSuggestedPrompts`` answers ``not_agent_app``); in a channel whose id
+starts "G" (a multi-person DM) starts answer ``channel_type_not_supported``. A stream lives
+``stream_lifetime`` seconds (scaled by ``time_scale``, on ``clock``) from its start. While it
+streams, ``chat.update`` answers ``streaming_state_conflict``; once it ended ``chat.update``
+rewrites it as any message; ``chat.delete`` works either way. Tests read a stream with
+:meth:`FakeSlack.stream`, press Slack's Stop with :meth:`FakeSlack.stop_stream_by_user`, and
+compare what people see with :attr:`Message.shown`. Payloads Slack sends about these:
+:func:`agent_session_stopped`, :func:`app_home_opened`, :func:`feedback_press`.
 
 Rate limits: as on Slack, each method is limited per workspace (chat.postMessage per
 channel). :data:`SLACK_LIMITS` holds Slack's published numbers, each a :class:`Limit`: at most
@@ -59,6 +77,15 @@ import yaml
 from aiohttp import web
 
 from bots.loopback import LoopbackServer
+from tests.fakes.slack_streams import Refused as _Refused
+from tests.fakes.slack_streams import (
+    Stream,
+    Streams,
+    TaskCard,
+    agent_session_stopped,
+    app_home_opened,
+    feedback_press,
+)
 
 __all__ = [
     "BOT_ID",
@@ -72,8 +99,13 @@ __all__ = [
     "Limit",
     "Message",
     "RecordedCall",
+    "Stream",
+    "TaskCard",
+    "agent_session_stopped",
+    "app_home_opened",
     "disconnect",
     "error",
+    "feedback_press",
     "http_error",
     "ratelimited",
 ]
@@ -132,6 +164,13 @@ SLACK_LIMITS: Mapping[str, Limit] = MappingProxyType(
         "conversations.replies": Limit(50, 60),  # Tier 3 (internal and Marketplace apps)
         "assistant.threads.setStatus": Limit(50, 60),  # "Special", no number: as Tier 3
         "reactions.add": Limit(50, 60),  # Tier 3
+        "assistant.threads.setTitle": Limit(100, 60),  # Tier 4
+        "assistant.threads.setSuggestedPrompts": Limit(100, 60),  # Tier 4
+        # Streaming: Tier 2 (20+ per minute) to start and stop, Tier 4 to append; per app per
+        # workspace, as every tier (none of them is on the per-channel "Special" list).
+        "chat.startStream": Limit(20, 60),  # Tier 2
+        "chat.appendStream": Limit(100, 60),  # Tier 4
+        "chat.stopStream": Limit(20, 60),  # Tier 2
     }
 )
 """Slack's per-method rate limits, by method; a method not named is not limited."""
@@ -140,7 +179,9 @@ SLACK_LIMITS: Mapping[str, Limit] = MappingProxyType(
 @dataclass(frozen=True, kw_only=True)
 class Message:
     """A message as Slack keeps it now. A reply's ``thread_ts`` is its parent's ts (``None`` for
-    a top-level message); the bot's own posts have ``bot_id``."""
+    a top-level message); the bot's own posts have ``bot_id``. A streamed message's ``text`` is
+    its markdown so far and its ``blocks`` those set under it (``streamed`` until a
+    ``chat.update`` rewrites it)."""
 
     channel: str
     ts: str
@@ -150,11 +191,20 @@ class Message:
     blocks: list[dict[str, Any]] = field(default_factory=list)
     bot_id: str | None = None
     edited: bool = False
+    streamed: bool = False
 
     @property
     def markdown(self) -> str:
         """The text of its ``markdown`` blocks, joined ("" when it has none)."""
         return "".join(b["text"] for b in self.blocks if b.get("type") == "markdown")
+
+    @property
+    def shown(self) -> str:
+        """The text people see, whichever way it was written: the streamed markdown, else the
+        ``markdown`` blocks, else ``text``."""
+        if self.streamed:
+            return self.text
+        return self.markdown or self.text
 
     def payload(self) -> dict[str, Any]:
         """The message as Slack sends it in API answers."""
@@ -218,11 +268,6 @@ def disconnect() -> Fault:
     return Fault(0, None)
 
 
-class _Refused(Exception):
-    def __init__(self, code: str) -> None:
-        self.code = code
-
-
 class _Windows:
     """A sliding-window log per method and scope: when each call the limits accepted came."""
 
@@ -258,6 +303,8 @@ class FakeSlack(LoopbackServer):
         time_scale: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         scopes: Sequence[str] = MANIFEST_SCOPES,
+        stream_lifetime: float = 300.0,
+        streaming: Literal["ok", "not_agent_app", "feature_disabled"] = "ok",
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -270,6 +317,16 @@ class FakeSlack(LoopbackServer):
         self.api_url = ""
         self.statuses: dict[tuple[str, str], str] = {}
         """The assistant status shown under each ``(channel, thread_ts)``; a reply clears it."""
+        self.loading_messages: dict[tuple[str, str], list[str]] = {}
+        """The ``loading_messages`` of each ``(channel, thread_ts)``'s last status."""
+        self.titles: dict[tuple[str, str], str] = {}
+        """Each assistant thread's title, by ``(channel, thread_ts)``."""
+        self.suggested_prompts: dict[tuple[str, str | None], dict[str, Any]] = {}
+        """``{"title": ..., "prompts": [{"title", "message"}, ...]}`` by ``(channel,
+        thread_ts)``; ``thread_ts`` is ``None`` when the call named none (as an agent app must:
+        Slack ignores a call with ``thread_ts`` outside the legacy assistant view)."""
+        self._streams = Streams(lifetime=stream_lifetime * time_scale)
+        self._streaming_refusal = None if streaming == "ok" else streaming
         self._token, self._users, self._clock = token, users, clock
         self._scopes = {"x-oauth-scopes": ",".join(scopes)}
         self._windows = _Windows(MappingProxyType(scaled))
@@ -288,6 +345,11 @@ class FakeSlack(LoopbackServer):
             "conversations.replies": self._conversations_replies,
             "assistant.threads.setStatus": self._assistant_threads_set_status,
             "reactions.add": self._reactions_add,
+            "assistant.threads.setTitle": self._assistant_threads_set_title,
+            "assistant.threads.setSuggestedPrompts": self._assistant_threads_set_suggested_prompts,
+            "chat.startStream": self._chat_start_stream,
+            "chat.appendStream": self._chat_append_stream,
+            "chat.stopStream": self._chat_stop_stream,
         }
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle)
@@ -321,6 +383,15 @@ class FakeSlack(LoopbackServer):
         """The thread's parent and its replies, oldest first, as shown now."""
         kept = self._messages[channel].values()
         return [m for m in kept if thread_ts in (m.ts, m.thread_ts)]
+
+    def stream(self, channel: str, ts: str) -> Stream | None:
+        """The stream of the message ``ts`` as it stands now; ``None`` if it never streamed."""
+        return self._streams.get(channel, ts, self._clock())
+
+    def stop_stream_by_user(self, channel: str, ts: str) -> None:
+        """The person pressed Slack's Stop: the stream ends, its next append is answered
+        ``stopped_by_user`` (a stop is still taken, to end the session)."""
+        self._streams.stop_by_user(channel, ts)
 
     def methods(self) -> list[str]:
         """The methods called so far, in order."""
@@ -396,8 +467,10 @@ class FakeSlack(LoopbackServer):
 
     def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
         old = self._own(args)
+        if self._streams.streaming(old.channel, old.ts, self._clock()):
+            raise _Refused("streaming_state_conflict")
         text, blocks = _content(args, text=old.text, blocks=old.blocks)
-        new = replace(old, text=text, blocks=blocks, edited=True)
+        new = replace(old, text=text, blocks=blocks, edited=True, streamed=False)
         self._messages[old.channel][old.ts] = new
         return {"channel": old.channel, "ts": old.ts, "text": text, "message": new.payload()}
 
@@ -429,8 +502,62 @@ class FakeSlack(LoopbackServer):
 
     def _assistant_threads_set_status(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = self._writable(args, key="channel_id")
-        self.statuses[(channel, str(args.get("thread_ts")))] = str(args.get("status", ""))
+        loading = _json_list(args.get("loading_messages", []))
+        if len(loading) > 10 or not all(isinstance(m, str) for m in loading):
+            raise _Refused("invalid_arguments")
+        thread = (channel, str(args.get("thread_ts")))
+        self.statuses[thread] = str(args.get("status", ""))
+        self.loading_messages[thread] = loading
         return {}
+
+    def _assistant_threads_set_title(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._writable(args, key="channel_id")
+        if not (thread_ts := str(args.get("thread_ts") or "")):
+            raise _Refused("invalid_thread_ts")
+        if not (title := str(args.get("title") or "")):
+            raise _Refused("invalid_arguments")
+        self.titles[(channel, thread_ts)] = title
+        return {}
+
+    def _assistant_threads_set_suggested_prompts(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._writable(args, key="channel_id")
+        if self._streaming_refusal == "not_agent_app":
+            raise _Refused("not_agent_app")
+        prompts = _json_list(args.get("prompts"))
+        if not 0 < len(prompts) <= 4 or not all(_is_prompt(p) for p in prompts):
+            raise _Refused("invalid_arguments")
+        title = args.get("title")
+        self.suggested_prompts[(channel, args.get("thread_ts") or None)] = {
+            "title": None if title is None else str(title), "prompts": prompts}  # fmt: skip
+        return {}
+
+    def _chat_start_stream(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._writable(args)
+        if self._streaming_refusal is not None:
+            raise _Refused(self._streaming_refusal)
+        if channel.startswith("G"):
+            raise _Refused("channel_type_not_supported")
+        if not (thread_ts := str(args.get("thread_ts") or "")):
+            raise _Refused("invalid_arguments")
+        if not channel.startswith("D"):
+            self._check_recipient(args)
+        opening = self._streams.opening(args)
+        ts = self._store(Message(channel=channel, ts="", text="", user=BOT_USER,
+                                 thread_ts=thread_ts, bot_id=BOT_ID, streamed=True))  # fmt: skip
+        self._streams.start(channel, ts, opening, self._clock())
+        self.statuses.pop((channel, thread_ts), None)
+        return self._show_stream(channel, ts)
+
+    def _chat_append_stream(self, args: dict[str, Any]) -> dict[str, Any]:
+        old = self._own(args, "message_not_owned_by_app")
+        self._streams.append(old.channel, old.ts, args, self._clock())
+        return self._show_stream(old.channel, old.ts)
+
+    def _chat_stop_stream(self, args: dict[str, Any]) -> dict[str, Any]:
+        old = self._own(args, "message_not_owned_by_app")
+        self._streams.stop(old.channel, old.ts, args, self._clock())
+        shown = self._show_stream(old.channel, old.ts)
+        return shown | {"message": self._messages[old.channel][old.ts].payload()}
 
     def _reactions_add(self, args: dict[str, Any]) -> dict[str, Any]:
         if str(args.get("timestamp")) not in self._messages[self._writable(args)]:
@@ -438,6 +565,24 @@ class FakeSlack(LoopbackServer):
         return {}
 
     # --- helpers -------------------------------------------------------------------------------
+
+    def _check_recipient(self, args: dict[str, Any]) -> None:
+        """Outside a DM a stream names the person it is for, and their workspace."""
+        if not (user := args.get("recipient_user_id")):
+            raise _Refused("missing_recipient_user_id")
+        if not args.get("recipient_team_id"):
+            raise _Refused("missing_recipient_team_id")
+        if str(user) not in self._users:
+            raise _Refused("user_not_found")
+
+    def _show_stream(self, channel: str, ts: str) -> dict[str, Any]:
+        """The stored message made to show its stream as it stands; the answer's ids."""
+        shown = self._streams.shown(channel, ts)
+        assert shown is not None, "only a streamed message is shown from its stream"
+        text, blocks = shown
+        message = self._messages[channel][ts]
+        self._messages[channel][ts] = replace(message, text=text, blocks=blocks, streamed=True)
+        return {"channel": channel, "ts": ts}
 
     def _store(self, message: Message) -> str:
         micros = _FIRST_TS + 100 * self._posted
@@ -474,6 +619,20 @@ async def _args(request: web.Request) -> dict[str, Any]:
     elif request.method == "POST":
         args.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
     return args
+
+
+def _json_list(raw: object) -> list[Any]:
+    """A list argument, sent as JSON or (in a form) as a JSON string; else not a list."""
+    found = json.loads(raw) if isinstance(raw, str) else raw
+    if not isinstance(found, list):
+        raise _Refused("invalid_arguments")
+    return found
+
+
+def _is_prompt(prompt: object) -> bool:
+    return isinstance(prompt, dict) and all(
+        isinstance(prompt.get(k), str) and prompt[k] for k in ("title", "message")
+    )
 
 
 def _content(
