@@ -69,6 +69,11 @@ DEFAULT_RATES: Mapping[str, Rate] = MappingProxyType(
         # Slack chat.postMessage: about 1 a second per channel, short bursts allowed (kept
         # within 10 in any 10 s).
         "slack.channel": Rate.per(8, 10, burst=2),
+        # Slack native streaming, per workspace: chat.startStream and chat.stopStream are Tier 2
+        # (20+ a minute, one bucket for both: every streamed message costs one of each) ...
+        "slack.stream.start": Rate.per(18, 60, burst=2),
+        # ... and chat.appendStream is Tier 4 (100+ a minute).
+        "slack.stream.append": Rate.per(90, 60, burst=10),
         # Discord: 5 message creates/edits per 5 s per channel. A steady 4 per 5 s serves many
         # replies in one channel fresher than a burst of 2 (bench.edits: p95 staleness 294 s ->
         # 215 s with 200 replies, 21 s -> 13.5 s with 20, still no 429).

@@ -1,6 +1,8 @@
 """The ``[edit_budget]`` settings: how fast replies may edit their messages, shared by every
-reply in a scope (see :mod:`adapters.budget`). ``bots.settings`` puts this section into
-relaybot's settings; ``bots.runtime.edit_rates`` turns it into :class:`~adapters.budget.Rate`s.
+reply in a scope (see :mod:`adapters.budget`) — Slack's native streams included: their starts and
+stops (``slack_stream_start``) and their appends (``slack_stream_append``). ``bots.settings``
+puts this section into relaybot's settings; ``bots.runtime.edit_rates`` turns it into
+:class:`~adapters.budget.Rate`s.
 """
 
 from __future__ import annotations
@@ -27,5 +29,7 @@ class EditBudgetSettings(Section):
 
     slack_workspace: RateSettings = RateSettings(count=45, seconds=60, burst=5)
     slack_channel: RateSettings = RateSettings(count=8, seconds=10, burst=2)
+    slack_stream_start: RateSettings = RateSettings(count=18, seconds=60, burst=2)
+    slack_stream_append: RateSettings = RateSettings(count=90, seconds=60, burst=10)
     discord_channel: RateSettings = RateSettings(count=4, seconds=5, burst=1)
     discord_global: RateSettings = RateSettings(count=30, seconds=1, burst=10)

@@ -51,7 +51,15 @@ from adapters.surface import (
 )
 from core.metrics import PLATFORM_CALLS
 
-__all__ = ["FORBIDDEN", "MAX_LENGTH", "STOP_ACTION", "SlackSurface", "blocks_for", "fallback"]
+__all__ = [
+    "FORBIDDEN",
+    "MAX_LENGTH",
+    "STOP_ACTION",
+    "SlackSurface",
+    "blocks_for",
+    "fallback",
+    "slack_errors",
+]
 
 MAX_LENGTH = 12_000
 """The cumulative limit of a message's markdown blocks."""
@@ -115,7 +123,7 @@ class SlackSurface:
         return markdown
 
     async def post(self, draft: Draft) -> MessageRef:
-        with _slack_errors("chat.postMessage"):
+        with slack_errors("chat.postMessage"):
             response = await self._client.chat_postMessage(
                 channel=self._channel,
                 thread_ts=self._thread_ts,
@@ -127,7 +135,7 @@ class SlackSurface:
         return str(response["ts"])
 
     async def edit(self, ref: MessageRef, draft: Draft) -> None:
-        with _slack_errors("chat.update"):
+        with slack_errors("chat.update"):
             await self._client.chat_update(
                 channel=self._channel,
                 ts=ref,
@@ -136,7 +144,7 @@ class SlackSurface:
             )
 
     async def delete(self, ref: MessageRef) -> None:
-        with _slack_errors("chat.delete"):
+        with slack_errors("chat.delete"):
             await self._client.chat_delete(channel=self._channel, ts=ref)
 
 
@@ -181,7 +189,7 @@ def _escaped(text: str) -> str:
 
 
 @contextmanager
-def _slack_errors(method: str) -> Iterator[None]:
+def slack_errors(method: str) -> Iterator[None]:
     """Slack's failures in the block leave it as ``SurfaceError``s, the SDK's error dropped.
     Each call is counted by method and result (``relaybot_platform_calls``)."""
     try:
