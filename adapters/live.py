@@ -302,9 +302,10 @@ class LiveReply:
         if not self._final or status is not None:  # a stopped or failed answer ends mid-text
             last = close_markdown(last)
         status = _clip(status, max_length - len(last) - STATUS_GAP)
+        closing = self._final and status is None and not self._error
         return [
             *(Draft(text=piece, final=True) for piece in frozen),
-            Draft(text=last, status=status, final=self._final, error=self._error),
+            Draft(text=last, status=status, final=self._final, error=self._error, closing=closing),
         ]
 
     def _next_call(self, start: int) -> _Call | None:

@@ -30,7 +30,7 @@ choice is made with the client: give surfaces an ``AsyncWebClient`` with the def
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -87,7 +87,8 @@ FORBIDDEN = frozenset(
 
 class SlackSurface:
     """One reply in one Slack thread. Make one per reply; share the client (see the module's
-    docstring for which client). With ``stop_value=None`` no Stop button is shown."""
+    docstring for which client). With ``stop_value=None`` no Stop button is shown;
+    ``answer_blocks`` go under a finished answer's last message (the feedback buttons)."""
 
     def __init__(
         self,
@@ -97,6 +98,7 @@ class SlackSurface:
         thread_ts: str,
         team: str,
         stop_value: str | None = None,
+        answer_blocks: Sequence[dict[str, Any]] = (),
         edit_interval: float = 1.0,
     ) -> None:
         if any(isinstance(h, AsyncRateLimitErrorRetryHandler) for h in client.retry_handlers):
@@ -105,6 +107,7 @@ class SlackSurface:
         self._channel = channel
         self._thread_ts = thread_ts
         self._stop_value = stop_value
+        self._answer_blocks = list(answer_blocks)
         self._limits = SurfaceLimits(
             max_length=MAX_LENGTH,
             edit_interval=edit_interval,
@@ -128,7 +131,7 @@ class SlackSurface:
                 channel=self._channel,
                 thread_ts=self._thread_ts,
                 text=fallback(draft),
-                blocks=blocks_for(draft, self._stop_value),
+                blocks=self._blocks(draft),
                 unfurl_links=False,
                 unfurl_media=False,
             )
@@ -140,8 +143,14 @@ class SlackSurface:
                 channel=self._channel,
                 ts=ref,
                 text=fallback(draft),
-                blocks=blocks_for(draft, self._stop_value),
+                blocks=self._blocks(draft),
             )
+
+    def _blocks(self, draft: Draft) -> list[dict[str, Any]]:
+        """The draft's blocks, and ``answer_blocks`` under the last message of a finished
+        answer."""
+        under = self._answer_blocks if draft.closing else []
+        return [*blocks_for(draft, self._stop_value), *under]
 
     async def delete(self, ref: MessageRef) -> None:
         with slack_errors("chat.delete"):

@@ -16,7 +16,7 @@ platform's own exceptions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 __all__ = [
@@ -88,13 +88,17 @@ class Draft:
     ``text`` is the message's Markdown, already split to fit and made safe to render;
     ``status`` is a short activity line ("Checking the weather in Paris…") or ``None``;
     ``final`` is true for the last version of the message (a surface drops its Stop button
-    then); ``error`` marks a final draft whose status is an error to show as such.
+    then); ``error`` marks a final draft whose status is an error to show as such;
+    ``closing`` marks the last message of an answer the model finished (not stopped, not
+    failed, not a notice): a surface may put under it what belongs under an answer (Slack: the
+    feedback buttons).
     """
 
     text: str
     status: str | None = None
     final: bool = False
     error: bool = False
+    closing: bool = field(default=False, compare=False)  # implied by the others: never resent
 
 
 class Surface(Protocol):

@@ -83,6 +83,7 @@ CHECK_TIMEOUT = 10.0
 """Seconds each part may take: a part that does not answer by then fails."""
 SLACK_SCOPES = (
     "app_mentions:read",
+    "assistant:write",
     "channels:history",
     "chat:write",
     "groups:history",

@@ -9,6 +9,7 @@ from adapters.live import MODEL_BUSY, MODEL_RETRYING, MODEL_SLOW, STOPPED, THINK
 
 __all__ = [
     "BROKEN",
+    "FEEDBACK_THANKS",
     "INTERRUPTED",
     "MEMORY_DOWN",
     "MODEL_BUSY",
@@ -26,6 +27,8 @@ __all__ = [
 
 NOT_YOURS = "Only the person who asked can stop this answer."
 """Told, privately, to someone who presses Stop on an answer to somebody else."""
+FEEDBACK_THANKS = "Thanks for the feedback."
+"""Told, privately, to someone who presses 👍 or 👎 under an answer."""
 NEW_CONVERSATION = "Starting a new conversation."
 TOO_LONG = (
     "That message is too long for me ({length:,} characters; I read up to {limit:,}). "

@@ -10,7 +10,8 @@ worker, not the bot, keeps the promise:
   is posted only once the turn is taken, so replies appear in question order.
 - **Answering a turn.** The platform prepares it (:meth:`Platform.prepare`: names, a thread
   rebuilt from the platform — or a notice instead of an answer), then the engine runs it into
-  a :class:`~adapters.live.LiveReply` on the platform's surface, while the lease is renewed.
+  a reply (:class:`~adapters.stream_reply.Reply`: an editing ``LiveReply`` on the platform's
+  surface, or a natively streamed ``StreamReply``), while the lease is renewed.
   The reply's messages are saved as soon as each is posted (``store.save_refs``), and the turn
   is marked ``delivered`` once its final text is on the platform.
 - **Stop** (:meth:`stop`) cancels that one answer; the thread's next turn still runs. A Stop
@@ -25,7 +26,7 @@ worker, not the bot, keeps the promise:
   grace is over is left for the next process's recovery.
 - **Recovery**, at start and then every ``lease_seconds / 2``: a turn whose worker died
   (``store.stranded``) is taken over. One that ran no tool is answered again in its old
-  message (the reply adopts it: :meth:`~adapters.live.LiveReply.adopt`); one that ran a tool
+  message (the reply adopts it: :meth:`~adapters.stream_reply.Reply.adopt`); one that ran a tool
   ends with :data:`~bots.replies.INTERRUPTED` in its old message (a tool never runs twice);
   an answered turn that was not delivered is delivered; queued turns left behind are taken.
   A turn accepted longer than ``recovery_max_age`` ago is not answered any more:
@@ -53,7 +54,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from adapters.budget import EditBudget
-from adapters.live import LiveReply
+from adapters.stream_reply import Reply
 from adapters.surface import Draft, MessageRef, Surface
 from bots.logs import turn_context
 from bots.replies import BROKEN, INTERRUPTED, OFFLINE, RESTARTING
@@ -103,7 +104,7 @@ class Platform(Protocol):
         *,
         on_gone: Callable[[], None],
         on_posted: Callable[[tuple[MessageRef, ...]], Awaitable[None]],
-    ) -> LiveReply:
+    ) -> Reply:
         """A live reply of the turn on ``surface``, with the platform's placeholder."""
         ...
 
@@ -146,7 +147,7 @@ class _Answer:
     task: asyncio.Task[None]
     turn: Turn
     record: TurnRecord
-    reply: LiveReply | None = None
+    reply: Reply | None = None
     ran_tool: bool = False
     complete: bool = False  # the engine ended the turn: only its delivery is left
     ending: Literal["restart", "interrupt"] | None = None
@@ -180,7 +181,7 @@ class TurnWorker:
         self._draining: set[str] = set()
         self._woken: set[str] = set()
         self._answers: dict[int, _Answer] = {}
-        self._replies: set[LiveReply] = set()  # every reply being written, for a shutdown
+        self._replies: set[Reply] = set()  # every reply being written, for a shutdown
         self._stopping = False
         self._pruned_at: float | None = None  # when old history was last deleted
         self._model = engine.model  # for the turn reports
@@ -199,6 +200,10 @@ class TurnWorker:
         """The turn, while this worker is writing its answer."""
         running = self._answers.get(turn_id)
         return running.turn if running is not None else None
+
+    def answering_in(self, key: ConversationKey) -> Turn | None:
+        """The thread's turn whose answer this worker is writing, if any (one at a time)."""
+        return next((a.turn for a in self._answers.values() if a.turn.key == key), None)
 
     def answering_ids(self) -> list[int]:
         """The turns whose answers this worker is writing."""

@@ -12,6 +12,7 @@ import pydantic
 import pytest
 
 from bots.settings import TOKEN_VARIABLES, Settings, load_settings, unknown_variables
+from bots.slack.settings import LOADING_MESSAGES, SUGGESTED_PROMPTS
 from core.client import Timeouts
 from core.retry import RetryPolicy
 from core.settings import (
@@ -87,6 +88,9 @@ def test_defaults() -> None:
         "max_input_chars": 8000,
         "edit_interval": 1.0,
         "user_cache_seconds": 3600.0,
+        "streaming": "auto",
+        "loading_messages": LOADING_MESSAGES,
+        "suggested_prompts": tuple(prompt.model_dump() for prompt in SUGGESTED_PROMPTS),
     }
     assert settings.discord.model_dump() == {
         **dict.fromkeys(["bot_token", "api_url", "gateway_url"]),

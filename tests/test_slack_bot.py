@@ -22,7 +22,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 import aiohttp
@@ -44,6 +44,7 @@ from bots.slack.app import (
 )
 from bots.slack.messages import plain_text
 from bots.slack.server import EVENTS_PATH, HEALTH_PATH, serve_http
+from bots.slack.settings import LOADING_MESSAGES
 from bots.stops import RedisStops
 from core.messages import AssistantMessage, ConversationKey, UserMessage
 from core.store import ConversationStore
@@ -168,7 +169,8 @@ class Harness(BotHarness[SlackBot]):
     async def answer(self, channel: str, thread_ts: str) -> str:
         """The bot's finished answer in a thread, all its messages joined."""
         await self.until(lambda: self.finished(channel, thread_ts), "an answer")
-        return join_pieces([m.markdown for m in self.replies(channel, thread_ts)])
+        return join_pieces([m.text if m.streamed else m.markdown
+                            for m in self.replies(channel, thread_ts)])  # fmt: skip
 
     def writes(self) -> list[str]:
         """The Web API methods called, ``auth.test`` (bolt's, once) left out."""
@@ -179,7 +181,9 @@ class Harness(BotHarness[SlackBot]):
 async def start() -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
     """``await start(**settings)`` serves a bot; ``settings`` become ``RELAYBOT_*`` variables
     (``store=`` gives the store, instead of a new memory store; ``slack_limits=`` the fake
-    Slack's rate limits, ``None`` for none, and ``slack_time_scale=`` their windows' scale)."""
+    Slack's rate limits, ``None`` for none, ``slack_time_scale=`` their windows' scale, and
+    ``slack_streaming=`` whether the fake lets the app stream natively). Answers are edited
+    messages unless ``slack__streaming`` says otherwise: these tests are about that path."""
     async with AsyncExitStack() as stack:
 
         async def begin(
@@ -187,9 +191,11 @@ async def start() -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
             store: ConversationStore | None = None,
             slack_limits: Mapping[str, Limit] | None = SLACK_LIMITS,
             slack_time_scale: float = 1.0,
+            slack_streaming: Literal["ok", "not_agent_app", "feature_disabled"] = "ok",
             **settings: str,
         ) -> Harness:
-            fake = FakeSlack(token=TOKEN, limits=slack_limits, time_scale=slack_time_scale)
+            fake = FakeSlack(token=TOKEN, limits=slack_limits, time_scale=slack_time_scale,
+                             streaming=slack_streaming)  # fmt: skip
             slack = await stack.enter_async_context(fake)
             gateway = await stack.enter_async_context(HoldingGateway())
             weather = SlowOpenMeteo()
@@ -207,6 +213,9 @@ async def start() -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
                 "RELAYBOT_STORE__URL": "memory://",
                 "RELAYBOT_EDIT_BUDGET__SLACK_WORKSPACE": json.dumps(UNLIMITED),
                 "RELAYBOT_EDIT_BUDGET__SLACK_CHANNEL": json.dumps(UNLIMITED),
+                "RELAYBOT_EDIT_BUDGET__SLACK_STREAM_START": json.dumps(UNLIMITED),
+                "RELAYBOT_EDIT_BUDGET__SLACK_STREAM_APPEND": json.dumps(UNLIMITED),
+                "RELAYBOT_SLACK__STREAMING": "edit",
                 "RELAYBOT_TOOLS__WEATHER_GEOCODING_URL": weather.url,
                 "RELAYBOT_TOOLS__WEATHER_FORECAST_URL": weather.url,
                 **{f"RELAYBOT_{name.upper()}": value for name, value in settings.items()},
@@ -350,7 +359,8 @@ async def test_a_direct_message_is_answered_in_its_thread_with_the_assistant_sta
 
     assert await bot.answer(DM, said) == "Hello!"
     (status,) = [c for c in bot.slack.calls if c.method == "assistant.threads.setStatus"]
-    assert status.args == {"channel_id": DM, "thread_ts": said, "status": ASSISTANT_STATUS}
+    assert status.args == {"channel_id": DM, "thread_ts": said, "status": ASSISTANT_STATUS,
+                           "loading_messages": list(LOADING_MESSAGES)}  # fmt: skip
     first = next(c for c in bot.slack.calls if c.method == "chat.postMessage")
     assert THINKING not in json.dumps(first.args), "the status replaces the placeholder"
     assert bot.slack.statuses == {}  # the reply cleared it
@@ -614,6 +624,7 @@ async def test_stop_cancels_the_answer_and_a_strangers_press_is_refused(bot: Har
     assert await bot.answer(CHANNEL, asked) == "Counting: on"
     (final,) = bot.replies(CHANNEL, asked)
     assert status_of(final.blocks) == "_Stopped._"
+    assert [b["type"] for b in final.blocks] == ["markdown", "context"], "no feedback buttons"
     key = ConversationKey(platform="slack", workspace=TEAM, channel=CHANNEL, thread=asked)
     said = (await bot.runtime.store.load(key))[-1]
     assert isinstance(said, AssistantMessage)

@@ -20,6 +20,8 @@ import pytest
 import yaml
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.slack.settings import SUGGESTED_PROMPTS
+
 ROOT = Path(__file__).resolve().parent.parent
 SOCKET = ROOT / "config" / "slack-app-manifest.yaml"
 HTTP = ROOT / "config" / "slack-app-manifest.http.yaml"
@@ -35,15 +37,23 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "chat.update": ("chat:write",),
     "chat.delete": ("chat:write",),
     "chat.postEphemeral": ("chat:write",),
+    # native streaming (the method reference: bot scope chat:write)
+    "chat.startStream": ("chat:write",),
+    "chat.appendStream": ("chat:write",),
+    "chat.stopStream": ("chat:write",),
     # chat:write since 2026-03 (assistant:write is still accepted, and is going away)
     "assistant.threads.setStatus": ("chat:write",),
+    "assistant.threads.setSuggestedPrompts": ("assistant:write",),  # the messages tab's prompts
+    "assistant.threads.setTitle": ("assistant:write",),  # a DM thread named by its question
     "users.info": ("users:read",),  # names, time zones, is_admin (who may press Stop)
     # a thread in a public or private channel, a DM or a group DM: each needs its own scope
     "conversations.replies": HISTORY,
 }
 
-EVENT_SCOPES: dict[str, str] = {
-    # bot event → the scope Slack requires to subscribe to it
+EVENT_SCOPES: dict[str, str | None] = {
+    # bot event → the scope Slack requires to subscribe to it (None: no scope)
+    "agent_session_stopped": None,  # Slack's own Stop, on a native stream's agent session
+    "app_home_opened": None,  # the messages tab opened: its suggested prompts
     "app_mention": "app_mentions:read",  # a mention in a channel starts a conversation
     "message.channels": "channels:history",  # follow-ups in public-channel threads
     "message.groups": "groups:history",  # follow-ups in private-channel threads
@@ -86,6 +96,12 @@ def test_a_manifest_has_the_current_schema_and_slack_limits(path: Path) -> None:
             "messages_tab_read_only_enabled": False,
         },
         "bot_user": {"display_name": "relaybot", "always_online": True},
+        "agent_view": {  # Slack's agent experience: native streaming, its Stop, prompts
+            "agent_description": info["description"],
+            "suggested_prompts": [
+                {"title": prompt.title, "message": prompt.message} for prompt in SUGGESTED_PROMPTS
+            ],
+        },
     }
     assert list(app["oauth_config"]) == ["scopes"]
     assert list(app["oauth_config"]["scopes"]) == ["bot"]  # no user token
@@ -143,7 +159,7 @@ def test_every_web_api_method_the_bot_calls_is_in_the_scope_table() -> None:
 def test_the_scopes_are_exactly_those_the_calls_and_events_need(path: Path) -> None:
     called = set().union(*(web_api_methods(code) for code in SLACK_CODE))
     needed = {scope for method in called for scope in METHOD_SCOPES.get(method, ())}
-    needed |= {EVENT_SCOPES[event] for event in events(path)}
+    needed |= {scope for event in events(path) if (scope := EVENT_SCOPES[event]) is not None}
     assert set(events(path)) == set(EVENT_SCOPES)
     assert set(scopes(path)) == needed
 
@@ -169,6 +185,11 @@ def listeners(kind: str) -> set[str]:
 
 @pytest.mark.parametrize("path", [SOCKET, HTTP], ids=["socket", "http"])
 def test_the_subscribed_events_are_the_ones_the_bot_listens_to(path: Path) -> None:
-    assert listeners("event") == {"app_mention", "message"}
+    assert listeners("event") == {
+        "app_mention",
+        "message",
+        "app_home_opened",
+        "agent_session_stopped",
+    }
     assert {event.partition(".")[0] for event in events(path)} == listeners("event")
     assert listeners("action"), "the Stop button is why interactivity is on"

@@ -94,9 +94,15 @@ def direct_message(ts: str) -> dict[str, Any]:
 
 
 def answered(slack: FakeSlack, channel: str, ts: str) -> Message | None:
-    """The bot's reply in the thread, once it is final (no Stop button left)."""
+    """The bot's reply in the thread, once it is final (no Stop button left, or, streamed
+    natively, its stream stopped)."""
     replies = [m for m in slack.thread(channel, ts) if m.user == BOT_USER]
-    done = [m for m in replies if not any(b["type"] == "actions" for b in m.blocks)]
+
+    def streaming(m: Message) -> bool:
+        return m.streamed and bool((s := slack.stream(channel, m.ts)) and s.streaming)
+
+    done = [m for m in replies
+            if not any(b["type"] == "actions" for b in m.blocks) and not streaming(m)]  # fmt: skip
     return done[-1] if done else None
 
 
@@ -124,7 +130,7 @@ async def test_a_mention_over_socket_mode_is_acknowledged_and_answered_in_its_th
 
     reply = answered(slack, "C1", asked)
     assert reply is not None
-    assert (reply.thread_ts, reply.markdown) == (asked, ANSWER)
+    assert (reply.thread_ts, reply.shown) == (asked, ANSWER)  # streamed natively: a DM
     assert socket.opens == 1
     assert [frame["envelope_id"] for frame in socket.received] == [envelope_id]
     posted = next(call for call in slack.calls if call.method == "chat.postMessage")
@@ -240,7 +246,7 @@ async def test_relaybot_slack_connects_answers_and_stops_on_sigterm(tmp_path: Pa
     )
     reply = answered(slack, "D1", asked)
     assert reply is not None
-    assert (reply.thread_ts, reply.markdown) == (asked, ANSWER)
+    assert (reply.thread_ts, reply.shown) == (asked, ANSWER)  # streamed natively: a DM
     assert socket.opens == 1
     assert slack.methods()[0] == "auth.test"  # the bot token is checked before connecting
 

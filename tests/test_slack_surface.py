@@ -79,9 +79,9 @@ def asked(slack: FakeSlack) -> str:
     return slack.seed_message("C1", "U1", "<@UBOT> what's the weather in Paris?")
 
 
-def surface_for(client: AsyncWebClient, asked: str, **options: float) -> SlackSurface:
+def surface_for(client: AsyncWebClient, asked: str, *, edit_interval: float = 1.0) -> SlackSurface:
     return SlackSurface(client, channel="C1", thread_ts=asked, team="T1", stop_value="stop:C1:1",
-                        **options)  # fmt: skip
+                        edit_interval=edit_interval)  # fmt: skip
 
 
 # --- what a message looks like -----------------------------------------------------------------

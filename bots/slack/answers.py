@@ -26,12 +26,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.budget import EditBudget
 from adapters.live import LiveReply
+from adapters.slack_stream import SlackStream
 from adapters.slack_surface import SlackSurface
+from adapters.stream_reply import Reply, StreamingRefused, StreamReply
 from adapters.surface import MessageRef, Surface
 from bots import replies
 from bots.replies import ONLY_A_MENTION, THINKING, TOO_LONG
@@ -41,7 +44,15 @@ from bots.slack.workspace import Identity, Workspace
 from core.messages import ConversationKey, UserMessage
 from core.store import ConversationStore, Lease, Turn
 
-__all__ = ["ASSISTANT_STATUS", "FILES_NOTE", "FILES_ONLY", "Asked", "SlackAnswers"]
+__all__ = [
+    "ASSISTANT_STATUS",
+    "FEEDBACK_ACTION",
+    "FILES_NOTE",
+    "FILES_ONLY",
+    "Asked",
+    "SlackAnswers",
+    "feedback_blocks",
+]
 
 log = logging.getLogger("relaybot.slack")
 
@@ -53,6 +64,38 @@ NOTICES = (*(getattr(replies, name) for name in replies.__all__), FILES_NOTE, FI
 MAX_WAITING = 10_000
 """Accepted turns whose listener facts are kept at most (the oldest are dropped: their turns
 are then answered as recovered ones)."""
+
+
+FEEDBACK_ACTION = "relaybot_feedback"
+
+
+def feedback_blocks(turn_id: int) -> list[dict[str, Any]]:
+    """Slack's 👍/👎 feedback buttons, shown under a finished answer; each button's value
+    names the turn and the vote (``good:12``, ``bad:12``)."""
+
+    def button(label: str, value: str, accessible: str) -> dict[str, Any]:
+        text = {"type": "plain_text", "text": label}
+        return {"text": text, "value": f"{value}:{turn_id}", "accessibility_label": accessible}
+
+    element = {
+        "type": "feedback_buttons", "action_id": FEEDBACK_ACTION,
+        "positive_button": button("Good answer", "good", "Mark this answer as good"),
+        "negative_button": button("Bad answer", "bad", "Mark this answer as bad"),
+    }  # fmt: skip
+    return [{"type": "context_actions", "elements": [element]}]
+
+
+TITLE_LENGTH = 60
+"""The longest thread title taken from a question (Slack shows a line of it)."""
+
+
+def _title(turn: Turn) -> str:
+    """A DM thread's title: its first question, its first line, cut at a word."""
+    line = turn.question.text.strip().splitlines()[0] if turn.question.text.strip() else ""
+    if len(line) <= TITLE_LENGTH:
+        return line or "New conversation"
+    cut = line.rfind(" ", 0, TITLE_LENGTH)
+    return line[: cut if cut > TITLE_LENGTH // 2 else TITLE_LENGTH - 1] + "…"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,6 +130,9 @@ class SlackAnswers:
         self._asked: dict[int, Asked] = {}
         self._status_shown: set[int] = set()
         self._answering: dict[tuple[str, str], int] = {}  # (thread, message ts) -> turn id
+        self._no_streaming: set[str] = set()  # workspaces where Slack refused native streaming
+        self.on_stop: Callable[[int], None] = lambda turn_id: None
+        """What Slack's own Stop on a native stream does (the bot's Stop path, by turn id)."""
 
     def asked(self, turn: Turn, asked: Asked) -> None:
         """Keep what the listener learned of ``turn`` until the worker is done with it."""
@@ -113,8 +159,10 @@ class SlackAnswers:
                 return notice
         if asked.new_thread and key.thread != turn.order and await self._first(lease):
             await self._rebuild(lease, me)
+        if asked.direct and key.thread == turn.order:  # a DM's first message: name the thread
+            await self._workspace.set_title(key.channel, key.thread, _title(lease.turn))
         if asked.direct and await self._workspace.set_status(
-            key.channel, key.thread, ASSISTANT_STATUS
+            key.channel, key.thread, ASSISTANT_STATUS, loading=self._settings.loading_messages
         ):
             self._status_shown.add(turn.id)
         return replace(lease, turn=replace(lease.turn, timezone=asker.timezone))
@@ -123,7 +171,8 @@ class SlackAnswers:
         key = turn.key
         return SlackSurface(
             self._surface_client, channel=key.channel, thread_ts=key.thread, team=key.workspace,
-            stop_value=str(turn.id), edit_interval=self._settings.edit_interval,
+            stop_value=str(turn.id), answer_blocks=feedback_blocks(turn.id),
+            edit_interval=self._settings.edit_interval,
         )  # fmt: skip
 
     def reply(
@@ -133,13 +182,49 @@ class SlackAnswers:
         *,
         on_gone: Callable[[], None],
         on_posted: Callable[[tuple[MessageRef, ...]], Awaitable[None]],
-    ) -> LiveReply:
-        return LiveReply(
-            surface, self._budget,
-            placeholder=None if turn.id in self._status_shown else THINKING,
-            show_reasoning=self._show_reasoning, on_gone=on_gone, on_posted=on_posted,
-            name=f"slack {turn.key} turn {turn.id}",
+    ) -> Reply:
+        def edited() -> LiveReply:
+            return LiveReply(
+                surface, self._budget,
+                placeholder=None if turn.id in self._status_shown else THINKING,
+                show_reasoning=self._show_reasoning, on_gone=on_gone, on_posted=on_posted,
+                name=f"slack {turn.key} turn {turn.id}",
+            )  # fmt: skip
+
+        if not self._streams(turn):
+            return edited()
+        key = turn.key
+        direct = key.channel.startswith("D")
+        stream = SlackStream(
+            self._surface_client, channel=key.channel, thread_ts=key.thread, team=key.workspace,
+            recipient=None if direct else (turn.question.author_id or "", key.workspace),
+            append_interval=self._settings.edit_interval,
         )  # fmt: skip
+        return StreamReply(
+            stream, self._budget, blocks=feedback_blocks(turn.id), on_gone=on_gone,
+            on_stop=lambda: self.on_stop(turn.id), on_posted=on_posted, fallback=edited,
+            on_refused=lambda refused: self._refused(key.workspace, refused),
+            name=f"slack {turn.key} turn {turn.id} (streamed)",
+        )  # fmt: skip
+
+    def _streams(self, turn: Turn) -> bool:
+        """Whether the turn's answer streams natively (``[slack] streaming``): ``native`` where
+        Slack allows it; ``auto`` in DMs, while the workspace's budget for new streams has one
+        (a burst of answers edits instead of queueing behind Slack's 20 starts a minute)."""
+        mode, team = self._settings.streaming, turn.key.workspace
+        if mode == "edit" or team in self._no_streaming:
+            return False
+        if mode == "native":
+            return True
+        return turn.key.channel.startswith("D") and (
+            self._budget.available(f"slack.stream.start:{team}") >= 1
+        )
+
+    def _refused(self, team: str, refused: StreamingRefused) -> None:
+        if team not in self._no_streaming:
+            self._no_streaming.add(team)
+            log.warning("Slack refused native streaming in %s (%s): answers there are edited "
+                        "messages from now on", team, refused.code)  # fmt: skip
 
     async def finished(self, turn: Turn) -> None:
         self._asked.pop(turn.id, None)

@@ -55,10 +55,18 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack_surface import STOP_ACTION
+from bots.feedback import record as record_feedback
 from bots.readiness import Readiness
-from bots.replies import MEMORY_DOWN, NOT_YOURS
+from bots.replies import FEEDBACK_THANKS, MEMORY_DOWN, NOT_YOURS
 from bots.runtime import Runtime
-from bots.slack.answers import ASSISTANT_STATUS, FILES_NOTE, FILES_ONLY, Asked, SlackAnswers
+from bots.slack.answers import (
+    ASSISTANT_STATUS,
+    FEEDBACK_ACTION,
+    FILES_NOTE,
+    FILES_ONLY,
+    Asked,
+    SlackAnswers,
+)
 from bots.slack.messages import Deletion, SlackMessage, deletion, user_message
 from bots.slack.settings import SlackSettings
 from bots.slack.workspace import Workspace
@@ -130,6 +138,10 @@ class SlackBot:
         )
         self.app.event("app_mention")(self._on_message)
         self.app.event("message")(self._on_message)
+        self.app.event("app_home_opened")(self._on_home_opened)
+        self.app.event("agent_session_stopped")(self._on_session_stopped)
+        self.app.action(FEEDBACK_ACTION)(self._on_feedback)
+        self._answers.on_stop = self._stopped_by_slack
         self.app.action(STOP_ACTION)(self._on_stop)
         self.app.error(self._on_error)
 
@@ -218,6 +230,59 @@ class SlackBot:
             raise
         if (turn_id := self._answers.answering(key, gone.ts)) is not None:
             self.worker.stop(turn_id)  # its answer stops at once, not at the next write
+
+    async def _on_home_opened(self, event: dict[str, Any]) -> None:
+        """Someone opened the bot's messages tab: offer the suggested prompts there."""
+        channel = str(event.get("channel") or "")
+        if event.get("tab") == "messages" and channel:
+            await self.workspace.suggest(channel, self._settings.suggested_prompts)
+
+    async def _on_session_stopped(
+        self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        """Slack's own Stop, on an agent session: the thread's answer stops as by the Stop
+        button (by the asker or an admin, on whichever process writes it)."""
+        team = context.team_id or str(body.get("team_id") or "")
+        key = ConversationKey(
+            platform="slack", workspace=team, channel=str(event.get("channel") or ""),
+            thread=str(event.get("thread_ts") or ""),
+        )  # fmt: skip
+        presser = str(event.get("user") or "")
+        turn = self.worker.answering_in(key)
+        if turn is None:
+            try:
+                turn = await self._store.unfinished(key)
+            except StoreError as error:
+                log.info("Slack's Stop in %s ignored: %s", key, error)
+                return
+        if turn is not None:
+            self._tasks.spawn(self._stop(turn.id, presser), name=f"slack stop {turn.id}")
+
+    def _stopped_by_slack(self, turn_id: int) -> None:
+        """A native stream answered ``stopped_by_user``: Slack's Stop was pressed, and its
+        ``agent_session_stopped`` says by whom; until it comes, nothing more is appended."""
+        log.info("Slack stopped the stream of turn %d", turn_id)
+
+    async def _on_feedback(
+        self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]
+    ) -> None:
+        """A 👍/👎 under an answer: stored with the turn (once per person; pressing the other
+        changes the vote), and thanked for with a note only the presser sees."""
+        await ack()
+        user = str((body.get("user") or {}).get("id") or "")
+        vote, _, turn_id = str(action.get("value") or "").partition(":")
+        if vote not in ("good", "bad") or not turn_id.isdigit() or not user:
+            return
+        try:
+            await record_feedback(self._store, int(turn_id), user, vote == "good")
+        except StoreError as error:
+            log.warning("feedback on turn %s not stored: %s", turn_id, error)
+            return
+        container = body.get("container") or {}
+        channel = str(container.get("channel_id") or "")
+        thread = str(container.get("thread_ts") or container.get("message_ts") or "")
+        if channel:
+            await self.workspace.whisper(channel, user, thread, FEEDBACK_THANKS)
 
     async def _on_error(self, error: Exception) -> None:
         """bolt's error handler: a store failure was logged already (once per kind, not a

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -24,6 +24,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from bots.slack.settings import SuggestedPrompt
 from core.metrics import PLATFORM_CALLS
 from core.settings import SettingsError
 
@@ -150,20 +151,54 @@ class Workspace:
             return []
         return [m for m in response.get("messages") or () if isinstance(m, dict)]
 
-    async def set_status(self, channel: str, thread_ts: str, status: str) -> bool:
-        """Show the assistant status under a thread; False where Slack does not allow it."""
+    async def set_status(
+        self, channel: str, thread_ts: str, status: str, *, loading: Sequence[str] = ()
+    ) -> bool:
+        """Show the assistant status under a thread (with ``loading``: Slack rotates those
+        messages until the answer's first words); False where Slack does not allow it."""
         if not self._status_works:
             return False
         try:
             await _counted(
                 "assistant.threads.setStatus",
                 self._client.assistant_threads_setStatus(
-                    channel_id=channel, thread_ts=thread_ts, status=status
+                    channel_id=channel, thread_ts=thread_ts, status=status,
+                    loading_messages=list(loading) or None,
                 ),
-            )
+            )  # fmt: skip
         except SLACK_FAILURES as error:
             log.info("no assistant status in %s: %s", channel, failure_reason(error))
             self._status_works = failure_reason(error) not in _NO_STATUS
+            return False
+        return True
+
+    async def set_title(self, channel: str, thread_ts: str, title: str) -> None:
+        """Name a DM thread (Slack lists an agent's conversations by it)."""
+        try:
+            await _counted(
+                "assistant.threads.setTitle",
+                self._client.assistant_threads_setTitle(
+                    channel_id=channel, thread_ts=thread_ts, title=title
+                ),
+            )
+        except SLACK_FAILURES as error:
+            log.info("no thread title in %s: %s", channel, failure_reason(error))
+
+    async def suggest(self, channel: str, prompts: Sequence[SuggestedPrompt]) -> bool:
+        """Offer ``prompts`` in the bot's messages tab (``channel``: the user's DM with the
+        bot); False where Slack refuses (an app not set up as an agent, say)."""
+        if not prompts:
+            return False
+        try:
+            await _counted(
+                "assistant.threads.setSuggestedPrompts",
+                self._client.assistant_threads_setSuggestedPrompts(
+                    channel_id=channel,
+                    prompts=[{"title": p.title, "message": p.message} for p in prompts],
+                ),
+            )
+        except SLACK_FAILURES as error:
+            log.info("no suggested prompts in %s: %s", channel, failure_reason(error))
             return False
         return True
 
