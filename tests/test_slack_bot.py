@@ -182,7 +182,8 @@ async def start() -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
     """``await start(**settings)`` serves a bot; ``settings`` become ``RELAYBOT_*`` variables
     (``store=`` gives the store, instead of a new memory store; ``slack_limits=`` the fake
     Slack's rate limits, ``None`` for none, ``slack_time_scale=`` their windows' scale, and
-    ``slack_streaming=`` whether the fake lets the app stream natively). Answers are edited
+    ``slack_streaming=`` whether the fake lets the app stream natively, and
+    ``slack_stream_lifetime=`` how long a stream lives). Answers are edited
     messages unless ``slack__streaming`` says otherwise: these tests are about that path."""
     async with AsyncExitStack() as stack:
 
@@ -192,10 +193,12 @@ async def start() -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
             slack_limits: Mapping[str, Limit] | None = SLACK_LIMITS,
             slack_time_scale: float = 1.0,
             slack_streaming: Literal["ok", "not_agent_app", "feature_disabled"] = "ok",
+            slack_stream_lifetime: float = 300.0,
             **settings: str,
         ) -> Harness:
             fake = FakeSlack(token=TOKEN, limits=slack_limits, time_scale=slack_time_scale,
-                             streaming=slack_streaming)  # fmt: skip
+                             streaming=slack_streaming,
+                             stream_lifetime=slack_stream_lifetime)  # fmt: skip
             slack = await stack.enter_async_context(fake)
             gateway = await stack.enter_async_context(HoldingGateway())
             weather = SlowOpenMeteo()

@@ -116,6 +116,56 @@ async def test_a_weather_turn_shows_a_task_card_in_progress_then_complete(bot: H
     assert replies(bot, DM, said)[-1].shown.endswith("12 °C in Paris.")
 
 
+async def test_an_answer_longer_than_a_message_continues_in_a_second_stream(
+    bot: Harness,
+) -> None:
+    text = "\n\n".join(f"Paragraph {n}: " + "word " * 199 for n in range(13))  # ~13,000 chars
+    bot.gateway.enqueue(answer(text, pieces=300))
+    said = await asked_in_a_dm(bot, "write a lot")
+    assert await bot.answer(DM, said) == text
+    shown = replies(bot, DM, said)
+    assert len(shown) == 2
+    assert all(m.streamed and len(m.text) <= 12_000 for m in shown)
+
+
+async def test_a_stream_that_expires_mid_answer_continues_in_a_new_one(
+    start: Callable[..., Awaitable[Harness]],
+) -> None:
+    bot = await start(slack__streaming="native", slack_stream_lifetime=0.2)
+    text = " ".join(f"word{n}" for n in range(150))
+    bot.gateway.enqueue(answer(text, delay=0.02, pieces=50))  # a second: outlives a stream
+    said = await asked_in_a_dm(bot, "count words")
+    assert await bot.answer(DM, said) == text
+    assert len(replies(bot, DM, said)) >= 2, "rolled over"
+
+
+async def test_a_model_call_retried_after_streamed_text_leaves_one_copy(
+    start: Callable[..., Awaitable[Harness]],
+) -> None:
+    bot = await start(slack__streaming="native", llm__retry__max_attempts="2",
+                      llm__retry__base_delay="0")  # fmt: skip
+    bot.gateway.enqueue(Stream.cut(openai_chunks("The first try, cut off mid"), after=4),
+                        answer("The second try, whole."))  # fmt: skip
+    said = await asked_in_a_dm(bot, "go")
+    assert await bot.answer(DM, said) == "The second try, whole."
+    (reply,) = replies(bot, DM, said)
+    assert reply.shown == "The second try, whole."
+
+
+async def test_a_mass_mention_split_across_deltas_is_neutralized(bot: Harness) -> None:
+    text = "Telling <!here> about it."
+    bot.gateway.enqueue(answer(text, delay=0.005, pieces=len(text)))  # a character at a time
+    said = await asked_in_a_dm(bot, "shout")
+    await bot.until(lambda: streamed_to_the_end(bot, DM, said), "the answer")
+    sent = [c.args for c in bot.slack.calls if c.method.endswith("Stream")]
+    appended = "".join(
+        args.get("markdown_text", "") + "".join(c.get("text", "") for c in args.get("chunks", []))
+        for args in sent
+    )
+    assert "<!here>" not in appended
+    assert "here" in replies(bot, DM, said)[0].shown
+
+
 async def streaming(bot: Harness) -> tuple[str, Message, Held]:
     """A DM whose answer has begun streaming and then waits (the model holds)."""
     held = Held(openai_chunks("Counting: one two three four five"), after=3)
