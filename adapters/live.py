@@ -62,7 +62,15 @@ from core.events import (
 )
 from core.metrics import BUDGET_WAIT_SECONDS
 
-__all__ = ["MODEL_BUSY", "MODEL_RETRYING", "MODEL_SLOW", "STOPPED", "THINKING", "LiveReply"]
+__all__ = [
+    "MODEL_BUSY",
+    "MODEL_RETRYING",
+    "MODEL_SLOW",
+    "STOPPED",
+    "THINKING",
+    "LiveReply",
+    "outlast_cancellation",
+]
 
 log = logging.getLogger("relaybot.live")
 
@@ -206,7 +214,7 @@ class LiveReply:
                 self._end(self._body, STOPPED, error=False)
             else:
                 self._end(self._body, FAILED, error=True)
-        cancelled = await _outlast_cancellation(self._flusher)
+        cancelled = await outlast_cancellation(self._flusher)
         if cancelled and not isinstance(exc, asyncio.CancelledError):
             raise asyncio.CancelledError
 
@@ -500,7 +508,7 @@ def _clip(status: str | None, width: int) -> str | None:
     return status[: max(width - 1, 0)] + "…"
 
 
-async def _outlast_cancellation(task: asyncio.Task[None]) -> bool:
+async def outlast_cancellation(task: asyncio.Task[None]) -> bool:
     """Wait for ``task`` to end, even while the caller is being cancelled (the final delivery
     is bounded by ``final_attempts``). True when a cancellation arrived meanwhile."""
     cancelled = False

@@ -45,7 +45,7 @@ from typing import Any, Literal, Protocol, assert_never
 
 from adapters.budget import EditBudget
 from adapters.clock import Clock, RealClock
-from adapters.live import STOPPED
+from adapters.live import STOPPED, outlast_cancellation
 from adapters.surface import (
     MessageGone,
     MessageRef,
@@ -392,7 +392,7 @@ class StreamReply:
                 self._end(self._body, STOPPED, error=False)
             else:
                 self._end(self._body, FAILED, error=True)
-        cancelled = await _outlast_cancellation(self._flusher)
+        cancelled = await outlast_cancellation(self._flusher)
         if (fallen := self._fallen_back()) is not None:
             await fallen.__aexit__(exc_type, exc, tb)
         if cancelled and not isinstance(exc, asyncio.CancelledError):
@@ -816,15 +816,3 @@ def _closers(text: str) -> str:
         return closed[len(text) :]
     body = text.rstrip()
     return closed[len(body) : len(closed) - (len(text) - len(body))]
-
-
-async def _outlast_cancellation(task: asyncio.Task[None]) -> bool:
-    """Wait for ``task`` to end, even while the caller is being cancelled (the final delivery
-    is bounded by ``final_attempts``). True when a cancellation arrived meanwhile."""
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            cancelled = cancelled or not task.done()
-    return cancelled
