@@ -70,8 +70,9 @@ DEFAULT_RATES: Mapping[str, Rate] = MappingProxyType(
         # within 10 in any 10 s).
         "slack.channel": Rate.per(8, 10, burst=2),
         # Slack native streaming, per workspace: chat.startStream and chat.stopStream are Tier 2
-        # (20+ a minute, one bucket for both: every streamed message costs one of each) ...
+        # (20+ a minute), each method its own window as Slack counts them ...
         "slack.stream.start": Rate.per(18, 60, burst=2),
+        "slack.stream.stop": Rate.per(18, 60, burst=2),
         # ... and chat.appendStream is Tier 4 (100+ a minute).
         "slack.stream.append": Rate.per(90, 60, burst=10),
         # Discord: 5 message creates/edits per 5 s per channel. A steady 4 per 5 s serves many
@@ -106,6 +107,12 @@ class EditBudget(Protocol):
         does not hold up other channels. A cancelled caller takes nothing and holds nobody up.
         Scopes with no rate never wait.
         """
+        ...
+
+    async def try_acquire(self, scopes: Sequence[str]) -> bool:
+        """Take a token from every scope if each has one now and nobody waits in line for
+        them: True. Else take nothing and return False at once — for a caller choosing between
+        two ways by it (Slack's native streaming while a start is free, else an edit)."""
         ...
 
     def pause(self, scopes: Sequence[str], seconds: float) -> None:
@@ -208,6 +215,15 @@ class TokenBucketBudget:
                 del self._lines[key]
             if urgent:
                 self._urgent_leaves(narrowest)
+
+    async def try_acquire(self, scopes: Sequence[str]) -> bool:
+        rates = {scope: rate for scope in scopes if (rate := self._rate(scope)) is not None}
+        names = tuple(rates)
+        if not rates:
+            return True
+        if (False, names) in self._lines or (True, names) in self._lines:
+            return False  # others wait for these tokens: they go first
+        return not self._yields(rates, urgent=False) and self._try_take(rates) == 0
 
     async def _take(self, rates: Mapping[str, Rate], urgent: bool) -> None:
         while True:

@@ -283,6 +283,21 @@ class RedisBudget:
             if not took and (urgent or waiter.call is not None):
                 self._spawn(self._chores, self._leave(waiter), f"budget leave {waiter.id}")
 
+    async def try_acquire(self, scopes: Sequence[str]) -> bool:
+        rates = {
+            scope: rate for scope in scopes if (rate := rate_of(self._rates, scope)) is not None
+        }
+        if not rates:
+            return True
+        if self._pauses:  # this process's 429s count before its next take
+            await asyncio.wait(set(self._pauses))
+        names = tuple(rates)
+        if (False, names) in self._lines or (True, names) in self._lines:
+            return False  # this process's own callers wait for these tokens: they go first
+        # Not urgent: nothing is left registered. A cancellation during the call may lose the
+        # token it took, which slows the scope by one call and never breaks its limit.
+        return (await self._take(_Waiter(rates, False))).took
+
     async def _wait_in_line(self, key: tuple[bool, tuple[str, ...]], waiter: _Waiter) -> None:
         line = self._lines.setdefault(key, _Line())
         line.waiting += 1

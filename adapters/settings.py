@@ -1,6 +1,7 @@
 """The ``[edit_budget]`` settings: how fast replies may edit their messages, shared by every
 reply in a scope (see :mod:`adapters.budget`) — Slack's native streams included: their starts and
-stops (``slack_stream_start``) and their appends (``slack_stream_append``). ``bots.settings``
+stops (``slack_stream_start``, ``slack_stream_stop``) and their appends
+(``slack_stream_append``). ``bots.settings``
 puts this section into relaybot's settings; ``bots.runtime.edit_rates`` turns it into
 :class:`~adapters.budget.Rate`s.
 """
@@ -30,6 +31,7 @@ class EditBudgetSettings(Section):
     slack_workspace: RateSettings = RateSettings(count=45, seconds=60, burst=5)
     slack_channel: RateSettings = RateSettings(count=8, seconds=10, burst=2)
     slack_stream_start: RateSettings = RateSettings(count=18, seconds=60, burst=2)
+    slack_stream_stop: RateSettings = RateSettings(count=18, seconds=60, burst=2)
     slack_stream_append: RateSettings = RateSettings(count=90, seconds=60, burst=10)
     discord_channel: RateSettings = RateSettings(count=4, seconds=5, burst=1)
     discord_global: RateSettings = RateSettings(count=30, seconds=1, burst=10)

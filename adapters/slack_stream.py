@@ -73,6 +73,7 @@ class SlackStream:
             rollover_chars=rollover_chars,
             append_interval=append_interval,
             start_scopes=(f"slack.stream.start:{team}",),
+            stop_scopes=(f"slack.stream.stop:{team}",),
             append_scopes=(f"slack.stream.append:{team}",),
             edit_scopes=(f"slack.workspace:{team}",),
         )

@@ -136,8 +136,9 @@ class StreamLimits:
     """What a platform allows one streamed reply.
 
     ``rollover_chars`` is the longest message (Slack: 12,000, its per-call ``markdown_text``
-    limit). ``start_scopes`` are the budgets a start or a stop spends from (Slack: Tier 2,
-    per workspace), ``append_scopes`` an append's (Tier 4), ``edit_scopes`` a delete's or a
+    limit). ``start_scopes`` are the budgets a start spends from (Slack: Tier 2, per
+    workspace), ``stop_scopes`` a stop's (Tier 2, a window of its own; the start's when
+    empty), ``append_scopes`` an append's (Tier 4), ``edit_scopes`` a delete's or a
     replace's (``chat.update``'s workspace budget). ``append_interval`` is the shortest gap
     between two appends of one reply.
     """
@@ -145,6 +146,7 @@ class StreamLimits:
     rollover_chars: int = 12_000
     append_interval: float = 1.0
     start_scopes: tuple[str, ...] = ()
+    stop_scopes: tuple[str, ...] = ()
     append_scopes: tuple[str, ...] = ()
     edit_scopes: tuple[str, ...] = ()
 
@@ -294,7 +296,8 @@ class StreamReply:
     ``LiveReply``'s, and: ``blocks`` go under the finished answer (feedback buttons);
     ``session_status`` is what the last stop sets the agent session to (``None``: leave it);
     ``on_stop`` is called once when the person stops the stream on the platform;
-    ``fallback`` / ``on_refused`` handle a platform that refuses to stream."""
+    ``fallback`` / ``on_refused`` handle a platform that refuses to stream; ``start_paid``:
+    the caller took the first start's token itself (``EditBudget.try_acquire``)."""
 
     def __init__(
         self,
@@ -309,6 +312,7 @@ class StreamReply:
         on_posted: Callable[[tuple[MessageRef, ...]], Awaitable[None]] | None = None,
         fallback: Callable[[], Reply] | None = None,
         on_refused: Callable[[StreamingRefused], None] | None = None,
+        start_paid: bool = False,
         name: str = "reply",
         final_attempts: int = 6,
         retry_delay: float = 1.0,
@@ -323,6 +327,7 @@ class StreamReply:
         self._on_posted = on_posted
         self._fallback = _Fallback(fallback) if fallback is not None else None
         self._on_refused = on_refused
+        self._start_paid = start_paid  # the caller took the first start's token (try_acquire)
         self._name = name
         self._final_attempts = final_attempts
         self._retry_delay = retry_delay
@@ -530,6 +535,11 @@ class StreamReply:
             if room - FENCE_ROOM < 1:
                 return _Stop(current, close=_fence_marks(current.text)[0])
             return _Append(_cut(pending, room - FENCE_ROOM), cards, fills=True)
+        if self._final and (pending or cards) and not self._halted:
+            # The last words go as an append (Tier 4, plentiful) and the stop carries nothing:
+            # only the stop waits on Tier 2, which every start and stop of the workspace shares,
+            # so the whole answer shows as soon as the model ends it.
+            return _Append(pending, cards=cards)
         if self._final:
             return _Stop(current, pending, cards=cards, final=True)
         if self._halted or not (pending or cards):
@@ -573,10 +583,13 @@ class StreamReply:
     async def _flush(self) -> None:
         """Make the next call within its budget; the newest state is planned after the wait."""
         planned = self._next_call()
-        if isinstance(planned, _Append):
+        if isinstance(planned, _Append) and not self._final:  # the last words go at once
             await self._pace()
         scopes = self._scopes(planned)
-        await self._budget.acquire(scopes, urgent=self._final)
+        if self._start_paid and isinstance(planned, _Start):
+            self._start_paid = False  # paid for when the reply was chosen
+        else:
+            await self._budget.acquire(scopes, urgent=self._final)
         self._reconcile()
         call = self._next_call()
         if call is not None and self._scopes(call) == scopes:  # else plan again, and wait
@@ -593,8 +606,10 @@ class StreamReply:
         match call:
             case _Append():
                 return limits.append_scopes
-            case _Start() | _Stop():
+            case _Start():
                 return limits.start_scopes
+            case _Stop():
+                return limits.stop_scopes or limits.start_scopes
             case _Replace() | _Delete():
                 return limits.edit_scopes
             case None:
@@ -706,7 +721,9 @@ class StreamReply:
         else:
             self._failed(error, self._final)  # a stream that never began cannot have ended
             return
-        message.streaming = False
+        # An append refused because the person stopped the stream leaves it open to one stop:
+        # Slack takes chat.stopStream then, to end the session (and shows what it carries).
+        message.streaming = isinstance(error, StoppedByUser) and isinstance(call, _Append)
         if self._superseding(call):
             return
         if isinstance(error, StoppedByUser) and not self._halted:

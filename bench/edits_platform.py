@@ -7,32 +7,51 @@ The platforms, as modelled (``PLATFORMS``):
   threads spread over ``SLACK_CHANNELS`` channels and posts get a window of 60 per 60 s per
   channel, which this load never fills: posts are effectively not limited. Slack's
   ``Retry-After`` is in whole seconds.
+- Slack's native streaming (``Platform.stream``): ``chat.startStream`` and ``chat.stopStream``
+  at most 20 per 60 s per workspace each (Tier 2; Slack counts each method in its own window),
+  ``chat.appendStream`` at most 100 per 60 s per workspace (Tier 4). A stream's message shows
+  what was started and appended; a stopped stream is final. A stream lives ``STREAM_LIFETIME``
+  seconds: an append or stop after that is answered ``message_not_in_streaming_state``
+  (:class:`~adapters.stream_reply.StreamEnded`) and the message keeps what it had until a
+  ``chat.update`` replaces it. ``chat.delete`` has its own Tier 3 window (50 per 60 s).
 - Discord: 5 creates or edits per 5 s per channel, and 50 requests a second per bot (global).
-  ``retry_after`` has millisecond precision.
+  ``retry_after`` has millisecond precision. Discord has no native streaming.
 
 Every call takes ``LATENCY`` seconds; the platform counts it, and the text is visible, when it
 lands. A call over a window is answered ``SurfaceRateLimited(retry_after=...)`` with the time
-until the window frees, and every accepted call is recorded with its virtual time and text.
+until the window frees, and every accepted call is recorded with its virtual time and the
+whole text its message shows after it (for a stream: everything appended so far).
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from adapters.surface import Draft, MessageGone, MessageRef, SurfaceLimits, SurfaceRateLimited
+from adapters.stream_reply import Chunk, StreamEnded, StreamLimits
+from adapters.surface import (
+    Draft,
+    MessageGone,
+    MessageRef,
+    SurfaceError,
+    SurfaceLimits,
+    SurfaceRateLimited,
+)
 from tests.support.clock import FakeClock
 
 __all__ = [
     "LATENCY",
     "PLATFORMS",
+    "STREAM_LIFETIME",
+    "STREAM_OPS",
     "Landed",
     "Op",
     "Platform",
     "SimulatedPlatform",
+    "SimulatedStream",
     "SimulatedSurface",
     "Window",
 ]
@@ -40,8 +59,12 @@ __all__ = [
 LATENCY = 0.1
 """Seconds from a call's start until the platform has it (and the text shows)."""
 SLACK_CHANNELS = 10
+STREAM_LIFETIME = 300.0
+"""Seconds a Slack stream accepts appends and its stop (Slack: "about 5 minutes")."""
 
-Op = Literal["post", "edit"]
+Op = Literal["post", "edit", "delete", "start", "append", "stop"]
+"""``post`` / ``edit`` / ``delete`` a message; ``start`` / ``append`` / ``stop`` a stream."""
+STREAM_OPS: tuple[Op, ...] = ("start", "append", "stop")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +86,24 @@ class Platform:
     limits: SurfaceLimits
     whole_seconds: bool
     """``retry_after`` rounded up to whole seconds (Slack's ``Retry-After``)."""
+    stream: StreamLimits | None = None
+    """What our stream target declares, where the platform streams natively."""
 
 
 def _slack_windows(op: Op, reply: int) -> tuple[Window, ...]:
-    if op == "post":
-        return (Window(f"chat.postMessage:C{reply % SLACK_CHANNELS}", 60, 60.0),)
-    return (Window("chat.update:T1", 50, 60.0),)
+    match op:
+        case "post":
+            return (Window(f"chat.postMessage:C{reply % SLACK_CHANNELS}", 60, 60.0),)
+        case "edit":
+            return (Window("chat.update:T1", 50, 60.0),)
+        case "delete":
+            return (Window("chat.delete:T1", 50, 60.0),)
+        case "start":
+            return (Window("chat.startStream:T1", 20, 60.0),)
+        case "stop":
+            return (Window("chat.stopStream:T1", 20, 60.0),)
+        case "append":
+            return (Window("chat.appendStream:T1", 100, 60.0),)
 
 
 def _discord_windows(op: Op, reply: int) -> tuple[Window, ...]:
@@ -86,6 +121,14 @@ PLATFORMS = {
             post_scopes=(),  # chat.postMessage is limited per channel, apart from chat.update
         ),
         whole_seconds=True,
+        stream=StreamLimits(
+            rollover_chars=12_000,
+            append_interval=1.0,  # as the Slack bot sets it: its edit_interval
+            start_scopes=("slack.stream.start:T1",),
+            stop_scopes=("slack.stream.stop:T1",),
+            append_scopes=("slack.stream.append:T1",),
+            edit_scopes=("slack.workspace:T1",),
+        ),
     ),
     "discord": Platform(
         name="Discord channel",
@@ -122,8 +165,48 @@ class SimulatedPlatform:
         self.rejected: list[float] = []
         self.shown: dict[MessageRef, Draft] = {}
         self.owner: dict[MessageRef, int] = {}
+        self.streaming: dict[MessageRef, float] = {}
+        """Streams not stopped yet, and when each started."""
 
     async def call(self, op: Op, reply: int, ref: MessageRef, draft: Draft) -> None:
+        """A post or an edit: the message shows ``draft`` once it lands."""
+        windows = await self._admit(op, reply)
+        if op == "edit" and ref not in self.shown:
+            raise MessageGone("no such message")
+        if op == "edit" and self._live(ref):
+            raise SurfaceError("streaming_state_conflict")  # chat.update on a live stream
+        self._land(op, reply, ref, draft, windows)
+
+    async def stream(self, op: Op, reply: int, ref: MessageRef, markdown: str) -> None:
+        """A streaming call: ``start`` shows ``markdown``, ``append`` adds it, ``stop`` adds
+        it and makes the message final; ``delete`` removes the message."""
+        windows = await self._admit(op, reply)
+        if op != "start" and ref not in self.shown:
+            raise MessageGone("no such message")
+        if op in ("append", "stop") and not self._live(ref):
+            raise StreamEnded("message_not_in_streaming_state")
+        if op == "delete":
+            self._land(op, reply, ref, Draft(text="", final=True), windows)
+            del self.shown[ref]
+            self.streaming.pop(ref, None)
+            return
+        text = markdown if op == "start" else self.shown[ref].text + markdown
+        if op == "start":
+            self.streaming[ref] = self._clock.now()
+        elif op == "stop":
+            del self.streaming[ref]
+        self._land(op, reply, ref, Draft(text=text, final=op == "stop"), windows)
+
+    def _live(self, ref: MessageRef) -> bool:
+        """Whether ``ref`` is a stream still within its lifetime (one past it is ended now)."""
+        started = self.streaming.get(ref)
+        if started is not None and self._clock.now() - started > STREAM_LIFETIME:
+            del self.streaming[ref]
+            return False
+        return started is not None
+
+    async def _admit(self, op: Op, reply: int) -> tuple[Window, ...]:
+        """Wait the call's latency; then a 429 if a window it counts in is full."""
         await self._clock.sleep(LATENCY)
         now = self._clock.now()
         windows = self.platform.windows(op, reply)
@@ -133,8 +216,12 @@ class SimulatedPlatform:
             if self.platform.whole_seconds:
                 wait = math.ceil(wait)
             raise SurfaceRateLimited(f"{op} rate limited", retry_after=wait)
-        if op == "edit" and ref not in self.shown:
-            raise MessageGone("no such message")
+        return windows
+
+    def _land(
+        self, op: Op, reply: int, ref: MessageRef, draft: Draft, windows: tuple[Window, ...]
+    ) -> None:
+        now = self._clock.now()
         for window in windows:
             self._windows[window.key].append(now)
         self.landed.append(Landed(now, reply, op, ref, draft))
@@ -172,4 +259,53 @@ class SimulatedSurface:
         await self._platform.call("edit", self._reply, ref, draft)
 
     async def delete(self, ref: MessageRef) -> None:
-        raise NotImplementedError("no reply here deletes a message")
+        raise NotImplementedError("no editing reply here deletes a message")
+
+    def stream(self) -> SimulatedStream:
+        """The same thread, for a reply that streams natively (only where the platform can)."""
+        return SimulatedStream(self._platform, self._reply)
+
+
+class SimulatedStream:
+    """One reply's thread as a ``StreamTarget``: each call one simulated streaming call.
+
+    Task cards (``chunks``) are not text: the bench's replies call no tools, and a card would
+    not count towards what a reader sees of the answer anyway."""
+
+    def __init__(self, platform: SimulatedPlatform, reply: int) -> None:
+        if platform.platform.stream is None:
+            raise ValueError(f"{platform.platform.name} has no native streaming")
+        self._platform = platform
+        self._limits = platform.platform.stream
+        self._reply = reply
+        self._started = 0
+
+    @property
+    def limits(self) -> StreamLimits:
+        return self._limits
+
+    async def start(self, markdown: str, chunks: Sequence[Chunk]) -> MessageRef:
+        ref = f"r{self._reply}s{self._started + 1}"
+        await self._platform.stream("start", self._reply, ref, markdown)
+        self._started += 1
+        return ref
+
+    async def append(self, ref: MessageRef, *, markdown: str, chunks: Sequence[Chunk]) -> None:
+        await self._platform.stream("append", self._reply, ref, markdown)
+
+    async def stop(
+        self,
+        ref: MessageRef,
+        *,
+        markdown: str,
+        chunks: Sequence[Chunk],
+        blocks: Sequence[dict[str, Any]],
+        session_status: str | None,
+    ) -> None:
+        await self._platform.stream("stop", self._reply, ref, markdown)
+
+    async def delete(self, ref: MessageRef) -> None:
+        await self._platform.stream("delete", self._reply, ref, "")
+
+    async def replace(self, ref: MessageRef, text: str, blocks: Sequence[dict[str, Any]]) -> None:
+        await self._platform.call("edit", self._reply, ref, Draft(text=text, final=True))

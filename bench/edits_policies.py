@@ -14,6 +14,17 @@
   background, one edit at a time per reply); the first text is posted at once and the final
   edit is sent regardless of the throttle; a 429 is retried with the same text after
   ``retry_after``, as discord.py does (here until it lands, where discord.py gives up after 5).
+
+Where the platform streams natively (Slack; on Discord these two do not run):
+
+- ``native`` — every reply a :class:`adapters.stream_reply.StreamReply` on the simulated stream
+  (``chat.startStream`` / ``appendStream`` / ``stopStream``), one ``TokenBucketBudget`` at
+  ``DEFAULT_RATES`` shared by every reply: starts and stops from ``slack.stream.start``, appends
+  from ``slack.stream.append``, at most one append a second per reply.
+- ``auto`` — ``[slack] streaming = "auto"`` as the Slack bot decides it when an answer begins
+  (``bots.slack.answers``: a DM, or an agent thread, streams natively while the workspace's
+  ``slack.stream.start`` bucket holds a token, else it is an edited ``LiveReply``), both kinds on
+  one shared budget.
 """
 
 from __future__ import annotations
@@ -27,12 +38,23 @@ from typing import Any, TypeVar
 
 from adapters.budget import DEFAULT_RATES, Rate, TokenBucketBudget
 from adapters.live import LiveReply
+from adapters.stream_reply import Reply, StreamReply
 from adapters.surface import Draft, SurfaceRateLimited
 from bench.edits_platform import SimulatedSurface
 from core.events import EngineEvent, TextDelta, TurnFinished
 from tests.support.clock import FakeClock
 
-__all__ = ["BASELINES", "OURS", "POLICIES", "Bot", "Events", "Policy"]
+__all__ = [
+    "AUTO",
+    "BASELINES",
+    "NATIVE",
+    "OURS",
+    "PER_PROCESS",
+    "POLICIES",
+    "Bot",
+    "Events",
+    "Policy",
+]
 
 T = TypeVar("T")
 
@@ -46,6 +68,8 @@ class Policy:
     name: str
     make: Callable[[FakeClock], Bot]
     """A fresh bot for one run; what its replies share (a budget, a throttle) lives in it."""
+    streams: bool = False
+    """It streams natively: it runs only on a platform that can."""
 
 
 def _scaled(factor: float) -> dict[str, Rate]:
@@ -60,14 +84,48 @@ def ours(factor: float = 1.0) -> Callable[[FakeClock], Bot]:
         budget = TokenBucketBudget(_scaled(factor), clock=clock)
 
         async def bot(index: int, events: Events, surface: SimulatedSurface) -> None:
-            async with LiveReply(surface, budget, clock=clock, name=str(index)) as reply:
-                while not isinstance(event := await events.get(), TurnFinished):
-                    reply.feed(event)
-                reply.feed(event)
+            await _answer(LiveReply(surface, budget, clock=clock, name=str(index)), events)
 
         return bot
 
     return make
+
+
+async def _answer(reply: Reply, events: Events) -> None:
+    """Feed ``reply`` its events, as the turn worker does, until the turn is over."""
+    async with reply:
+        while not isinstance(event := await events.get(), TurnFinished):
+            reply.feed(event)
+        reply.feed(event)
+
+
+def native(clock: FakeClock) -> Bot:
+    budget = TokenBucketBudget(clock=clock)
+
+    async def bot(index: int, events: Events, surface: SimulatedSurface) -> None:
+        target = surface.stream()
+        await _answer(StreamReply(target, budget, clock=clock, name=str(index)), events)
+
+    return bot
+
+
+def auto(clock: FakeClock) -> Bot:
+    budget = TokenBucketBudget(clock=clock)
+
+    async def bot(index: int, events: Events, surface: SimulatedSurface) -> None:
+        def edited() -> LiveReply:
+            return LiveReply(surface, budget, clock=clock, name=str(index))
+
+        target = surface.stream()
+        if await budget.try_acquire(target.limits.start_scopes):
+            reply: Reply = StreamReply(
+                target, budget, clock=clock, fallback=edited, start_paid=True, name=str(index)
+            )
+        else:
+            reply = edited()
+        await _answer(reply, events)
+
+    return bot
 
 
 async def _until_landed(clock: FakeClock, call: Callable[[], Awaitable[T]]) -> T:
@@ -131,11 +189,16 @@ def one_edit_per_second_per_process(clock: FakeClock) -> Bot:
 
 
 OURS = "ours"
+NATIVE = "native"
+AUTO = "auto"
+PER_PROCESS = "1 edit/s/process"
 POLICIES = (
     Policy(OURS, ours()),
     Policy("every 20 deltas", every_20_deltas),
-    Policy("1 edit/s/process", one_edit_per_second_per_process),
+    Policy(PER_PROCESS, one_edit_per_second_per_process),
     Policy("ours, budget +50%", ours(1.5)),
     Policy("ours, budget -50%", ours(0.5)),
+    Policy(NATIVE, native, streams=True),
+    Policy(AUTO, auto, streams=True),
 )
-BASELINES = ("every 20 deltas", "1 edit/s/process")
+BASELINES = ("every 20 deltas", PER_PROCESS)

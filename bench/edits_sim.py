@@ -6,7 +6,9 @@ steps (``STEP``) while the model's tokens are fed at their scheduled times, then
 to deadline until every reply is done.
 
 Staleness is, for every token, the time from its arrival until the first accepted call whose
-text contains it. A reply is intact when its message finally shows exactly the model's text.
+text contains it — an edit's whole text, or a stream's text as started and appended so far, so
+an edited and a streamed reply are measured alike. A reply is intact when its messages finally
+show exactly the model's text, the last one final (an edit marked final, or a stopped stream).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 
 from adapters.surface import Draft
-from bench.edits_platform import PLATFORMS, Landed, SimulatedPlatform, SimulatedSurface
+from bench.edits_platform import PLATFORMS, STREAM_OPS, Landed, SimulatedPlatform, SimulatedSurface
 from bench.edits_policies import POLICIES, Events, Policy
 from core.events import EngineEvent, TextDelta, TurnFinished, Usage
 from tests.support.clock import FakeClock, settle
@@ -115,6 +117,11 @@ class Outcome:
     @property
     def edits(self) -> int:
         return sum(call.op == "edit" for call in self.landed)
+
+    @property
+    def streamed(self) -> int:
+        """Landed calls of the streaming methods (start, append, stop)."""
+        return sum(call.op in STREAM_OPS for call in self.landed)
 
     def intact(self) -> bool:
         """Every reply's messages finally show exactly its model's text, final, no status."""
@@ -260,6 +267,7 @@ class Row:
     calls: int
     posts: int
     edits: int
+    streamed: int
     errors: int
     p50: float
     p95: float
@@ -274,6 +282,7 @@ class Row:
             calls=len(outcome.landed) + len(outcome.rejected),
             posts=outcome.posts,
             edits=outcome.edits,
+            streamed=outcome.streamed,
             errors=len(outcome.rejected),
             p50=statistics.median(staleness),
             p95=percentile(staleness, 0.95),
@@ -301,7 +310,8 @@ def run(
     for scenario in scenario_list:
         result = Result(scenario=scenario)
         start = time.perf_counter()
-        for policy in policies:
+        streams = PLATFORMS[scenario.platform].stream is not None
+        for policy in (p for p in policies if streams or not p.streams):
             if progress:
                 progress(f"{scenario.platform} x{scenario.replies}: {policy.name}")
             outcome = simulate(scenario, policy)

@@ -92,6 +92,22 @@ async def test_a_burst_at_once_then_the_sustained_rate(clock: FakeClock) -> None
     await replies.stop()
 
 
+async def test_try_acquire_takes_a_free_token_at_once_or_nothing(clock: FakeClock) -> None:
+    budget = TokenBucketBudget({"slack.stream.start": Rate.per(18, 60, burst=2)}, clock=clock)
+    start = ("slack.stream.start:T1",)
+    assert [await budget.try_acquire(start) for _ in range(3)] == [True, True, False]
+    assert budget.available(start[0]) == pytest.approx(0)  # the refusal took nothing
+    waiting = asyncio.create_task(budget.acquire(start))
+    await clock.advance(60 / 18 - 0.01)
+    assert not waiting.done()
+    await clock.advance(0.01)  # the waiter's token is due: it goes before a later try
+    assert waiting.done()
+    assert await budget.try_acquire(start) is False
+    await clock.advance(60 / 18)
+    assert await budget.try_acquire(start) is True
+    assert await budget.try_acquire(("no.rate:here",)) is True
+
+
 async def test_fifty_replies_share_one_workspace_in_turn_and_within_the_rate(
     clock: FakeClock,
 ) -> None:

@@ -185,6 +185,18 @@ async def test_a_pause_blocks_every_process(
     await asyncio.gather(*waiting, return_exceptions=True)
 
 
+async def test_try_acquire_takes_a_free_token_across_processes_or_nothing(
+    connect: Callable[[], Awaitable[Redis]], prefix: str, redis: Redis
+) -> None:
+    a = RedisBudget(await connect(), RATES, key_prefix=prefix)
+    b = RedisBudget(await connect(), RATES, key_prefix=prefix)
+    await put_tokens(redis, a, SCOPE, 2)
+    assert await a.try_acquire((SCOPE,)) is True
+    assert await b.try_acquire((SCOPE,)) is True
+    assert await a.try_acquire((SCOPE,)) is False  # both processes' takes counted
+    assert await b.tokens(SCOPE) < 1  # the refusal took nothing
+
+
 async def test_urgent_callers_go_first_across_processes(
     connect: Callable[[], Awaitable[Redis]], prefix: str, redis: Redis
 ) -> None:

@@ -217,6 +217,7 @@ async def start() -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
                 "RELAYBOT_EDIT_BUDGET__SLACK_WORKSPACE": json.dumps(UNLIMITED),
                 "RELAYBOT_EDIT_BUDGET__SLACK_CHANNEL": json.dumps(UNLIMITED),
                 "RELAYBOT_EDIT_BUDGET__SLACK_STREAM_START": json.dumps(UNLIMITED),
+                "RELAYBOT_EDIT_BUDGET__SLACK_STREAM_STOP": json.dumps(UNLIMITED),
                 "RELAYBOT_EDIT_BUDGET__SLACK_STREAM_APPEND": json.dumps(UNLIMITED),
                 "RELAYBOT_SLACK__STREAMING": "edit",
                 "RELAYBOT_TOOLS__WEATHER_GEOCODING_URL": weather.url,

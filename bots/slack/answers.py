@@ -131,6 +131,7 @@ class SlackAnswers:
         self._status_shown: set[int] = set()
         self._answering: dict[tuple[str, str], int] = {}  # (thread, message ts) -> turn id
         self._no_streaming: set[str] = set()  # workspaces where Slack refused native streaming
+        self._native: dict[int, bool] = {}  # turn id -> streams natively (its start paid)
         self.on_stop: Callable[[int], None] = lambda turn_id: None
         """What Slack's own Stop on a native stream does (the bot's Stop path, by turn id)."""
 
@@ -165,6 +166,7 @@ class SlackAnswers:
             key.channel, key.thread, ASSISTANT_STATUS, loading=self._settings.loading_messages
         ):
             self._status_shown.add(turn.id)
+        self._native[turn.id] = await self._streams(turn)
         return replace(lease, turn=replace(lease.turn, timezone=asker.timezone))
 
     async def surface(self, turn: Turn) -> SlackSurface:
@@ -191,7 +193,7 @@ class SlackAnswers:
                 name=f"slack {turn.key} turn {turn.id}",
             )  # fmt: skip
 
-        if not self._streams(turn):
+        if not self._native.pop(turn.id, False):  # recovered deliveries are edited
             return edited()
         key = turn.key
         direct = key.channel.startswith("D")
@@ -203,22 +205,23 @@ class SlackAnswers:
         return StreamReply(
             stream, self._budget, blocks=feedback_blocks(turn.id), on_gone=on_gone,
             on_stop=lambda: self.on_stop(turn.id), on_posted=on_posted, fallback=edited,
-            on_refused=lambda refused: self._refused(key.workspace, refused),
+            on_refused=lambda refused: self._refused(key.workspace, refused), start_paid=True,
             name=f"slack {turn.key} turn {turn.id} (streamed)",
         )  # fmt: skip
 
-    def _streams(self, turn: Turn) -> bool:
+    async def _streams(self, turn: Turn) -> bool:
         """Whether the turn's answer streams natively (``[slack] streaming``): ``native`` where
-        Slack allows it; ``auto`` in DMs, while the workspace's budget for new streams has one
-        (a burst of answers edits instead of queueing behind Slack's 20 starts a minute)."""
+        Slack allows it; ``auto`` in DMs, while the workspace's budget for new streams has a
+        start free — taken now, for this answer (a burst of answers edits instead of queueing
+        behind Slack's 20 starts a minute, and two answers never count on one start)."""
         mode, team = self._settings.streaming, turn.key.workspace
         if mode == "edit" or team in self._no_streaming:
             return False
+        start = (f"slack.stream.start:{team}",)
         if mode == "native":
+            await self._budget.acquire(start)
             return True
-        return turn.key.channel.startswith("D") and (
-            self._budget.available(f"slack.stream.start:{team}") >= 1
-        )
+        return turn.key.channel.startswith("D") and await self._budget.try_acquire(start)
 
     def _refused(self, team: str, refused: StreamingRefused) -> None:
         if team not in self._no_streaming:
@@ -228,6 +231,7 @@ class SlackAnswers:
 
     async def finished(self, turn: Turn) -> None:
         self._asked.pop(turn.id, None)
+        self._native.pop(turn.id, None)
         self._status_shown.discard(turn.id)
         self._answering.pop((str(turn.key), turn.order), None)
 

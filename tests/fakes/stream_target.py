@@ -5,7 +5,7 @@ reached the platform, and the messages as a person would see them.
                               clock=clock)
     target.fail_next("append", SurfaceRateLimited("slow down", retry_after=2.0))
     target.expire("s1")      # its stream's lifetime passed: appends and stops raise StreamEnded
-    target.press_stop("s1")  # the person pressed Stop: the next append raises StoppedByUser
+    target.press_stop("s1")  # the person pressed Stop: appends raise StoppedByUser, one stop goes
     ...
     assert target.visible() == ["the whole answer"]
 
@@ -58,6 +58,7 @@ class Shown:
     blocks: tuple[dict[str, Any], ...] = ()
     streaming: bool = True
     stopped_by_user: bool = False
+    session_ended: bool = False  # after the person's Stop, Slack still takes one stop
 
 
 class FakeStreamTarget:
@@ -150,6 +151,9 @@ class FakeStreamTarget:
         if sent.op in ("append", "stop") and not shown.streaming:
             if shown.stopped_by_user and sent.op == "append":
                 return StoppedByUser("stopped_by_user")
+            if shown.stopped_by_user and not shown.session_ended:  # one stop ends the session
+                shown.session_ended = sent.op == "stop"
+                return None
             return StreamEnded("message_not_in_streaming_state")
         if sent.op == "replace" and shown.streaming:
             return SurfaceError("streaming_state_conflict")
