@@ -1,14 +1,15 @@
 """The composition root every bot shares: settings in, a running conversation engine out.
 
-``Runtime.start(settings)`` builds and wires, in one place, the HTTP client, the model
-endpoint (the configured gateway, or the offline model when neither a key nor a base URL is
-configured), the LLM client, the store, the tools, the engine, the edit budget and the Stop
-requests — and closes them in reverse order when the bot stops.
+``Runtime.start(settings)`` builds and wires, in one place, the HTTP client, the configured
+models (``[[llm.models]]``, or the ``llm.*`` gateway, or the offline model when neither a key
+nor a base URL is configured) with an LLM client each, the store, the tools, the engine, the
+edit budget and the Stop requests — and closes them in reverse order when the bot stops.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -22,7 +23,9 @@ from bots.stops import LocalStops, Stops, open_redis_stops
 from bots.tools.weather import weather_tool
 from core.client import LLMClient, new_http_client
 from core.engine import ConversationEngine, EngineConfig
+from core.models import ConfiguredModel, ModelEndpoint, ModelRegistry, configured_endpoints
 from core.protocols import protocol_for
+from core.settings import OFFLINE_MODEL, LLMSettings
 from core.store import open_store
 from core.store.base import ConversationStore
 from core.tools import ToolRegistry
@@ -34,50 +37,78 @@ __all__ = [
     "edit_budget",
     "edit_rates",
     "model_endpoint",
+    "model_endpoints",
+    "model_registry",
     "stop_requests",
 ]
 
 Announce = Callable[[str], None]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ModelEndpoint:
-    """Where model calls go. ``offline`` marks the built-in offline model."""
-
-    protocol: str
-    base_url: str
-    api_key: str
-    model: str
-    offline: bool = False
-
-    def __repr__(self) -> str:
-        return f"ModelEndpoint(protocol={self.protocol!r}, base_url={self.base_url!r})"
-
-
 @asynccontextmanager
-async def model_endpoint(settings: Settings, *, announce: Announce) -> AsyncIterator[ModelEndpoint]:
-    """The configured gateway; with neither a key nor a base URL, the offline model, started
+async def model_endpoints(
+    settings: Settings, *, announce: Announce, environ: Mapping[str, str] | None = None
+) -> AsyncIterator[tuple[ModelEndpoint, ...]]:
+    """The configured models' endpoints, keys read from ``environ`` (``os.environ``); with
+    neither a table, a key nor a base URL, the offline model alone (named ``offline``), started
     on a free loopback port for as long as the block runs. A keyless base URL (Ollama,
-    llama.cpp) is used as configured, never replaced."""
+    llama.cpp) is used as configured, never replaced. Each model left out for want of its key
+    is announced; a default or fallback model without one raises ``SettingsError``."""
     llm = settings.llm
-    if llm.api_key is not None or llm.base_url is not None:
-        key = llm.api_key.get_secret_value() if llm.api_key is not None else ""
-        yield ModelEndpoint(
-            protocol=llm.protocol,
-            base_url=llm.resolved_base_url(),
-            api_key=key,
-            model=llm.resolved_model(),
-        )
+    if not llm.offline:
+        endpoints, left_out = configured_endpoints(llm, os.environ if environ is None else environ)
+        for line in left_out:
+            announce(line)
+        yield endpoints
         return
     async with OfflineLLMServer(pace=llm.offline_pace) as server:
         announce(
             f"no OFOX_API_KEY or base URL is configured, so the offline model answers "
             f"({server.url})"
         )
-        base_url = server.openai_base_url if llm.protocol == "openai" else server.anthropic_base_url
-        yield ModelEndpoint(
-            protocol=llm.protocol, base_url=base_url, api_key="", model=MODEL_NAME, offline=True
+        yield (_offline_endpoint(llm, server),)
+
+
+def _offline_endpoint(llm: LLMSettings, server: OfflineLLMServer) -> ModelEndpoint:
+    base_url = server.openai_base_url if llm.protocol == "openai" else server.anthropic_base_url
+    return ModelEndpoint(
+        name=OFFLINE_MODEL, protocol=llm.protocol, base_url=base_url, model=MODEL_NAME,
+        supports_images=False, context_budget_tokens=llm.context_budget_tokens, offline=True,
+    )  # fmt: skip
+
+
+@asynccontextmanager
+async def model_endpoint(
+    settings: Settings, *, announce: Announce, environ: Mapping[str, str] | None = None
+) -> AsyncIterator[ModelEndpoint]:
+    """The default model's endpoint (see :func:`model_endpoints`)."""
+    async with model_endpoints(settings, announce=announce, environ=environ) as endpoints:
+        default = settings.llm.resolved_default_model()
+        yield next(endpoint for endpoint in endpoints if endpoint.name == default)
+
+
+def model_registry(
+    settings: Settings,
+    endpoints: tuple[ModelEndpoint, ...],
+    *,
+    http: httpx2.AsyncClient,
+) -> ModelRegistry:
+    """A client for each endpoint, with the configured default model and fallback chain."""
+    llm = settings.llm
+    models = [
+        ConfiguredModel(
+            endpoint=endpoint,
+            client=LLMClient(
+                http=http,
+                protocol=protocol_for(endpoint.protocol),
+                base_url=endpoint.base_url,
+                api_key=endpoint.api_key,
+                timeouts=llm.client_timeouts(),
+            ),
         )
+        for endpoint in endpoints
+    ]
+    return ModelRegistry(models, default=llm.resolved_default_model(), fallback=llm.fallback)
 
 
 def edit_rates(settings: Settings) -> dict[str, Rate]:
@@ -135,9 +166,11 @@ def build_tools(settings: Settings, http: httpx2.AsyncClient) -> ToolRegistry:
 class Runtime:
     settings: Settings
     endpoint: ModelEndpoint
+    """The default model's."""
     http: httpx2.AsyncClient
     """The HTTP client of model calls and tools (a readiness probe asks the gateway with it)."""
     client: LLMClient
+    """The default model's."""
     store: ConversationStore
     tools: ToolRegistry
     engine: ConversationEngine
@@ -147,6 +180,11 @@ class Runtime:
     """A Stop press goes through it, to whichever process writes the answer (see
     :func:`stop_requests`)."""
 
+    @property
+    def models(self) -> ModelRegistry:
+        """Every configured model, the default and the fallback chain (the engine's)."""
+        return self.engine.models
+
     @classmethod
     @asynccontextmanager
     async def start(
@@ -155,12 +193,16 @@ class Runtime:
         *,
         announce: Announce,
         store: ConversationStore | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> AsyncIterator[Runtime]:
         """Everything a bot needs, closed when the block exits. ``store`` overrides the
-        configured one (``relaybot ask`` keeps nothing)."""
+        configured one (``relaybot ask`` keeps nothing); ``environ`` (``os.environ``) holds
+        the keys ``[[llm.models]]`` tables name."""
         llm = settings.llm
         async with AsyncExitStack() as stack:
-            endpoint = await stack.enter_async_context(model_endpoint(settings, announce=announce))
+            endpoints = await stack.enter_async_context(
+                model_endpoints(settings, announce=announce, environ=environ)
+            )
             budget = await stack.enter_async_context(edit_budget(settings))
             stops = await stack.enter_async_context(stop_requests(settings))
             http = await stack.enter_async_context(
@@ -171,31 +213,27 @@ class Runtime:
                     settings.store.resolved_url(), make_directories=settings.store.url is None
                 )
                 stack.push_async_callback(store.close)
-            client = LLMClient(
-                http=http,
-                protocol=protocol_for(endpoint.protocol),
-                base_url=endpoint.base_url,
-                api_key=endpoint.api_key,
-                timeouts=llm.client_timeouts(),
-            )
+            models = model_registry(settings, endpoints, http=http)
+            default = models.default
+            assert isinstance(default.client, LLMClient)  # model_registry made it
             tools = build_tools(settings, http)
             config = EngineConfig(
-                model=endpoint.model,
+                model=default.endpoint.model,
                 system_prompt=llm.system_prompt,
                 max_tokens=llm.max_tokens,
                 temperature=llm.temperature,
                 max_rounds=llm.max_rounds,
-                context_budget_tokens=llm.context_budget_tokens,
+                context_budget_tokens=default.endpoint.context_budget_tokens,
                 max_concurrent_requests=llm.max_concurrent_requests,
             )
             engine = ConversationEngine(
-                client=client, store=store, tools=tools, config=config, retry=llm.retry_policy()
+                models=models, store=store, tools=tools, config=config, retry=llm.retry_policy()
             )
             yield cls(
                 settings=settings,
-                endpoint=endpoint,
+                endpoint=default.endpoint,
                 http=http,
-                client=client,
+                client=default.client,
                 store=store,
                 tools=tools,
                 engine=engine,

@@ -27,6 +27,18 @@ Lost at the final write, it is only logged: the events are unchanged, as they ar
 final write fails with another :class:`~core.store.errors.StoreError` (logged). A store that
 fails to give the history or to record a tool call ends the turn failed, before any tool runs.
 
+**Models.** A turn asks the model the caller names (``run_turn(lease, model="fast")``, a
+channel's choice) or the registry's default (:mod:`core.models`). When that model's call fails
+for good — its retries spent — with a retryable error (rate limited, overloaded, a server
+error, a broken or stalled stream, no connection) before the turn showed any text or a model
+call of it completed (so no tool ran), the next model of the fallback chain is asked: with the
+history trimmed to its own ``context_budget_tokens`` and without the reasoning blocks another
+model made. A :class:`~core.events.ModelRetrying` (``wait`` 0, ``busy``) marks the switch, and
+the answer ends with a note naming both models. Never on a rejected key, a bad request or a
+context too long: another model would only hide the mistake. The note is part of the shown
+and saved final text, but not of the assistant message in the history, like the length note:
+it is for the user, and a model that reads its own past notes starts writing them.
+
 A process-wide semaphore caps concurrent gateway requests; tools run outside it. Nothing a
 turn waits for is unbounded: the model call has the client's timeouts and the retry deadline,
 each tool call its timeout, and every wait is cancellable; a tool that fails in any way (its
@@ -89,6 +101,7 @@ from core.messages import (
     ToolResult,
     UserMessage,
 )
+from core.models import ConfiguredModel, ModelRegistry
 from core.retry import ModelStream, RetryPolicy, retrying_stream
 from core.store.base import ConversationStore
 from core.store.errors import StoreError
@@ -102,6 +115,7 @@ log = logging.getLogger("relaybot.engine")
 
 ROUND_SEPARATOR = "\n\n"
 LENGTH_NOTE = "\n\n_(The answer was cut off because it reached the length limit.)_"
+FALLBACK_NOTE = "\n\n_(answered by {model}: {primary} is unavailable)_"
 STOPPED_NOTE = "the turn was stopped before it finished"
 STOPPED = "stopped"
 """The error of a turn that was cancelled or closed before it ended."""
@@ -111,6 +125,9 @@ NO_TOOL_RECORD = "I couldn't save my progress, so I stopped before using a tool.
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineConfig:
+    """How turns run. ``model`` and ``context_budget_tokens`` describe the one model of an
+    engine built with a bare ``client``; with a registry, each model has its own."""
+
     model: str
     system_prompt: str
     max_tokens: int = 4096
@@ -121,14 +138,16 @@ class EngineConfig:
 
 
 class ConversationEngine:
-    """Runs journal turns (see the module docstring). ``now`` dates the system prompt;
-    ``sleep`` and ``clock`` (monotonic seconds) time the retries of a model call, so a test
-    lets a 30-second ``Retry-After`` pass in virtual time."""
+    """Runs journal turns (see the module docstring). It asks ``models``, or the one model
+    behind ``client`` (named ``default``; give one or the other). ``now`` dates the system
+    prompt; ``sleep`` and ``clock`` (monotonic seconds) time the retries of a model call, so a
+    test lets a 30-second ``Retry-After`` pass in virtual time."""
 
     def __init__(
         self,
         *,
-        client: ModelStream,
+        client: ModelStream | None = None,
+        models: ModelRegistry | None = None,
         store: ConversationStore,
         tools: ToolRegistry,
         config: EngineConfig,
@@ -138,7 +157,16 @@ class ConversationEngine:
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._client = client
+        if models is None:
+            if client is None:
+                raise TypeError("ConversationEngine needs a client or a registry of models")
+            models = ModelRegistry.single(
+                client, model=config.model, context_budget_tokens=config.context_budget_tokens
+            )
+        elif client is not None:
+            raise TypeError("ConversationEngine takes a client or a registry of models, not both")
+        self._models = models
+        self._client = models.default.client  # the default model's (tests reuse it)
         self._store = store
         self._tools = tools
         self._config = config
@@ -150,17 +178,28 @@ class ConversationEngine:
 
     @property
     def model(self) -> str:
-        """The model its turns ask."""
-        return self._config.model
+        """The id of the model its turns ask unless told otherwise (the default model's)."""
+        return self._models.default.endpoint.model
+
+    @property
+    def models(self) -> ModelRegistry:
+        """The models its turns may ask."""
+        return self._models
 
     async def run_turn(
-        self, lease: Lease, *, stop_error: Callable[[], str | None] | None = None
+        self,
+        lease: Lease,
+        *,
+        model: str | None = None,
+        stop_error: Callable[[], str | None] | None = None,
     ) -> AsyncGenerator[EngineEvent, None]:
-        """The events of the leased turn; see the module docstring. ``stop_error``, asked
-        when the turn is cancelled or closed early, gives the error it ends ``failed`` with
-        (``"stopped"`` without it), or ``None`` to write nothing: the caller hands the turn
-        back to the queue itself (a shutdown)."""
-        turn = _Turn(self, lease, stop_error=stop_error or _stopped)
+        """The events of the leased turn; see the module docstring. ``model`` names the
+        configured model to ask (``None``: the default). ``stop_error``, asked when the turn
+        is cancelled or closed early, gives the error it ends ``failed`` with (``"stopped"``
+        without it), or ``None`` to write nothing: the caller hands the turn back to the queue
+        itself (a shutdown)."""
+        chain = self._chain(model, lease.turn)
+        turn = _Turn(self, lease, chain, stop_error=stop_error or _stopped)
         try:
             async with aclosing(turn.run()) as events:
                 async for event in events:
@@ -175,12 +214,21 @@ class ConversationEngine:
             if not turn.ended and not turn.lost:
                 await _finished(turn.end_stopped(), name=f"save stopped turn {lease.turn.id}")
 
+    def _chain(self, name: str | None, turn: Turn) -> tuple[ConfiguredModel, ...]:
+        """The models the turn may ask. A name no longer configured (a channel's choice from
+        before a configuration change) gets the default: an answer, not an error per turn."""
+        if name is not None and name not in self._models:
+            log.warning("turn %d of %s asks for the model %r, which is not configured; the "
+                        "default model answers", turn.id, turn.key, name)  # fmt: skip
+            name = None
+        return self._models.chain(name)
+
     # Used by _Turn: one model call with the request gate held.
-    def _model_request(self, messages: Sequence[Message], *, budget: int, last: bool,
-                       turn: Turn) -> ModelRequest:  # fmt: skip
+    def _model_request(self, model: str, messages: Sequence[Message], *, budget: int,
+                       last: bool, turn: Turn) -> ModelRequest:  # fmt: skip
         window = trim(_attributed(messages), budget)
         return ModelRequest(
-            model=self._config.model,
+            model=model,
             messages=tuple(window),
             system=self._system_prompt(turn),
             tools=self._tools.specs(),
@@ -210,9 +258,16 @@ class _Turn:
     """The state of one running turn: what it has said so far, and what must be saved."""
 
     def __init__(
-        self, engine: ConversationEngine, lease: Lease, *, stop_error: Callable[[], str | None]
+        self,
+        engine: ConversationEngine,
+        lease: Lease,
+        chain: tuple[ConfiguredModel, ...],
+        *,
+        stop_error: Callable[[], str | None],
     ) -> None:
         self.engine = engine
+        self.chain = chain  # the model asked, then the fallback models
+        self.model = chain[0]  # the model answering now
         self.stop_error = stop_error
         self.lease = lease
         self.turn = lease.turn
@@ -222,7 +277,10 @@ class _Turn:
         self.assembler = MessageAssembler()
         self.usage = Usage()
         self.finish_reason: str | None = None  # of the last model message
-        self.budget = engine._config.context_budget_tokens
+        self.budget = self.model.endpoint.context_budget_tokens
+        self.shrunk = False  # the context was trimmed harder once for this model
+        self.text_seen = False  # a text delta was shown, even of a call later voided
+        self.attempts = 0  # attempts of the current model call (for the fallback's event)
         self.completed = False  # the final event was made
         self.ended = False  # the final write was made (or tried)
         self.lost = False  # the lease was taken over: nothing more may be written
@@ -245,7 +303,6 @@ class _Turn:
             return
         config = self.engine._config
         rounds = 0
-        shrunk = False
         while rounds < config.max_rounds:
             rounds += 1
             last = rounds == config.max_rounds
@@ -255,16 +312,20 @@ class _Turn:
                         yield event
             except ContextTooLong:
                 self.assembler = MessageAssembler()
-                if shrunk:
+                if self.shrunk:
                     yield self._failed("This thread is too long for me to continue. "
                                        "Please start a new thread.")  # fmt: skip
                     return
-                shrunk, rounds = True, rounds - 1
+                self.shrunk, rounds = True, rounds - 1
                 self.budget = max(1, min(self.budget, self._window_tokens()) // 2)
                 log.info("context too long for %s; trimming to %d tokens", self.turn.key,
                          self.budget)  # fmt: skip
                 continue
             except LLMError as error:
+                if (switch := self._fallback(error)) is not None:
+                    yield switch
+                    rounds -= 1
+                    continue
                 log.warning("turn failed for %s: %s", self.turn.key, error)
                 yield self._failed(user_message_for(error))
                 return
@@ -288,16 +349,19 @@ class _Turn:
 
     async def _model_call(self, *, last: bool) -> AsyncGenerator[EngineEvent, None]:
         engine = self.engine
+        client = self.model.client
         request = engine._model_request(
-            [*self.history, *self.new], budget=self.budget, last=last, turn=self.turn
-        )
+            self.model.endpoint.model, [*self.history, *self.new], budget=self.budget,
+            last=last, turn=self.turn,
+        )  # fmt: skip
         separator = bool("".join(self.shown))
         attempt_text: list[str] = []
         measured = metrics.ModelCallMetrics(
-            provider=_provider_name(engine._client), model=request.model, clock=engine._clock
+            provider=_provider_name(client), model=request.model, clock=engine._clock
         )
+        self.attempts = 1
         stream = retrying_stream(
-            engine._client, request, engine._retry, sleep=engine._sleep, clock=engine._clock,
+            client, request, engine._retry, sleep=engine._sleep, clock=engine._clock,
             on_retry=self._retrying,
         )  # fmt: skip
         async with engine._gate, stream as events:
@@ -311,6 +375,7 @@ class _Turn:
                             attempt_text.append(ROUND_SEPARATOR)
                             yield TextDelta(text=ROUND_SEPARATOR)
                         attempt_text.append(text)
+                        self.text_seen = True
                         yield event
                     case ReasoningDelta() | ModelRetrying():
                         yield event
@@ -381,6 +446,10 @@ class _Turn:
         if truncated:
             self.shown.append(LENGTH_NOTE)
             yield TextDelta(text=LENGTH_NOTE)
+        if self.model is not self.chain[0] and "".join(self.shown).strip():
+            note = FALLBACK_NOTE.format(model=self.model.name, primary=self.chain[0].name)
+            self.shown.append(note)
+            yield TextDelta(text=note)
         text = "".join(self.shown)
         if not text.strip():
             yield self._failed(_empty_answer(message))
@@ -388,7 +457,25 @@ class _Turn:
         self.completed = True
         yield TurnFinished(text=text, usage=self.usage, rounds=rounds, truncated=truncated)
 
+    def _fallback(self, error: LLMError) -> ModelRetrying | None:
+        """Switch to the next model of the chain if ``error`` allows it (see the module
+        docstring): the event that says so, or ``None`` to fail the turn."""
+        position = self.chain.index(self.model)
+        if not error.retryable or self.text_seen or self.new or position + 1 == len(self.chain):
+            return None
+        failed, self.model = self.model, self.chain[position + 1]
+        log.warning("model %s is unavailable for %s (%s); asking %s", failed.name,
+                    self.turn.key, error, self.model.name)  # fmt: skip
+        metrics.FALLBACKS.labels(from_model=failed.name, to_model=self.model.name).inc()
+        self.history = [_for_model(message, self.model) for message in self.history]
+        self.budget = self.model.endpoint.context_budget_tokens
+        self.shrunk = False
+        self.assembler = MessageAssembler()  # what the failed call began (usage) is void
+        reason = f"{failed.name} is unavailable ({error.message}); asking {self.model.name}"
+        return ModelRetrying(attempt=self.attempts, wait=0.0, reason=reason, busy=True)
+
     def _retrying(self, error: LLMError, attempt: int, wait: float) -> None:
+        self.attempts = attempt + 1
         busy = isinstance(error, RateLimited | Overloaded)
         metrics.MODEL_RETRIES.labels(reason="busy" if busy else "other").inc()
         log.info("retrying a model call for %s in %.2f s after attempt %d: %s",
@@ -522,6 +609,17 @@ def _add(total: Usage, message: AssistantMessage) -> Usage:
         output_tokens=total.output_tokens + message.usage.output_tokens,
         cached_input_tokens=total.cached_input_tokens + message.usage.cached_input_tokens,
     )
+
+
+def _for_model(message: Message, model: ConfiguredModel) -> Message:
+    """``message`` as a fallback model may read it: without the reasoning another model wrote
+    (its thinking blocks are signed for that model, and a gateway refuses foreign ones).
+
+    Images: messages carry none yet. When they do, this is where they are replaced by a short
+    text for a model whose ``endpoint.supports_images`` is false."""
+    if isinstance(message, AssistantMessage) and (message.thinking or message.reasoning):
+        return message.model_copy(update={"thinking": (), "reasoning": ""})
+    return message
 
 
 def _attributed(messages: Sequence[Message]) -> list[Message]:

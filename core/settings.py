@@ -47,6 +47,9 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -77,10 +80,13 @@ __all__ = [
     "DEFAULT_MODELS",
     "DEFAULT_SYSTEM_PROMPT",
     "ENV_PREFIX",
+    "OFFLINE_MODEL",
+    "SHORTHAND_MODEL",
     "CoreSettings",
     "HttpUrl",
     "LLMSettings",
     "LogLevel",
+    "ModelSettings",
     "RetrySettings",
     "Secret",
     "Section",
@@ -188,13 +194,70 @@ class RetrySettings(Section):
     deadline: float = Field(default=180.0, gt=0)
 
 
+SHORTHAND_MODEL = "default"
+"""The name of the model ``llm.protocol``/``base_url``/``model``/``api_key`` describe when no
+``[[llm.models]]`` table is given."""
+OFFLINE_MODEL = "offline"
+"""The name of the built-in offline model, the one model when neither a key nor a base URL is
+set (and no table is given)."""
+
+
+def _model_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value):
+        raise ValueError("should be one word of letters, digits, '.', '_' and '-' (users type it)")
+    return value
+
+
+def _variable_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise ValueError("should be the name of an environment variable, such as OFOX_API_KEY")
+    return value
+
+
+ModelName = Annotated[str, AfterValidator(_model_name)]
+"""What users type in ``model <name>``: one word, so a command line splits it unambiguously."""
+VariableName = Annotated[str, AfterValidator(_variable_name)]
+
+
+class ModelSettings(Section):
+    """One ``[[llm.models]]`` table: a model users can choose by ``name``.
+
+    ``api_key_env`` names the environment variable that holds its key (never the key itself,
+    so the file stays shareable); unset, the endpoint is called without a key (Ollama,
+    llama.cpp). ``context_budget_tokens`` unset is ``llm.context_budget_tokens``.
+    """
+
+    name: ModelName
+    protocol: WireProtocolName = "openai"
+    base_url: HttpUrl | None = None
+    model: str = Field(min_length=1)
+    api_key_env: VariableName | None = None
+    supports_images: bool = True
+    context_budget_tokens: int | None = Field(default=None, ge=1_000)
+
+    def resolved_base_url(self) -> str:
+        """``base_url``, or OfoxAI's endpoint for the protocol when it is not set."""
+        return self.base_url or DEFAULT_BASE_URLS[self.protocol]
+
+
 class LLMSettings(Section):
-    """The model gateway and how a turn uses it."""
+    """The model gateway and how a turn uses it.
+
+    ``protocol``, ``base_url``, ``model``, ``api_key`` and ``supports_images`` are the
+    single-model shorthand: the model named ``default`` (``offline`` with neither a key nor a
+    base URL). ``models`` tables replace it with several named models; ``default_model``
+    chooses the one that answers unless a channel chooses another, and ``fallback`` lists the
+    models asked, in order, when the one asked is unavailable before it said anything.
+    """
 
     protocol: WireProtocolName = "openai"
     base_url: HttpUrl | None = None
     model: str | None = Field(default=None, min_length=1)
     api_key: Annotated[Secret, TokenVariable("OFOX_API_KEY")] = None
+    supports_images: bool = True
+    models: tuple[ModelSettings, ...] = ()
+    default_model: ModelName | None = None
+    fallback: tuple[ModelName, ...] = ()
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     max_tokens: int = Field(default=4096, gt=0)
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -205,6 +268,67 @@ class LLMSettings(Section):
     offline_pace: float = Field(default=0.03, ge=0, le=5)
     timeouts: TimeoutSettings = TimeoutSettings()
     retry: RetrySettings = RetrySettings()
+
+    @field_validator("models")
+    @classmethod
+    def _names_differ(cls, models: tuple[ModelSettings, ...]) -> tuple[ModelSettings, ...]:
+        names = [table.name for table in models]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"two tables are named {twice[0]!r}: each name must be unique")
+        return models
+
+    @field_validator("default_model")
+    @classmethod
+    def _default_is_configured(cls, name: str | None, info: ValidationInfo) -> str | None:
+        if name is not None and (known := _model_names(info.data)) is not None:
+            _check_known(name, known)
+        return name
+
+    @field_validator("fallback")
+    @classmethod
+    def _fallback_is_configured(
+        cls, names: tuple[str, ...], info: ValidationInfo
+    ) -> tuple[str, ...]:
+        known = _model_names(info.data)
+        if known is None or "default_model" not in info.data:
+            return names  # what it depends on is invalid, and reported already
+        default = info.data["default_model"] or known[0]
+        for name in names:
+            _check_known(name, known)
+            if name == default:
+                raise ValueError(f"{name!r} is the default model; a fallback must be another one")
+        if len(set(names)) < len(names):
+            raise ValueError("names a model twice")
+        return names
+
+    @model_validator(mode="after")
+    def _shorthand_or_tables(self) -> LLMSettings:
+        """With tables, a shorthand key would be silently ignored: refuse it instead."""
+        shorthand = {"protocol", "base_url", "model", "supports_images"} & self.model_fields_set
+        if self.models and shorthand:
+            keys = ", ".join(f"llm.{key}" for key in sorted(shorthand))
+            raise ValueError(
+                f"with [[llm.models]] tables, {keys} would be ignored: describe the model in a "
+                "table and name it in llm.default_model"
+            )
+        return self
+
+    @property
+    def offline(self) -> bool:
+        """Whether the built-in offline model is the one model: no table, no key, no base URL."""
+        return not self.models and self.api_key is None and self.base_url is None
+
+    def model_names(self) -> tuple[str, ...]:
+        """The configured models' names, in order (``default`` or ``offline`` without tables)."""
+        names = _model_names({"models": self.models, "api_key": self.api_key,
+                              "base_url": self.base_url})  # fmt: skip
+        assert names is not None
+        return names
+
+    def resolved_default_model(self) -> str:
+        """``default_model``, or the first configured model."""
+        return self.default_model or self.model_names()[0]
 
     def resolved_base_url(self) -> str:
         """``base_url``, or OfoxAI's endpoint for the protocol when it is not set."""
@@ -219,6 +343,24 @@ class LLMSettings(Section):
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(**self.retry.model_dump())
+
+
+def _model_names(data: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The model names ``data`` (the ``llm`` values validated so far) configures; ``None`` when
+    one of the values they follow from was invalid."""
+    if not {"models", "api_key", "base_url"} <= data.keys():
+        return None
+    if data["models"]:
+        return tuple(table.name for table in data["models"])
+    offline = data["api_key"] is None and data["base_url"] is None
+    return (OFFLINE_MODEL if offline else SHORTHAND_MODEL,)
+
+
+def _check_known(name: str, known: tuple[str, ...]) -> None:
+    if name not in known:
+        raise ValueError(
+            f"names {name!r}, which is not a configured model (configured: {', '.join(known)})"
+        )
 
 
 class ToolSettings(Section):

@@ -71,6 +71,8 @@ def test_defaults() -> None:
     assert llm.retry_policy() == RetryPolicy(
         max_attempts=4, base_delay=0.5, max_delay=8, max_retry_after=60, deadline=180
     )
+    assert (llm.models, llm.default_model, llm.fallback, llm.supports_images) == ((), None, (),
+                                                                             True)  # fmt: skip
     assert settings.tools.model_dump() == {
         "weather_enabled": True,
         "weather_geocoding_url": "https://geocoding-api.open-meteo.com",
