@@ -186,6 +186,8 @@ async def test_a_version_2_sqlite_file_gains_feedback_and_keeps_its_turns(tmp_pa
     await opened.close()
     with sqlite3.connect(path) as db:  # as relaybot before feedback left it
         db.execute("DROP TABLE feedback")
+        db.execute("DROP TABLE channel_settings")  # and what came after it
+        db.execute("DROP TABLE token_usage")
         db.execute("PRAGMA user_version = 2")
 
     again = await SqliteStore.open(path)
@@ -195,7 +197,7 @@ async def test_a_version_2_sqlite_file_gains_feedback_and_keeps_its_turns(tmp_pa
     finally:
         await again.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchall() == [(3,)]
+        assert db.execute("PRAGMA user_version").fetchall() == [(4,)]
 
 
 async def test_a_version_1_postgres_schema_gains_feedback_and_keeps_its_turns(
@@ -207,8 +209,8 @@ async def test_a_version_1_postgres_schema_gains_feedback_and_keeps_its_turns(
     await opened.close()
     connection = await asyncpg.connect(url)
     try:  # as relaybot before feedback left it
-        await connection.execute("DROP TABLE feedback")
-        await connection.execute("DELETE FROM relaybot_schema WHERE version = 2")
+        await connection.execute("DROP TABLE feedback, channel_settings, token_usage")
+        await connection.execute("DELETE FROM relaybot_schema WHERE version >= 2")
     finally:
         await connection.close()
 
@@ -223,7 +225,7 @@ async def test_a_version_1_postgres_schema_gains_feedback_and_keeps_its_turns(
         versions = await connection.fetch("SELECT version FROM relaybot_schema ORDER BY version")
     finally:
         await connection.close()
-    assert [row["version"] for row in versions] == [1, 2]
+    assert [row["version"] for row in versions] == [1, 2, 3]
 
 
 # --- the helper a button calls ----------------------------------------------------------------

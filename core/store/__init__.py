@@ -25,8 +25,11 @@ Every store keeps a conversation's history, the claims that de-duplicate platfor
 the turn journal (:mod:`core.store.journal`: :class:`TurnJournal`, :class:`Turn`,
 :class:`Lease`), which a :class:`ConversationStore` extends; the journal's leases keep the turns
 of a thread one at a time, in order. Votes on answers are :mod:`core.store.feedback`
-(:class:`FeedbackLog`, :class:`Feedback`, :class:`FeedbackTotals`). Trimming a history to a
-token budget is :mod:`core.store.trim`.
+(:class:`FeedbackLog`, :class:`Feedback`, :class:`FeedbackTotals`). A channel's own model and prompt
+are :mod:`core.store.channels` (:class:`ChannelSettingsStore`, :class:`ChannelSettings`,
+:data:`UNCHANGED`); each user's tokens per UTC day and calendar month are
+:mod:`core.store.usage` (:class:`UsageLedger`, :class:`Usage`, :func:`user_key`). Trimming a
+history to a token budget is :mod:`core.store.trim`.
 """
 
 from __future__ import annotations
@@ -37,13 +40,25 @@ from pathlib import Path
 from typing import Literal
 
 from core.store.base import ConversationStore, StoreError
+from core.store.channels import (
+    MAX_PROMPT_CHARS,
+    UNCHANGED,
+    ChannelSettings,
+    ChannelSettingsStore,
+    PromptTooLong,
+)
 from core.store.feedback import Feedback, FeedbackLog, FeedbackTotals
 from core.store.journal import Lease, LeaseLost, Turn, TurnJournal, TurnState, discord_order
 from core.store.memory import MemoryStore
 from core.store.postgres import PostgresStore
 from core.store.sqlite import SqliteStore
+from core.store.usage import Usage, UsageLedger, user_key
 
 __all__ = [
+    "MAX_PROMPT_CHARS",
+    "UNCHANGED",
+    "ChannelSettings",
+    "ChannelSettingsStore",
     "ConversationStore",
     "Feedback",
     "FeedbackLog",
@@ -52,13 +67,17 @@ __all__ = [
     "LeaseLost",
     "MemoryStore",
     "PostgresStore",
+    "PromptTooLong",
     "SqliteStore",
     "StoreError",
     "Turn",
     "TurnJournal",
     "TurnState",
+    "Usage",
+    "UsageLedger",
     "discord_order",
     "open_store",
+    "user_key",
     "validate_store_url",
 ]
 

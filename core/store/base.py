@@ -4,7 +4,9 @@ A store keeps each conversation's history (its messages, in order), de-duplicate
 events (``claim``), and keeps the turn journal (:class:`~core.store.journal.TurnJournal`: every
 accepted message answered once, in order, across crashes and restarts; its leases keep the
 turns of a conversation one at a time, within a process and across processes), and the
-feedback people give on answers (:class:`~core.store.feedback.FeedbackLog`).
+feedback people give on answers (:class:`~core.store.feedback.FeedbackLog`), each channel's own
+model and prompt (:class:`~core.store.channels.ChannelSettingsStore`) and each user's token
+usage (:class:`~core.store.usage.UsageLedger`).
 Implementations: ``memory`` (tests, the terminal), ``sqlite`` (the embedded default) and later
 ``redis`` (several worker processes).
 """
@@ -15,14 +17,16 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from core.messages import ConversationKey, Message
+from core.store.channels import ChannelSettingsStore
 from core.store.errors import StoreError
 from core.store.feedback import FeedbackLog
 from core.store.journal import TurnJournal
+from core.store.usage import UsageLedger
 
 __all__ = ["ConversationStore", "StoreError"]
 
 
-class ConversationStore(TurnJournal, FeedbackLog, Protocol):
+class ConversationStore(TurnJournal, FeedbackLog, ChannelSettingsStore, UsageLedger, Protocol):
     async def load(self, key: ConversationKey) -> list[Message]:
         """Every message of the conversation, oldest first; ``[]`` for a new one. Messages of
         no turn (``append``) come first, then each turn's, in the turns' order."""

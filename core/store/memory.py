@@ -1,5 +1,5 @@
-"""``MemoryStore``: history, claims, the turn journal and feedback, in this process only
-(tests, the terminal bot).
+"""``MemoryStore``: history, claims, the turn journal, feedback, channel settings and usage, in
+this process only (tests, the terminal bot).
 
 Messages are stored serialized, exactly as the SQLite store writes them, so a message that a
 file could not hold fails here too and a loaded message never aliases a saved one. Each method
@@ -13,12 +13,15 @@ import itertools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from core.messages import ConversationKey, Message, UserMessage
 from core.store.base import StoreError
+from core.store.channels import UNCHANGED, Change, ChannelSettings, check_change
 from core.store.codec import decode_message, encode_message
 from core.store.feedback import Feedback, FeedbackTotals
 from core.store.journal import Lease, LeaseLost, Turn, nobody_is_dead
+from core.store.usage import Usage, check_tokens, kept_since, periods
 
 __all__ = ["MemoryStore"]
 
@@ -47,6 +50,8 @@ class MemoryStore:
         self._threads: dict[str, list[int]] = {}  # conversation -> its turns' ids
         self._turn_ids = itertools.count(1)
         self._feedback: dict[tuple[int, str], Feedback] = {}  # (turn id, user) -> their vote
+        self._channels: dict[tuple[str, str, str], ChannelSettings] = {}
+        self._usage: dict[tuple[str, Literal["day", "month"], int], int] = {}  # -> tokens
         self._closed = False
 
     def __repr__(self) -> str:
@@ -284,6 +289,7 @@ class MemoryStore:
             self._threads[conversation].remove(id_)
             if not self._threads[conversation]:
                 del self._threads[conversation]
+        self._prune_usage()
         return deleted
 
     # --- feedback -----------------------------------------------------------------------------
@@ -310,6 +316,51 @@ class MemoryStore:
         votes = [vote for (turn, _), vote in self._feedback.items() if turn == turn_id]
         return sorted(votes, key=lambda vote: vote.user)
 
+    # --- channel settings and usage -----------------------------------------------------------
+
+    async def channel_settings(
+        self, platform: str, workspace: str, channel: str
+    ) -> ChannelSettings:
+        self._check_open()
+        return self._channels.get((platform, workspace, channel), ChannelSettings())
+
+    async def set_channel_settings(
+        self,
+        platform: str,
+        workspace: str,
+        channel: str,
+        *,
+        model: Change = UNCHANGED,
+        prompt: Change = UNCHANGED,
+        by: str,
+    ) -> ChannelSettings:
+        check_change(model, prompt)
+        self._check_open()
+        key = (platform, workspace, channel)
+        was = self._channels.get(key, ChannelSettings())
+        self._channels[key] = settings = ChannelSettings(
+            model=was.model if model is UNCHANGED else model,
+            prompt=was.prompt if prompt is UNCHANGED else prompt,
+            updated_by=by,
+            updated_at=self._clock(),
+        )
+        return settings
+
+    async def add_usage(self, user_key: str, tokens: int, *, at: float | None = None) -> None:
+        check_tokens(tokens)
+        self._check_open()
+        period = periods(self._clock() if at is None else at)
+        for counter in ((user_key, "day", period.day), (user_key, "month", period.month)):
+            self._usage[counter] = self._usage.get(counter, 0) + tokens
+
+    async def usage(self, user_key: str, *, now: float) -> Usage:
+        self._check_open()
+        period = periods(now)
+        return period.usage(
+            day=self._usage.get((user_key, "day", period.day), 0),
+            month=self._usage.get((user_key, "month", period.month), 0),
+        )
+
     # --- helpers ------------------------------------------------------------------------------
 
     def _claim(self, event_id: str, ttl: float) -> bool:
@@ -323,6 +374,14 @@ class MemoryStore:
         self._claims[event_id] = now + ttl
         heapq.heappush(self._expiries, (now + ttl, event_id))
         return True
+
+    def _prune_usage(self) -> None:
+        day, month = kept_since(self._clock())
+        self._usage = {
+            (user, kind, start): tokens
+            for (user, kind, start), tokens in self._usage.items()
+            if start >= (day if kind == "day" else month)
+        }
 
     def _add(self, conversation: str, turn: int | None, bodies: list[str]) -> None:
         if bodies:

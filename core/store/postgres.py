@@ -1,6 +1,6 @@
 """``PostgresStore``: the system of record of a fleet — every worker process shares one database.
 
-Schema version 2 (one row per applied migration in ``relaybot_schema``):
+Schema version 3 (one row per applied migration in ``relaybot_schema``):
 
 - ``messages(seq, conversation, body, created_at, turn)`` — one row per message: ``seq`` (an
   identity) orders the messages of a conversation as they were stored (``append`` holds the
@@ -14,6 +14,9 @@ Schema version 2 (one row per applied migration in ``relaybot_schema``):
 - ``feedback(turn, user_id, positive, voted_at)`` — one vote per user per turn (the key), a
   foreign key of ``turns`` deleted with its turn; implemented in
   :mod:`core.store.postgres_feedback`.
+- ``channel_settings(...)`` and ``token_usage(...)`` — a channel's own model and prompt, and a
+  user's tokens per UTC day and calendar month: the columns of the SQLite store's; implemented
+  in :mod:`core.store.postgres_channels`, old usage periods deleted by ``prune``.
 
 Times are seconds since the epoch (``float8``), from the server's ``now()`` — workers' clocks
 differ — unless the store is given a ``clock`` (tests). Orders and keys compare bytewise
@@ -37,6 +40,7 @@ from core.messages import ConversationKey, Message
 from core.store.base import StoreError
 from core.store.codec import encode_message
 from core.store.postgres_access import NOW, Pool, Query, describe, execute, fetch, fetchval
+from core.store.postgres_channels import PostgresChannels, PostgresUsage
 from core.store.postgres_feedback import PostgresFeedback
 from core.store.postgres_journal import (
     APPEND,
@@ -112,6 +116,30 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX feedback_by_time ON feedback (voted_at)",
     ),
+    (  # 3: channel settings and token usage
+        """
+        CREATE TABLE channel_settings (
+            platform text NOT NULL,
+            workspace text NOT NULL,
+            channel text NOT NULL,
+            model text,
+            prompt text,
+            updated_by text NOT NULL,
+            updated_at float8 NOT NULL,
+            PRIMARY KEY (platform, workspace, channel)
+        )
+        """,
+        """
+        CREATE TABLE token_usage (
+            user_key text NOT NULL,
+            period text NOT NULL CHECK (period IN ('day', 'month')),
+            starts_at bigint NOT NULL,
+            tokens bigint NOT NULL,
+            PRIMARY KEY (user_key, period, starts_at)
+        )
+        """,
+        "CREATE INDEX token_usage_by_start ON token_usage (period, starts_at)",  # prune
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -128,7 +156,7 @@ _WRITE_CHECK = Query(f"""
 _WRITE_CHECK_TAKEN_BACK = "DELETE FROM messages WHERE conversation = 'relaybot:write-check'"
 
 
-class PostgresStore(PostgresJournal, PostgresFeedback):
+class PostgresStore(PostgresJournal, PostgresFeedback, PostgresChannels, PostgresUsage):
     """A :class:`~core.store.base.ConversationStore` in a Postgres database.
 
     Made by ``await PostgresStore.open(url)``; ``clock`` (a test's) replaces the server's
@@ -198,6 +226,13 @@ class PostgresStore(PostgresJournal, PostgresFeedback):
             claimed = await fetchval(db, CLAIM, parameters) is not None
             await execute(db, PRUNE_CLAIMS, parameters)
         return claimed
+
+    async def prune(self, *, older_than: float) -> int:
+        """The journal's prune, then the usage counters of periods long gone (their own
+        retention, by the store's time: :mod:`core.store.usage`)."""
+        deleted = await super().prune(older_than=older_than)
+        await self.prune_usage()
+        return deleted
 
     async def check_writes(self) -> None:
         """A row written and deleted in one committed transaction: it fails where an accept

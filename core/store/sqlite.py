@@ -1,6 +1,6 @@
 """``SqliteStore``: the embedded default — one file, WAL, schema versioned, survives restarts.
 
-Schema version 3 (kept in ``PRAGMA user_version``; migrations run when the store opens, and a
+Schema version 4 (kept in ``PRAGMA user_version``; migrations run when the store opens, and a
 file of an earlier version keeps every row):
 
 - ``messages(conversation, seq, body, created_at, turn)`` — one row per message: the
@@ -17,6 +17,12 @@ file of an earlier version keeps every row):
 - ``feedback(turn, user_id, positive, voted_at)`` — one vote per user per turn (the key), 1
   for positive; implemented in :mod:`core.store.sqlite_feedback`. Not a foreign key (this
   connection does not enforce them): ``prune`` deletes a turn's votes with it.
+- ``channel_settings(platform, workspace, channel, model, prompt, updated_by, updated_at)`` —
+  a channel's own model and prompt (``NULL``: the default), one row per channel ever set;
+  implemented in :mod:`core.store.sqlite_channels`.
+- ``token_usage(user_key, period, starts_at, tokens)`` — a user's tokens per UTC day
+  (``period`` ``'day'``) and calendar month (``'month'``), ``starts_at`` the period's first
+  second; implemented in :mod:`core.store.sqlite_channels`, old periods deleted by ``prune``.
 
 Opening checks the file and fails with a one-line :class:`StoreError` when it cannot be used:
 a directory, a file this process may not read and write, a file that is not a SQLite database,
@@ -48,6 +54,7 @@ from core.messages import ConversationKey, Message
 from core.store.base import StoreError
 from core.store.codec import encode_message
 from core.store.sqlite_access import SharedConnection
+from core.store.sqlite_channels import SqliteChannels, SqliteUsage
 from core.store.sqlite_feedback import SqliteFeedback
 from core.store.sqlite_journal import APPEND, CLAIM, LOAD, PRUNE_CLAIMS, SqliteJournal
 
@@ -125,11 +132,35 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX feedback_by_time ON feedback (voted_at)",
     ),
+    (  # 4: channel settings and token usage
+        """
+        CREATE TABLE channel_settings (
+            platform TEXT NOT NULL,
+            workspace TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            model TEXT,
+            prompt TEXT,
+            updated_by TEXT NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (platform, workspace, channel)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE token_usage (
+            user_key TEXT NOT NULL,
+            period TEXT NOT NULL CHECK (period IN ('day', 'month')),
+            starts_at INTEGER NOT NULL,
+            tokens INTEGER NOT NULL,
+            PRIMARY KEY (user_key, period, starts_at)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX token_usage_by_start ON token_usage (period, starts_at)",  # prune
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
-class SqliteStore(SqliteJournal, SqliteFeedback):
+class SqliteStore(SqliteJournal, SqliteFeedback, SqliteChannels, SqliteUsage):
     """A :class:`~core.store.base.ConversationStore` in one SQLite file.
 
     Made by ``await SqliteStore.open(path)``; ``path`` may be ``":memory:"`` (gone on close).
@@ -197,6 +228,13 @@ class SqliteStore(SqliteJournal, SqliteFeedback):
                 claimed = cursor.rowcount == 1
             await db.execute(PRUNE_CLAIMS, (now,))
         return claimed
+
+    async def prune(self, *, older_than: float) -> int:
+        """The journal's prune, then the usage counters of periods long gone (their own
+        retention, by the store's clock: :mod:`core.store.usage`)."""
+        deleted = await super().prune(older_than=older_than)
+        await self.prune_usage()
+        return deleted
 
     async def check_writes(self) -> None:
         """A row that needs new pages, written and deleted in one committed transaction: it
