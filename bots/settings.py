@@ -18,6 +18,7 @@ from adapters.settings import EditBudgetSettings
 from bots.discord.settings import DiscordSettings
 from bots.slack.settings import SlackSettings
 from core import settings as core_settings
+from core.limits import LimitsSettings
 from core.settings import CoreSettings, Section, url_with_scheme
 
 __all__ = [
@@ -80,6 +81,7 @@ class Settings(CoreSettings):
     edit_budget: EditBudgetSettings = EditBudgetSettings()
     redis: RedisSettings = RedisSettings()
     fleet: FleetSettings = FleetSettings()
+    limits: LimitsSettings = LimitsSettings()
     slack: SlackSettings = SlackSettings()
     discord: DiscordSettings = DiscordSettings()
 

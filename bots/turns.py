@@ -65,10 +65,13 @@ from core.engine import STOPPED as STOPPED_ERROR
 from core.engine import ConversationEngine
 from core.events import ToolStarted, TurnFailed, TurnFinished, Usage
 from core.lease import dead_on_this_host, keep_lease, owner_id, taken_over
+from core.limits import UsageLimits, check, estimate_tokens
 from core.messages import ConversationKey
 from core.settings import StoreSettings
 from core.store import ConversationStore, Lease, LeaseLost, StoreError, Turn
+from core.store.channels import ChannelSettings
 from core.store.journal import nobody_is_dead
+from core.store.usage import user_key
 
 __all__ = ["PRUNE_INTERVAL", "Platform", "TurnWorker", "WorkerTiming", "worker_timing"]
 
@@ -168,6 +171,7 @@ class TurnWorker:
         owner: str | None = None,
         name: str = "turns",
         stops: Stops | None = None,
+        limits: UsageLimits | None = None,
     ) -> None:
         self._store = store
         self._engine = engine
@@ -186,6 +190,7 @@ class TurnWorker:
         self._pruned_at: float | None = None  # when old history was last deleted
         self._model = engine.model  # for the turn reports
         self._stops = stops if stops is not None else LocalStops()
+        self._limits = limits or UsageLimits()  # none: nobody is limited
 
     @property
     def busy(self) -> int:
@@ -327,6 +332,11 @@ class TurnWorker:
                 record.delivered = await self._end_with(lease, OFFLINE)
                 record.settle("expired")
                 return
+            if (refusal := await self._over_limit(turn)) is not None:
+                record.delivered = await self._end_with(lease, refusal)
+                record.settle("refused")
+                await self._store.forget_message(turn.key, turn.order)
+                return
             try:
                 prepared = await self._platform.prepare(lease)
             except LeaseLost:
@@ -413,6 +423,7 @@ class TurnWorker:
             except StoreError:
                 log.exception("could not save the messages of turn %d", turn.id)
 
+        channel = await self._channel_settings(turn)
         reply = answer.reply = self._platform.reply(turn, surface, on_gone=gone, on_posted=posted)
         reply.adopt(turn.refs)  # what a run cut short left (a crash, a restart) becomes this one
         finished = False
@@ -426,7 +437,10 @@ class TurnWorker:
                 ),
                 reply,
                 aclosing(
-                    self._engine.run_turn(lease, stop_error=lambda: _stop_error(answer))
+                    self._engine.run_turn(
+                        lease, model=channel.model, instructions=channel.prompt,
+                        stop_error=lambda: _stop_error(answer),
+                    )
                 ) as events,
             ):  # fmt: skip
                 first = True
@@ -440,6 +454,8 @@ class TurnWorker:
                     answer.ran_tool = answer.ran_tool or isinstance(event, ToolStarted)
                     answer.complete = isinstance(event, TurnFinished | TurnFailed)
                     finished = isinstance(event, TurnFinished)
+                    if isinstance(event, TurnFinished | TurnFailed):
+                        await self._count_usage(turn, event)
         finally:
             self._replies.discard(reply)
             record.delivered = reply.delivered
@@ -449,6 +465,49 @@ class TurnWorker:
             except StoreError as error:  # its message deleted meanwhile, or the store failing
                 log.warning("turn %d of %s is shown but not saved as delivered: %s", turn.id,
                             turn.key, error)  # fmt: skip
+
+    async def _channel_settings(self, turn: Turn) -> ChannelSettings:
+        """The turn's channel's model and instructions (set by its admins; the defaults when
+        the store cannot say: an answer matters more than the channel's choice)."""
+        key = turn.key
+        try:
+            return await self._store.channel_settings(key.platform, key.workspace, key.channel)
+        except StoreError as error:
+            log.warning("turn %d answers with the default model and prompt: %s", turn.id, error)
+            return ChannelSettings()
+
+    async def _over_limit(self, turn: Turn) -> str | None:
+        """The refusal to show when the asker has used up their token budget (``[limits]``),
+        else ``None``. A ledger that cannot be read lets the turn run."""
+        author = turn.question.author_id
+        if not self._limits.active or not author:
+            return None
+        key = turn.key
+        now = self._timing.now()
+        try:
+            used = await self._store.usage(user_key(key.platform, key.workspace, author), now=now)
+        except StoreError as error:
+            log.warning("turn %d runs without its asker's usage checked: %s", turn.id, error)
+            return None
+        refusal = check(used, self._limits, author, now=now)
+        return None if refusal is None else refusal.message
+
+    async def _count_usage(self, turn: Turn, ended: TurnFinished | TurnFailed) -> None:
+        """Add the turn's tokens to its asker's day and month: the gateway's count, or an
+        estimate from the text when it gave none."""
+        author = turn.question.author_id
+        if not author:
+            return
+        if isinstance(ended, TurnFinished):
+            usage = ended.usage
+            tokens = usage.input_tokens + usage.output_tokens or estimate_tokens(ended.text)
+        else:
+            tokens = estimate_tokens(ended.partial_text)
+        key = turn.key
+        try:
+            await self._store.add_usage(user_key(key.platform, key.workspace, author), tokens)
+        except StoreError as error:
+            log.warning("the tokens of turn %d were not counted: %s", turn.id, error)
 
     async def _end_with(self, lease: Lease, notice: str) -> bool:
         """End the turn ``failed`` with ``notice``, shown in its old message or a new one;

@@ -191,15 +191,19 @@ class ConversationEngine:
         lease: Lease,
         *,
         model: str | None = None,
+        instructions: str | None = None,
         stop_error: Callable[[], str | None] | None = None,
     ) -> AsyncGenerator[EngineEvent, None]:
         """The events of the leased turn; see the module docstring. ``model`` names the
-        configured model to ask (``None``: the default). ``stop_error``, asked when the turn
+        configured model to ask (``None``: the default); ``instructions`` are the channel's own,
+        added to the system prompt after relaybot's. ``stop_error``, asked when the turn
         is cancelled or closed early, gives the error it ends ``failed`` with (``"stopped"``
         without it), or ``None`` to write nothing: the caller hands the turn back to the queue
         itself (a shutdown)."""
         chain = self._chain(model, lease.turn)
-        turn = _Turn(self, lease, chain, stop_error=stop_error or _stopped)
+        turn = _Turn(
+            self, lease, chain, instructions=instructions, stop_error=stop_error or _stopped
+        )
         try:
             async with aclosing(turn.run()) as events:
                 async for event in events:
@@ -224,26 +228,27 @@ class ConversationEngine:
         return self._models.chain(name)
 
     # Used by _Turn: one model call with the request gate held.
-    def _model_request(self, model: str, messages: Sequence[Message], *, budget: int,
-                       last: bool, turn: Turn) -> ModelRequest:  # fmt: skip
+    def _model_request(
+        self, model: str, messages: Sequence[Message], *, budget: int, last: bool, turn: Turn,
+        instructions: str | None,
+    ) -> ModelRequest:  # fmt: skip
         window = trim(_attributed(messages), budget)
         return ModelRequest(
             model=model,
             messages=tuple(window),
-            system=self._system_prompt(turn),
+            system=self._system_prompt(turn, instructions),
             tools=self._tools.specs(),
             tool_choice="none" if last else "auto",
             max_tokens=self._config.max_tokens,
             temperature=self._config.temperature,
         )
 
-    def _system_prompt(self, turn: Turn) -> str:
+    def _system_prompt(self, turn: Turn, instructions: str | None = None) -> str:
         now = self._now()
-        lines = [
-            self._config.system_prompt.strip(),
-            "",
-            f"Current date and time: {now.astimezone(UTC):%A, %d %B %Y, %H:%M} UTC.",
-        ]
+        lines = [self._config.system_prompt.strip(), ""]
+        if instructions and instructions.strip():
+            lines += ["Instructions for this channel, from its admins:", instructions.strip(), ""]
+        lines.append(f"Current date and time: {now.astimezone(UTC):%A, %d %B %Y, %H:%M} UTC.")
         zone = _zone(turn.timezone)
         if zone is not None:
             local = now.astimezone(zone)
@@ -263,9 +268,11 @@ class _Turn:
         lease: Lease,
         chain: tuple[ConfiguredModel, ...],
         *,
+        instructions: str | None = None,
         stop_error: Callable[[], str | None],
     ) -> None:
         self.engine = engine
+        self.instructions = instructions  # the channel's, in the system prompt
         self.chain = chain  # the model asked, then the fallback models
         self.model = chain[0]  # the model answering now
         self.stop_error = stop_error
@@ -352,7 +359,7 @@ class _Turn:
         client = self.model.client
         request = engine._model_request(
             self.model.endpoint.model, [*self.history, *self.new], budget=self.budget,
-            last=last, turn=self.turn,
+            last=last, turn=self.turn, instructions=self.instructions,
         )  # fmt: skip
         separator = bool("".join(self.shown))
         attempt_text: list[str] = []

@@ -585,6 +585,7 @@ def test_core_reads_only_its_own_sections() -> None:
         "edit_budget",
         "redis",
         "fleet",
+        "limits",
         "slack",
         "discord",
     }

@@ -22,10 +22,12 @@ from bots.replies import BROKEN, INTERRUPTED, OFFLINE, RESTARTING
 from bots.turns import PRUNE_INTERVAL, TurnWorker, WorkerTiming
 from core.client import LLMClient, Timeouts
 from core.engine import ConversationEngine, EngineConfig
+from core.limits import UsageLimits
 from core.messages import AssistantMessage, ConversationKey, UserMessage
 from core.protocols import OpenAIProtocol
 from core.retry import RetryPolicy
 from core.store import Lease, MemoryStore, StoreError, Turn
+from core.store.usage import user_key
 from core.tools import Tool, ToolRegistry, tool
 from tests.fakes.llm_gateway import FakeGateway, Stream
 from tests.fakes.streams import openai_chunks
@@ -94,7 +96,9 @@ class Scene:
         )  # fmt: skip
         self.worker = self.new_worker("host:2:me")
 
-    def new_worker(self, owner: str, *, retention: float | None = None) -> TurnWorker:
+    def new_worker(
+        self, owner: str, *, retention: float | None = None, limits: UsageLimits | None = None
+    ) -> TurnWorker:
         platform = self.platform
 
         class Adapter:  # the Platform protocol over the recording platform
@@ -109,7 +113,7 @@ class Scene:
         )  # fmt: skip
         return TurnWorker(
             store=self.store, engine=self.engine, platform=Adapter(), budget=platform.budget,
-            timing=timing, owner=owner,
+            timing=timing, owner=owner, limits=limits,
         )  # fmt: skip
 
     async def accept(self, text: str, order: str, *, key: ConversationKey = KEY) -> Turn:
@@ -246,6 +250,51 @@ async def test_a_turn_taken_over_mid_answer_is_left_to_its_new_owner_without_a_w
     assert (surface.messages, len(surface.calls)) == (shown, calls)
     now = await scene.store.turn(turn.id)
     assert (now.state, now.owner, now.refs) == ("running", "host:9:other", other.turn.refs)
+
+
+# --- channel settings and usage -----------------------------------------------------------------
+
+
+async def test_a_channels_prompt_and_model_reach_its_turns_only(scene: Scene) -> None:
+    await scene.store.set_channel_settings("slack", "T1", "C1", prompt="Answer in French.",
+                                           model="not-configured", by="U9")  # fmt: skip
+    elsewhere = ConversationKey(platform="slack", workspace="T1", channel="C2", thread="1.1")
+    scene.gateway.enqueue(*answers("Bonjour.", "Hello."))
+    await scene.accept("hi", "1")
+    scene.worker.wake(KEY)
+    await scene.idle()
+    await scene.accept("hi", "1", key=elsewhere)
+    scene.worker.wake(elsewhere)
+    await scene.idle()
+    here, there = (request.json["messages"][0]["content"] for request in scene.gateway.requests)
+    assert "Instructions for this channel, from its admins:\nAnswer in French." in here
+    assert "Answer in French." not in there
+    assert [r.json["model"] for r in scene.gateway.requests] == ["fake/model"] * 2  # unknown
+
+
+async def test_a_turns_tokens_are_counted_for_its_asker(scene: Scene) -> None:
+    scene.gateway.enqueue(*answers("One."))  # the fake gateway reports 10 in, 5 out
+    await scene.accept("count me", "1")
+    scene.worker.wake(KEY)
+    await scene.idle()
+    used = await scene.store.usage(user_key("slack", "T1", "U1"), now=scene.clock.now())
+    assert (used.day, used.month) == (15, 15)
+
+
+async def test_a_user_over_the_daily_budget_is_told_and_the_model_not_asked(
+    scene: Scene,
+) -> None:
+    await scene.store.add_usage(user_key("slack", "T1", "U1"), 1_000)
+    await scene.worker.close()
+    scene.worker = scene.new_worker("host:2:me", limits=UsageLimits(daily_tokens=1_000))
+    turn = await scene.accept("one more?", "1")
+    scene.worker.wake(KEY)
+    await scene.idle()
+    assert scene.gateway.requests == []
+    (shown,) = scene.shown()
+    assert "tokens for today" in shown
+    assert "resets" in shown
+    assert (await scene.store.turn(turn.id)).state == "failed"
 
 
 # --- recovery -----------------------------------------------------------------------------------

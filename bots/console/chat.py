@@ -72,6 +72,7 @@ class ConsoleBot:
         self._worker = TurnWorker(
             store=runtime.store, engine=runtime.engine, platform=self._screen,
             budget=self._screen.budget, timing=self._timing, name="console",
+            limits=runtime.settings.limits.usage_limits(),
         )  # fmt: skip
 
     async def run(self, read_line: Callable[[], str | None]) -> None:

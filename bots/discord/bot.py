@@ -100,6 +100,7 @@ class DiscordBot:
         self._worker = TurnWorker(
             store=runtime.store, engine=runtime.engine, platform=self._platform, budget=budget,
             timing=worker_timing(settings.store), name="discord", stops=runtime.stops,
+            limits=settings.limits.usage_limits(),
         )  # fmt: skip
         self._stop_buttons = StopButtons(
             answers=self._worker, journal=runtime.store, stops=runtime.stops, tasks=self._tasks

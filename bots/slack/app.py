@@ -118,6 +118,7 @@ class SlackBot:
         self.worker = TurnWorker(
             store=runtime.store, engine=runtime.engine, platform=self._answers, budget=budget,
             timing=worker_timing(runtime.settings.store), name="slack", stops=runtime.stops,
+            limits=runtime.settings.limits.usage_limits(),
         )  # fmt: skip
         self._grace = runtime.settings.runtime.shutdown_grace
         self._tasks = TaskOwner(log)  # Stop presses
