@@ -31,6 +31,7 @@ from bots.logs import (
 )
 from bots.turn_log import conversation_hash
 from bots.turns import TurnWorker
+from core.limits import UsageLimits
 from core.metrics import REGISTRY
 from core.retry import RetryPolicy
 from core.tools import ToolRegistry, tool
@@ -55,8 +56,10 @@ class Ticking:
 
 
 class LoggedScene(Scene):
-    def new_worker(self, owner: str, *, retention: float | None = None) -> TurnWorker:
-        worker = super().new_worker(owner, retention=retention)
+    def new_worker(
+        self, owner: str, *, retention: float | None = None, limits: UsageLimits | None = None
+    ) -> TurnWorker:
+        worker = super().new_worker(owner, retention=retention, limits=limits)
         worker._timing = dataclasses.replace(worker._timing, monotonic=Ticking())
         return worker
 
