@@ -95,6 +95,7 @@ from core.events import (
 )
 from core.messages import (
     AssistantMessage,
+    ConversationBreak,
     Message,
     ModelRequest,
     ToolCall,
@@ -300,7 +301,7 @@ class _Turn:
 
     async def run(self) -> AsyncGenerator[EngineEvent, None]:
         try:
-            self.history = await self.engine._store.history(self.lease)
+            self.history = _since_last_break(await self.engine._store.history(self.lease))
         except LeaseLost:
             raise
         except StoreError:
@@ -616,6 +617,13 @@ def _add(total: Usage, message: AssistantMessage) -> Usage:
         output_tokens=total.output_tokens + message.usage.output_tokens,
         cached_input_tokens=total.cached_input_tokens + message.usage.cached_input_tokens,
     )
+
+
+def _since_last_break(history: Sequence[Message]) -> list[Message]:
+    """The conversation the model reads: what follows the thread's last
+    :class:`~core.messages.ConversationBreak` (the ``new`` command), or all of it."""
+    breaks = [i for i, message in enumerate(history) if isinstance(message, ConversationBreak)]
+    return list(history[breaks[-1] + 1 :] if breaks else history)
 
 
 def _for_model(message: Message, model: ConfiguredModel) -> Message:

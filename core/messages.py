@@ -16,6 +16,7 @@ from core.events import FinishReason
 
 __all__ = [
     "AssistantMessage",
+    "ConversationBreak",
     "ConversationKey",
     "Message",
     "ModelRequest",
@@ -132,8 +133,16 @@ class ToolResult(_Frozen):
     is_error: bool = False
 
 
+class ConversationBreak(_Frozen):
+    """Where a thread's conversation starts afresh (the ``new`` command): the model reads
+    nothing before the last break. It is never sent to a model."""
+
+    role: Literal["break"] = "break"
+
+
 Message = Annotated[
-    SystemMessage | UserMessage | AssistantMessage | ToolResult, Field(discriminator="role")
+    SystemMessage | UserMessage | AssistantMessage | ToolResult | ConversationBreak,
+    Field(discriminator="role"),
 ]
 
 

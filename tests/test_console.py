@@ -60,3 +60,18 @@ async def test_reset_starts_a_new_conversation(tmp_path: Path) -> None:
         "I'm relaybot's offline model — no network or API key needed, so my answers are simple. "
         "This is your first message: “What did I say first?”",
     ]
+
+
+async def test_commands_are_answered_and_never_sent_to_the_model(tmp_path: Path) -> None:
+    _, out, _ = await console(
+        ["/model", "/usage", "/frobnicate", "What did I say first?"],
+        store=tmp_path / "relaybot.db",
+        weather_url="http://127.0.0.1:9",
+    )
+    lines = out.splitlines()
+    assert lines[0].startswith("This channel is answered by offline (")
+    assert lines[1].startswith("Configured models: `offline`")
+    assert lines[2:4] == ["Your tokens: 0 today, 0 this month.", "There are no limits."]
+    assert lines[4] == "Type a message. /new (or /reset) starts a new conversation, /exit leaves."
+    assert lines[5] == "relaybot commands:"
+    assert lines[-1].endswith("This is your first message: “What did I say first?”")

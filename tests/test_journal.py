@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 from pydantic_core import PydanticSerializationError
 
-from core.messages import AssistantMessage, ConversationKey, ToolCall, ToolResult, UserMessage
+from core.messages import (
+    AssistantMessage,
+    ConversationBreak,
+    ConversationKey,
+    ToolCall,
+    ToolResult,
+    UserMessage,
+)
 from core.store import (
     ConversationStore,
     Lease,
@@ -653,6 +660,19 @@ async def test_unfinished_is_the_threads_running_turn(store: ConversationStore) 
     assert await store.unfinished(OTHER) is None
     await answer_and_deliver(store, lease)
     assert await store.unfinished(KEY) is None
+
+
+async def test_a_break_goes_after_the_threads_turns(store: ConversationStore) -> None:
+    await store.append(KEY, [user("rebuilt")])
+    await accept(store, "1")
+    await answer_and_deliver(store, await take(store))
+    await store.break_conversation(KEY)
+    await accept(store, "2")
+    later = await take(store)
+    assert await store.history(later) == [
+        user("rebuilt"), user("question 1"), answer("answer 1"), ConversationBreak(),
+        user("question 2"),
+    ]  # fmt: skip
 
 
 async def test_turn_of_an_unknown_id_is_an_error(store: ConversationStore) -> None:

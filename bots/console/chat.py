@@ -1,7 +1,10 @@
 """``relaybot console``: chat with the model in a terminal.
 
-The session is one conversation, kept in the configured store (SQLite by default); ``/reset``
-starts a new one and ``/exit`` (or end of input) leaves. On a terminal the reply grows in
+The session is one conversation, kept in the configured store (SQLite by default); ``/new``
+(or ``/reset``) starts a new one and ``/exit`` (or end of input) leaves. The other ``/…`` lines
+are relaybot's commands (:mod:`bots.commands`: ``/model``, ``/prompt``, ``/usage``, ``/help``),
+run with the console as its own admin; an unknown one gets the help and never reaches the
+model. On a terminal the reply grows in
 place, rendered with rich, and Ctrl-C stops the answer being written; keys typed while it
 is written are neither shown nor kept (see :func:`_keys_held`). Piped, every line of standard
 input is one message and every answer is printed once, as plain text.
@@ -33,6 +36,7 @@ from adapters.budget import EditBudget
 from adapters.console_surface import ConsoleSurface
 from adapters.live import LiveReply
 from adapters.surface import MessageRef, Surface
+from bots.commands import NAMES, Commands, Invoker, Where, parse
 from bots.replies import BROKEN, NEW_CONVERSATION, THINKING
 from bots.runtime import Runtime
 from bots.settings import Settings
@@ -47,7 +51,9 @@ __all__ = ["ConsoleBot", "run_console"]
 
 log = logging.getLogger("relaybot.console")
 
-HELP = "Type a message. /reset starts a new conversation, /exit leaves."
+HELP = "Type a message. /new (or /reset) starts a new conversation, /exit leaves."
+WORKSPACE, CHANNEL, USER = "local", "terminal", "local"
+"""The console's conversation key parts and its one user (who is its own admin)."""
 PROMPT = "[bold cyan]you \N{SINGLE RIGHT-POINTING ANGLE QUOTATION MARK}[/] "
 PLATFORM = "a terminal"
 CLAIM_TTL = 24 * 3600.0
@@ -74,6 +80,11 @@ class ConsoleBot:
             budget=self._screen.budget, timing=self._timing, name="console",
             limits=runtime.settings.limits.usage_limits(),
         )  # fmt: skip
+        self._commands = Commands(
+            store=runtime.store, models=runtime.models,
+            limits=runtime.settings.limits.usage_limits(), admins=frozenset({USER}),
+            stops=runtime.stops, worker=self._worker,
+        )  # fmt: skip
 
     async def run(self, read_line: Callable[[], str | None]) -> None:
         """Finish what an earlier console left in the store, then answer lines until
@@ -87,12 +98,12 @@ class ConsoleBot:
                     continue
                 if text in ("/exit", "/quit"):
                     return
-                if text == "/reset":
+                if text in ("/new", "/reset"):
                     self._session, self._asked = _new_session(), 0
                     self._say(NEW_CONVERSATION)
                     continue
-                if text == "/help":
-                    self._say(HELP)
+                if text.startswith("/"):
+                    await self._command(text)
                     continue
                 await self.answer(text)
         finally:
@@ -111,17 +122,35 @@ class ConsoleBot:
         with _keys_held(enabled=interactive), stop:
             await self._worker.answer(lease)
 
+    async def _command(self, text: str) -> None:
+        """A ``/…`` line: one of relaybot's commands, never a message to the model."""
+        command = parse(text)
+        where = Where(
+            platform="console", workspace=WORKSPACE, channel=CHANNEL, thread=self._session
+        )
+        try:
+            answer = await self._commands.run(
+                command, where=where, invoker=Invoker(user=USER, admin=True)
+            )
+        except StoreError:
+            log.exception("could not run the command %r", command.name)
+            self._say(BROKEN)
+            return
+        if command.name == "help" or command.name not in NAMES:
+            self._say(HELP)
+        self._say(answer.text)
+
     async def _accepted(self, text: str) -> Lease:
         """The line as a turn of the journal, taken by this console's worker."""
         store = self._runtime.store
         self._asked += 1
         key = ConversationKey(
-            platform="console", workspace="local", channel="terminal", thread=self._session
+            platform="console", workspace=WORKSPACE, channel=CHANNEL, thread=self._session
         )
         turn = await store.accept(
             event_id=f"console:{self._session}:{self._asked}", key=key,
             order=f"{self._asked:012d}", platform=PLATFORM, claim_ttl=CLAIM_TTL,
-            question=UserMessage(text=text, author_id="local", author_name="you"),
+            question=UserMessage(text=text, author_id=USER, author_name="you"),
         )  # fmt: skip
         lease = await store.take(
             key, owner=self._worker.owner, lease_seconds=self._timing.lease_seconds

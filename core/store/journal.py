@@ -248,6 +248,13 @@ class TurnJournal(Protocol):
         """The turn as stored now; :class:`StoreError` if there is none."""
         ...
 
+    async def break_conversation(self, key: ConversationKey) -> None:
+        """Start the thread's conversation afresh: a :class:`~core.messages.ConversationBreak`
+        stored after everything the thread has (with its last turn, so it keeps its place
+        among the turns' messages), which the engine cuts the history at. Turns taken later
+        read nothing said before it."""
+        ...
+
     async def unfinished(self, key: ConversationKey) -> Turn | None:
         """The thread's ``running`` turn (the answer being written, by whichever worker), or
         ``None``: what a Stop of the whole thread stops."""

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from core.messages import ConversationKey, Message, UserMessage
+from core.messages import ConversationBreak, ConversationKey, Message, UserMessage
 from core.store.base import StoreError
 from core.store.channels import UNCHANGED, Change, ChannelSettings, check_change
 from core.store.codec import decode_message, encode_message
@@ -66,6 +66,13 @@ class MemoryStore:
     async def append(self, key: ConversationKey, messages: Sequence[Message]) -> None:
         self._check_open()
         self._add(str(key), None, _encoded(messages))
+
+    async def break_conversation(self, key: ConversationKey) -> None:
+        self._check_open()
+        conversation = str(key)
+        turns = [self._turns[id_] for id_ in self._threads.get(conversation, [])]
+        last = max(turns, key=lambda turn: (turn.order, turn.id), default=None)
+        self._add(conversation, None if last is None else last.id, _encoded([ConversationBreak()]))
 
     async def claim(self, event_id: str, ttl: float) -> bool:
         _check_ttl(ttl)

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from core.messages import ConversationKey, Message
+from core.messages import ConversationBreak, ConversationKey, Message
 from core.store.base import StoreError
 from core.store.codec import encode_message
 from core.store.postgres_access import NOW, Pool, Query, describe, execute, fetch, fetchval
@@ -142,6 +142,9 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
+_LAST_TURN = Query("""
+    SELECT id FROM turns WHERE conversation = :conversation ORDER BY ord DESC, id DESC LIMIT 1
+""")
 
 _SCHEMA_TABLE = """
     CREATE TABLE IF NOT EXISTS relaybot_schema (
@@ -217,6 +220,17 @@ class PostgresStore(PostgresJournal, PostgresFeedback, PostgresChannels, Postgre
         async with self._pool.transaction() as db:  # one batch at a time in the thread
             await execute(db, LOCK_THREAD, parameters)
             await execute(db, APPEND, parameters)
+
+    async def break_conversation(self, key: ConversationKey) -> None:
+        parameters = {
+            "conversation": str(key),
+            "bodies": [encode_message(ConversationBreak())],
+            "now": self._now(),
+        }
+        async with self._pool.transaction() as db:  # the thread's last turn, then after it
+            await execute(db, LOCK_THREAD, parameters)
+            turn = await fetchval(db, _LAST_TURN, parameters)
+            await execute(db, APPEND, parameters | {"turn": turn})
 
     async def claim(self, event_id: str, ttl: float) -> bool:
         if ttl <= 0:

@@ -50,7 +50,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from core.messages import ConversationKey, Message
+from core.messages import ConversationBreak, ConversationKey, Message
 from core.store.base import StoreError
 from core.store.codec import encode_message
 from core.store.sqlite_access import SharedConnection
@@ -59,6 +59,10 @@ from core.store.sqlite_feedback import SqliteFeedback
 from core.store.sqlite_journal import APPEND, CLAIM, LOAD, PRUNE_CLAIMS, SqliteJournal
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
+
+_LAST_TURN = """
+    SELECT id FROM turns WHERE conversation = :conversation ORDER BY ord DESC, id DESC LIMIT 1
+"""
 
 MEMORY = ":memory:"
 BUSY_TIMEOUT = 5.0
@@ -217,6 +221,16 @@ class SqliteStore(SqliteJournal, SqliteFeedback, SqliteChannels, SqliteUsage):
         }
         async with self._connection.statement() as db:
             await db.execute(APPEND, parameters)
+
+    async def break_conversation(self, key: ConversationKey) -> None:
+        parameters = {
+            "conversation": str(key),
+            "bodies": json.dumps([encode_message(ConversationBreak())]),
+            "now": self._clock(),
+        }
+        async with self._connection.transaction() as db:
+            rows = list(await db.execute_fetchall(_LAST_TURN, parameters))
+            await db.execute(APPEND, parameters | {"turn": rows[0][0] if rows else None})
 
     async def claim(self, event_id: str, ttl: float) -> bool:
         if ttl <= 0:

@@ -16,7 +16,14 @@ import json
 from collections.abc import Sequence
 from typing import assert_never
 
-from core.messages import AssistantMessage, Message, SystemMessage, ToolResult, UserMessage
+from core.messages import (
+    AssistantMessage,
+    ConversationBreak,
+    Message,
+    SystemMessage,
+    ToolResult,
+    UserMessage,
+)
 
 __all__ = ["estimate_tokens", "trim"]
 
@@ -52,6 +59,8 @@ def estimate_tokens(message: Message) -> int:
             overhead += TOOL_CALL_OVERHEAD * len(message.tool_calls)
         case ToolResult():
             chars = len(message.call_id) + len(message.name) + len(message.content)
+        case ConversationBreak():  # never sent: the engine cuts the history at it
+            return 0
         case _:
             assert_never(message)
     return overhead + -(-chars // CHARS_PER_TOKEN)
