@@ -86,6 +86,7 @@ SLACK_SCOPES = (
     "assistant:write",
     "channels:history",
     "chat:write",
+    "commands",
     "groups:history",
     "im:history",
     "mpim:history",

@@ -141,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="IDS",
         help="with --shard-count: the shards this process runs, e.g. 0,1 (default: all)",
     )
+    discord.add_argument(
+        "--sync-commands",
+        action="store_true",
+        help="register the /relaybot commands with Discord for every server at start (once "
+        "after installing or upgrading: Discord rate-limits it)",
+    )
     _metrics_port_option(discord)
 
     offline = commands.add_parser("offline-llm", help="serve the offline model")
@@ -323,8 +329,9 @@ async def _slack(args: argparse.Namespace) -> int:
 
 async def _discord(args: argparse.Namespace, shards: Shards | None) -> int:
     return await run_discord(
-        _bot_settings(args), announce=_announce, metrics_port=args.metrics_port, shards=shards
-    )
+        _bot_settings(args), announce=_announce, metrics_port=args.metrics_port, shards=shards,
+        sync_commands=args.sync_commands,
+    )  # fmt: skip
 
 
 async def _offline_llm(args: argparse.Namespace) -> int:

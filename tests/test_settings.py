@@ -91,12 +91,14 @@ def test_defaults() -> None:
         "edit_interval": 1.0,
         "user_cache_seconds": 3600.0,
         "streaming": "auto",
+        "command_admins": (),
         "loading_messages": LOADING_MESSAGES,
         "suggested_prompts": tuple(prompt.model_dump() for prompt in SUGGESTED_PROMPTS),
     }
     assert settings.discord.model_dump() == {
         **dict.fromkeys(["bot_token", "api_url", "gateway_url"]),
         "identify_spacing": 5.0,
+        "command_admins": (),
         "allowed_guilds": (),
         "allowed_channels": (),
         "allowed_roles": (),

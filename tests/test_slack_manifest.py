@@ -61,6 +61,16 @@ EVENT_SCOPES: dict[str, str | None] = {
     "message.mpim": "mpim:history",  # group DMs the bot is in
 }
 
+COMMAND_SCOPE = "commands"
+"""The scope every slash command needs (docs.slack.dev/interactivity/implementing-slash-commands):
+the manifest asks for it exactly when the bot listens for a command."""
+SLASH_COMMAND = {
+    "command": "/relaybot",
+    "description": "See or change this channel's model and instructions, or your usage.",
+    "usage_hint": "help | model [name] | prompt [text | reset] | usage",
+    "should_escape": False,  # the bot reads a prompt's text as typed, <@U…> tokens are words
+}
+
 BOLT_SHORTCUTS = {"say": "chat.postMessage", "set_status": "assistant.threads.setStatus"}
 
 
@@ -96,6 +106,7 @@ def test_a_manifest_has_the_current_schema_and_slack_limits(path: Path) -> None:
             "messages_tab_read_only_enabled": False,
         },
         "bot_user": {"display_name": "relaybot", "always_online": True},
+        "slash_commands": [SLASH_COMMAND | ({"url": EVENTS_URL} if path == HTTP else {})],
         "agent_view": {  # Slack's agent experience: native streaming, its Stop, prompts
             "agent_description": info["description"],
             "suggested_prompts": [
@@ -109,6 +120,9 @@ def test_a_manifest_has_the_current_schema_and_slack_limits(path: Path) -> None:
     assert settings["interactivity"]["is_enabled"] is True  # the Stop button
     assert settings["org_deploy_enabled"] is False
     assert settings["token_rotation_enabled"] is False
+    (command,) = app["features"]["slash_commands"]
+    assert len(command["description"]) <= 2000
+    assert len(command["usage_hint"]) <= 1000
     for listed in (scopes(path), events(path)):
         assert listed == sorted(set(listed))
 
@@ -123,6 +137,8 @@ def test_the_variants_differ_only_in_how_slack_reaches_the_bot() -> None:
     assert http["settings"]["interactivity"]["request_url"] == EVENTS_URL
     del http["settings"]["event_subscriptions"]["request_url"]
     del http["settings"]["interactivity"]["request_url"]
+    for command in http["features"]["slash_commands"]:  # HTTP mode: where Slack posts it
+        assert command.pop("url") == EVENTS_URL
     del socket["settings"]["socket_mode_enabled"], http["settings"]["socket_mode_enabled"]
     assert socket == http
 
@@ -160,8 +176,14 @@ def test_the_scopes_are_exactly_those_the_calls_and_events_need(path: Path) -> N
     called = set().union(*(web_api_methods(code) for code in SLACK_CODE))
     needed = {scope for method in called for scope in METHOD_SCOPES.get(method, ())}
     needed |= {scope for event in events(path) if (scope := EVENT_SCOPES[event]) is not None}
+    if slash_commands(path):
+        needed.add(COMMAND_SCOPE)
     assert set(events(path)) == set(EVENT_SCOPES)
     assert set(scopes(path)) == needed
+
+
+def slash_commands(path: Path) -> set[str]:
+    return {command["command"] for command in manifest(path)["features"].get("slash_commands", [])}
 
 
 def listeners(kind: str) -> set[str]:
@@ -193,3 +215,9 @@ def test_the_subscribed_events_are_the_ones_the_bot_listens_to(path: Path) -> No
     }
     assert {event.partition(".")[0] for event in events(path)} == listeners("event")
     assert listeners("action"), "the Stop button is why interactivity is on"
+
+
+@pytest.mark.parametrize("path", [SOCKET, HTTP], ids=["socket", "http"])
+def test_the_slash_commands_are_the_ones_the_bot_listens_to(path: Path) -> None:
+    assert listeners("command") == {"/relaybot"}
+    assert slash_commands(path) == listeners("command")

@@ -33,7 +33,8 @@ relaybot Stop button reaches this client's :class:`~bots.discord.stop.StopButton
 process wrote the answer: the stop is requested of the one writing it (:mod:`bots.stops`).
 A deleted question is forgotten: its turn and answer leave the history, and a turn still
 waiting is not answered.
-``reset`` in a DM answers at once and is no turn. After a crash, another start finishes what
+``reset`` in a DM answers at once and is no turn. The ``/relaybot`` commands are
+:mod:`bots.discord.commands`. After a crash, another start finishes what
 the journal holds (:mod:`bots.turns`). Every send pings no one.
 """
 
@@ -46,8 +47,10 @@ from collections.abc import Callable
 
 import discord
 
+from bots.commands import Commands
 from bots.discord.channels import Channel, fetch_thread, say, the_channel
 from bots.discord.client import DiscordUnavailable, stay_connected
+from bots.discord.commands import SlashCommands
 from bots.discord.messages import Names, plain_text
 from bots.discord.platform import DM, DiscordPlatform
 from bots.discord.sessions import DirectSessions
@@ -106,6 +109,15 @@ class DiscordBot:
             answers=self._worker, journal=runtime.store, stops=runtime.stops, tasks=self._tasks
         )
         self._stop_buttons.register(client)
+        self.commands = SlashCommands(
+            Commands(
+                store=runtime.store, models=runtime.models, limits=settings.limits.usage_limits(),
+                admins=frozenset(self._settings.command_admins), stops=runtime.stops,
+                worker=self._worker,
+            ),
+            client=client, sessions=self._sessions,
+        )  # fmt: skip
+        """``/relaybot``: registered on the client; synced with Discord only when asked."""
         self._started = False
 
         async def on_message(message: discord.Message) -> None:

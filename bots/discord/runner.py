@@ -5,8 +5,9 @@ signal.
 is :class:`~bots.discord.client.DiscordUnavailable` at once) and opens the gateway connection
 — or, given :class:`~bots.discord.client.Shards`, one per shard, their IDENTIFYs spaced
 through Redis across processes when ``redis.url`` is set;
-:func:`run_discord` prints the link that adds the bot to a server, waits for the session, and
-runs until SIGINT or SIGTERM — or until Discord ends the connection for good (the Message
+:func:`run_discord` prints the link that adds the bot to a server, waits for the session (with
+``sync_commands``, registers the ``/relaybot`` commands globally then, in one line), and runs
+until SIGINT or SIGTERM — or until Discord ends the connection for good (the Message
 Content intent switched off, say), which is one line and exit status 1. On the way out,
 answers being written end within ``[runtime] shutdown_grace`` — "Restarting — I'll continue in a
 moment", answered again by the next start, or interrupted after a tool ran.
@@ -21,6 +22,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcon
 from typing import Any
 
 from bots.discord.bot import DiscordBot
+from bots.discord.channels import DISCORD_FAILURES, failure_reason
 from bots.discord.client import (
     Shards,
     bot_token,
@@ -65,6 +67,16 @@ async def discord_bot(
                 await bot.close()
 
 
+async def _synced(bot: DiscordBot) -> str:
+    """Register the ``/relaybot`` commands globally; the line saying how it went. A refusal
+    is said and the bot runs on: the commands synced before stay."""
+    try:
+        names = await bot.commands.sync()
+    except DISCORD_FAILURES as error:
+        return f"could not sync the /relaybot commands: {failure_reason(error)}"
+    return f"synced the {', '.join('/' + name for name in names)} commands for every server"
+
+
 def _identify_gate(
     runtime: Runtime, shards: Shards | None
 ) -> AbstractAsyncContextManager[IdentifyGate | None]:
@@ -83,10 +95,12 @@ async def run_discord(
     announce: Callable[[str], None],
     metrics_port: int | None = None,
     shards: Shards | None = None,
+    sync_commands: bool = False,
 ) -> int:
     """``relaybot discord``: run until SIGINT or SIGTERM (only ``shards``, when given).
     Returns the exit status. With ``metrics_port`` (0: any free port) ``GET /metrics`` is
-    served there."""
+    served there; with ``sync_commands`` the ``/relaybot`` commands are registered globally
+    once connected (Discord rate-limits that call: only when asked)."""
     bot_token(settings.discord)  # a missing token stops us before anything starts
     if shards is not None:
         announce(str(shards))
@@ -101,6 +115,8 @@ async def run_discord(
         servers = len(bot.client.guilds)
         announce(f"connected to Discord as {bot.client.user}, in {servers} server"
                  + ("" if servers == 1 else "s"))  # fmt: skip
+        if sync_commands:
+            announce(await _synced(bot))
         stopped = asyncio.create_task(until_stopped(), name="relaybot discord: until stopped")
         ended = asyncio.create_task(bot.disconnected(), name="relaybot discord: connection")
         try:

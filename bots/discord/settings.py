@@ -25,6 +25,9 @@ class DiscordSettings(Section):
     allowed_channels: tuple[int, ...] = ()
     allowed_roles: tuple[int, ...] = ()
     direct_messages: bool = True
+    command_admins: tuple[str, ...] = ()
+    """User ids that may change a channel's model and prompt (``/relaybot model``, ``prompt``)
+    besides the members with Manage Server or Administrator."""
     max_input_chars: int = Field(default=8000, ge=100)
     dm_idle_hours: float = Field(default=6.0, gt=0)
     edit_interval: float = Field(default=1.0, gt=0)

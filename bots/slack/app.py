@@ -55,6 +55,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack_surface import STOP_ACTION
+from bots.commands import Commands
 from bots.feedback import record as record_feedback
 from bots.readiness import Readiness
 from bots.replies import FEEDBACK_THANKS, MEMORY_DOWN, NOT_YOURS
@@ -67,6 +68,7 @@ from bots.slack.answers import (
     Asked,
     SlackAnswers,
 )
+from bots.slack.commands import SlackCommands
 from bots.slack.messages import Deletion, SlackMessage, deletion, user_message
 from bots.slack.settings import SlackSettings
 from bots.slack.workspace import Workspace
@@ -121,7 +123,17 @@ class SlackBot:
             limits=runtime.settings.limits.usage_limits(),
         )  # fmt: skip
         self._grace = runtime.settings.runtime.shutdown_grace
-        self._tasks = TaskOwner(log)  # Stop presses
+        self._tasks = TaskOwner(log)  # Stop presses, commands
+        commands = Commands(
+            store=runtime.store, models=runtime.models,
+            limits=runtime.settings.limits.usage_limits(),
+            admins=frozenset(self._settings.command_admins), stops=runtime.stops,
+            worker=self.worker,
+        )  # fmt: skip
+        self._commands = SlackCommands(
+            commands, store=runtime.store, workspace=self.workspace, client=client,
+            tasks=self._tasks,
+        )  # fmt: skip
         self._faults = StoreFaults(log)
         self._noticed = _Once(limit=NOTICED_LIMIT)
         self.readiness = Readiness(
@@ -142,6 +154,7 @@ class SlackBot:
         self.app.event("app_home_opened")(self._on_home_opened)
         self.app.event("agent_session_stopped")(self._on_session_stopped)
         self.app.action(FEEDBACK_ACTION)(self._on_feedback)
+        self.app.command("/relaybot")(self._commands.on_slash)
         self._answers.on_stop = self._stopped_by_slack
         self.app.action(STOP_ACTION)(self._on_stop)
         self.app.error(self._on_error)
@@ -182,6 +195,8 @@ class SlackBot:
         message = user_message(event, team=team, bot_user_id=context.bot_user_id)
         if message is None or not self._may_answer(message):
             return
+        if await self._commands.heard(message, bot_user_id=context.bot_user_id):
+            return  # "@relaybot new" / "@relaybot stop": a command, not a question
         mine = context.bot_user_id is not None and message.parent_user == context.bot_user_id
         await self._accept(message, addressed=message.mentions_bot or message.direct or mine)
 

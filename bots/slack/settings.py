@@ -41,6 +41,9 @@ class SlackSettings(Section):
     api_url: HttpUrl | None = None
     allowed_channels: tuple[str, ...] = ()
     allowed_users: tuple[str, ...] = ()
+    command_admins: tuple[str, ...] = ()
+    """User ids (U..., W...) who may change a channel's model and prompt with ``/relaybot``
+    besides the workspace's admins and owners."""
     direct_messages: bool = True
     follow_ups: bool = True
     max_input_chars: int = Field(default=8000, ge=100)

@@ -34,7 +34,8 @@ events ``dispatched`` to it. Without ``shard`` (``[0, 1]``) everything is as bef
 
 The modules, one idea each: ``world`` (the guild, its channels, roles and users; permission
 and intent bits), ``messages`` (a message, whom it pings, what Discord refuses in one),
-``payloads`` (guild-level JSON objects), ``errors`` (Discord's error answers), ``state``
+``payloads`` (guild-level JSON objects), ``commands`` (application commands: registered,
+and used), ``errors`` (Discord's error answers), ``state``
 (what the fake holds, and each change to it dispatched), ``sessions`` (gateway sessions and
 who hears each event), ``gateway`` (the websocket protocol), ``ratelimits`` (buckets, headers,
 429), ``router`` (what every REST route shares: auth, limits, the record of calls), ``rest``

@@ -3,16 +3,18 @@ loopback, and the API a test drives it with and looks into it through.
 
 Driving it (each dispatches its event): ``await`` :meth:`~FakeDiscord.user_message`,
 :meth:`~FakeDiscord.bot_message`, :meth:`~FakeDiscord.press_button`,
-:meth:`~FakeDiscord.start_thread`, :meth:`~FakeDiscord.forum_post`,
-:meth:`~FakeDiscord.archive_thread`, :meth:`~FakeDiscord.delete_channel`,
-:meth:`~FakeDiscord.delete_message`, :meth:`~FakeDiscord.disconnect`; and
-:meth:`~FakeDiscord.dm_channel`. Looking: :meth:`~FakeDiscord.messages`,
-:meth:`~FakeDiscord.message`, :attr:`~FakeDiscord.threads`, :meth:`~FakeDiscord.thread`,
-:attr:`~FakeDiscord.calls` (:class:`~tests.fakes.fake_discord.router.RecordedCall`),
-:meth:`~FakeDiscord.routes`, :meth:`~FakeDiscord.responses`, :attr:`~FakeDiscord.ephemeral`,
-:attr:`~FakeDiscord.rate_limited`, :attr:`~FakeDiscord.identify`, :attr:`~FakeDiscord.ready`,
-:attr:`~FakeDiscord.heartbeats`, :attr:`~FakeDiscord.connections` (each with its shard and
-the events it was sent).
+:meth:`~FakeDiscord.use_command`, :meth:`~FakeDiscord.start_thread`,
+:meth:`~FakeDiscord.forum_post`, :meth:`~FakeDiscord.archive_thread`,
+:meth:`~FakeDiscord.delete_channel`, :meth:`~FakeDiscord.delete_message`,
+:meth:`~FakeDiscord.disconnect`; and :meth:`~FakeDiscord.dm_channel`. Looking:
+:meth:`~FakeDiscord.messages`, :meth:`~FakeDiscord.message`, :attr:`~FakeDiscord.threads`,
+:meth:`~FakeDiscord.thread`, :attr:`~FakeDiscord.calls`
+(:class:`~tests.fakes.fake_discord.router.RecordedCall`), :meth:`~FakeDiscord.routes`,
+:meth:`~FakeDiscord.responses`, :attr:`~FakeDiscord.ephemeral`,
+:attr:`~FakeDiscord.rate_limited`, :meth:`~FakeDiscord.commands` and
+:attr:`~FakeDiscord.syncs` (the application commands), :attr:`~FakeDiscord.identify`,
+:attr:`~FakeDiscord.ready`, :attr:`~FakeDiscord.heartbeats`,
+:attr:`~FakeDiscord.connections` (each with its shard and the events it was sent).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from bots.loopback import LoopbackServer
+from tests.fakes.fake_discord.commands import AppCommands, Sync
 from tests.fakes.fake_discord.gateway import Gateway
 from tests.fakes.fake_discord.interactions import Interaction, Interactions
 from tests.fakes.fake_discord.messages import Message
@@ -101,9 +104,11 @@ class FakeDiscord(LoopbackServer):
         self._interactions = Interactions(
             self._state, sessions, clock=clock, deadline=interaction_deadline
         )
+        self._commands = AppCommands(snowflake=self._state.snowflake, guilds=self._state.guilds)
         self._router = Router(token=token, limits=self._limits, clock=clock)
         app = web.Application()
-        self._router.install(app, [*self._rest.routes(), *self._interactions.routes()])
+        routes = [*self._rest.routes(), *self._interactions.routes(), *self._commands.routes()]
+        self._router.install(app, routes)
         app.router.add_route("GET", "/gateway", self._gateway.endpoint)
         super().__init__(app, host=host, port=port)
 
@@ -185,6 +190,17 @@ class FakeDiscord(LoopbackServer):
         (type 3) is dispatched. The bot must answer within ``interaction_deadline``."""
         return await self._interactions.press(message_id, custom_id, user)
 
+    async def use_command(
+        self, channel_id: int, user: FakeUser, path: str, **values: str | int | bool
+    ) -> Interaction:
+        """``user`` uses the slash command ``path`` (``"relaybot model"``: the command, then its
+        sub-commands) in the channel, thread or DM, with ``values`` for its options:
+        INTERACTION_CREATE (type 2). The command must be registered where it is used (in the
+        channel's guild, else globally), and the values must fit it, as Discord's client
+        insists. The bot must answer within ``interaction_deadline``."""
+        used = self._commands.options(self._state.guild_of(channel_id), path, values)
+        return await self._interactions.use(channel_id, user, used, path)
+
     async def disconnect(self, code: int = 4000) -> None:
         """Every gateway connection is closed with ``code``. Sessions stay resumable: events
         dispatched meanwhile are replayed on RESUME (discord.py resumes after 4000)."""
@@ -225,6 +241,15 @@ class FakeDiscord(LoopbackServer):
     def rate_limited(self) -> int:
         """How many requests were answered ``429``."""
         return self._limits.rate_limited
+
+    def commands(self, guild_id: int | None = None) -> list[dict[str, Any]]:
+        """The application commands registered in the guild (``None``: globally)."""
+        return list(self._commands.registered.get(guild_id, []))
+
+    @property
+    def syncs(self) -> list[Sync]:
+        """Every ``PUT`` of the application's commands, in order."""
+        return list(self._commands.syncs)
 
     @property
     def ephemeral(self) -> list[Message]:

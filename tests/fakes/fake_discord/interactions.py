@@ -1,6 +1,7 @@
-"""Component presses, and the bot's answers to them.
+"""Component presses and slash commands, and the bot's answers to them.
 
-A press is dispatched as INTERACTION_CREATE (type 3). The bot answers once, within
+A press is dispatched as INTERACTION_CREATE (type 3), a slash command used as one of type 2
+(its ``data`` made by :mod:`tests.fakes.fake_discord.commands`). The bot answers once, within
 ``interaction_deadline``, at ``POST /interactions/{id}/{token}/callback``: type 4 replies, 5
 defers a reply (a "thinking…" message), 6 defers an update of the pressed message, 7 updates
 it. With the interaction's token (valid for 15 minutes) it then sends follow-ups at ``POST
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from tests.fakes.fake_discord.commands import Used
 from tests.fakes.fake_discord.errors import DiscordError, invalid_form, unknown
 from tests.fakes.fake_discord.messages import Message, check_content, walk_components
 from tests.fakes.fake_discord.router import Answer, Params, Query, Route
@@ -30,15 +32,17 @@ _TOKEN_LIFETIME = 15 * 60.0
 
 @dataclass(frozen=True, kw_only=True)
 class Interaction:
-    """A component press dispatched as INTERACTION_CREATE."""
+    """A component press (``custom_id`` on ``message_id``) or a slash command (``command``:
+    its path, ``"relaybot model"``) dispatched as INTERACTION_CREATE."""
 
     id: int
     token: str
-    custom_id: str
     user: FakeUser
-    message_id: int
     channel_id: int
     at: float
+    custom_id: str = ""
+    message_id: int | None = None
+    command: str = ""
 
 
 @dataclass
@@ -63,34 +67,51 @@ class Interactions:
 
     async def press(self, message_id: int, custom_id: str, user: FakeUser) -> Interaction:
         """``user`` presses the component ``custom_id`` on the message: INTERACTION_CREATE."""
-        state, message = self._state, self._state.find_message(message_id)
+        message = self._state.find_message(message_id)
         kind = next((c["type"] for c in walk_components(message.components)
                      if c.get("custom_id") == custom_id), 2)  # fmt: skip
-        press = Interaction(id=state.snowflake(), token=f"itoken-{secrets.token_hex(24)}",
-                            custom_id=custom_id, user=user, message_id=message_id,
-                            channel_id=message.channel_id, at=self._clock())  # fmt: skip
-        self._pending[press.id] = _Pending(press)
-        body: dict[str, Any] = {
-            "id": str(press.id), "application_id": str(APP_ID), "type": 3,
-            "token": press.token, "version": 1,
-            "data": {"custom_id": custom_id, "component_type": kind},
-            "channel_id": str(message.channel_id),
-            "channel": state.channel_payload(message.channel_id),
-            "message": message.payload(), "locale": "en-US", "entitlements": [],
-            "attachment_size_limit": 10_485_760, "context": 0,
-            "app_permissions": str(state.permissions(BOT, message.channel_id)),
-        }  # fmt: skip
-        if message.guild_id is None:
-            body |= {"user": user.payload(), "authorizing_integration_owners": {"1": str(user.id)}}
-        else:
-            perms = str(state.permissions(user, message.channel_id))
-            guild = str(message.guild_id)
-            body |= {"guild_id": guild, "guild_locale": "en-US",
-                     "guild": {"id": guild, "locale": "en-US", "features": []},
-                     "member": user.member() | {"permissions": perms},
-                     "authorizing_integration_owners": {"0": guild}}  # fmt: skip
-        await self._sessions.dispatch("INTERACTION_CREATE", body, 0)
+        press = self._begin(user, message.channel_id, custom_id=custom_id, message_id=message_id)
+        body = self._body(press, 3, {"custom_id": custom_id, "component_type": kind})
+        await self._sessions.dispatch(
+            "INTERACTION_CREATE", body | {"message": message.payload()}, 0
+        )
         return press
+
+    async def use(self, channel_id: int, user: FakeUser, used: Used, path: str) -> Interaction:
+        """``user`` uses the slash command ``path`` in the channel, thread or DM (``used``:
+        what their client sends): INTERACTION_CREATE of type 2."""
+        self._state.existing(channel_id)
+        command = self._begin(user, channel_id, command=path)
+        await self._sessions.dispatch("INTERACTION_CREATE", self._body(command, 2, used.data), 0)
+        return command
+
+    def _begin(self, user: FakeUser, channel_id: int, **what: Any) -> Interaction:
+        begun = Interaction(id=self._state.snowflake(), token=f"itoken-{secrets.token_hex(24)}",
+                            user=user, channel_id=channel_id, at=self._clock(), **what)  # fmt: skip
+        self._pending[begun.id] = _Pending(begun)
+        return begun
+
+    def _body(self, begun: Interaction, kind: int, data: dict[str, Any]) -> dict[str, Any]:
+        """INTERACTION_CREATE's payload: who, where, with what permissions."""
+        state, channel_id, user = self._state, begun.channel_id, begun.user
+        body: dict[str, Any] = {
+            "id": str(begun.id), "application_id": str(APP_ID), "type": kind,
+            "token": begun.token, "version": 1, "data": data,
+            "channel_id": str(channel_id), "channel": state.channel_payload(channel_id),
+            "locale": "en-US", "entitlements": [],
+            "attachment_size_limit": 10_485_760,
+            "app_permissions": str(state.permissions(BOT, channel_id)),
+        }  # fmt: skip
+        guild_id = state.guild_of(channel_id)
+        if guild_id is None:
+            return body | {"user": user.payload(), "context": 1,
+                           "authorizing_integration_owners": {"1": str(user.id)}}  # fmt: skip
+        perms = str(state.permissions(user, channel_id))
+        guild = str(guild_id)
+        return body | {"guild_id": guild, "guild_locale": "en-US", "context": 0,
+                       "guild": {"id": guild, "locale": "en-US", "features": []},
+                       "member": user.member() | {"permissions": perms},
+                       "authorizing_integration_owners": {"0": guild}}  # fmt: skip
 
     def responses(self, interaction_id: int) -> list[dict[str, Any]]:
         """The callback bodies the bot sent for the interaction."""
@@ -127,7 +148,8 @@ class Interactions:
         pending.responses.append(body)
         if q.get("with_response") not in ("1", "true", "True"):
             return 204, None
-        answer: dict[str, Any] = {"id": str(pending.press.id), "type": 3,
+        kind_of = 2 if pending.press.command else 3
+        answer: dict[str, Any] = {"id": str(pending.press.id), "type": kind_of,
                                   "response_message_loading": kind == 5,
                                   "response_message_ephemeral": False}  # fmt: skip
         if pending.original_id is not None:
@@ -140,14 +162,16 @@ class Interactions:
 
     async def _respond(self, pending: _Pending, kind: int, data: dict[str, Any]) -> None:
         """What callback ``kind`` does: 4 replies, 5 shows "thinking…", 6 does nothing yet, 7
-        updates the pressed message."""
+        updates the pressed message (6 and 7: a press only)."""
         press, state = pending.press, self._state
+        if kind in (6, 7) and press.message_id is None:
+            raise DiscordError(400, 50035, "Interaction callback type is not valid here")
         if kind in (4, 5):
             flags = int(data.get("flags") or 0) | (_LOADING if kind == 5 else 0)
             created = state.new_message(press.channel_id, BOT, str(data.get("content") or ""),
                                         allowed=data.get("allowed_mentions"))  # fmt: skip
             created = replace(created, components=list(data.get("components") or []),
-                              flags=flags, type=19 if kind == 4 else 0,
+                              flags=flags, type=_reply_type(press, kind),
                               interaction_id=press.id)  # fmt: skip
             if kind == 4:
                 check_content(created)
@@ -227,3 +251,10 @@ class Interactions:
         if self._clock() - pending.press.at > _TOKEN_LIFETIME:
             raise DiscordError(401, 50027, "Invalid Webhook Token")
         return pending
+
+
+def _reply_type(begun: Interaction, kind: int) -> int:
+    """A reply's message type: 20 answers a slash command, 19 a press; 0 "thinking…"."""
+    if kind != 4:
+        return 0
+    return 20 if begun.command else 19

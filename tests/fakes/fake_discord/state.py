@@ -193,7 +193,7 @@ class State:
         reply_to: int | None = None,
     ) -> Message:
         """``author``'s message in the channel, not yet kept, pinging whom Discord would."""
-        guild_id = self._guild_of(channel_id)
+        guild_id = self.guild_of(channel_id)
         reference = None
         replied = None if reply_to is None else self.message_in(channel_id, reply_to)
         if replied is not None:
@@ -220,7 +220,8 @@ class State:
             edited_timestamp=now_iso(),
         )  # fmt: skip
 
-    def _guild_of(self, channel_id: int) -> int | None:
+    def guild_of(self, channel_id: int) -> int | None:
+        """The guild of a channel or thread; ``None`` for a DM."""
         if (thread := self.threads.get(channel_id)) is not None:
             return thread.guild_id
         return self.channels.get(channel_id, {}).get("guild_id")
@@ -233,7 +234,7 @@ class State:
         allowed: Mapping[str, Any] | None,
         replied: Message | None = None,
     ) -> tuple[tuple[FakeUser, ...], tuple[int, ...], bool]:
-        may_mention_everyone = self._guild_of(channel_id) is None or bool(
+        may_mention_everyone = self.guild_of(channel_id) is None or bool(
             self.permissions(author, channel_id) & MENTION_EVERYONE
         )
         replied_author = None if replied is None else replied.author
