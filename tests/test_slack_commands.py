@@ -26,7 +26,7 @@ from bots.replies import NOT_YOURS
 from bots.slack.commands import SLASH_COMMAND
 from tests import test_slack_bot
 from tests.fakes.llm_gateway import FakeGateway
-from tests.fakes.slack_api import TEAM, RecordedCall
+from tests.fakes.slack_api import TEAM, Message, RecordedCall
 from tests.fakes.streams import openai_chunks
 from tests.test_slack_bot import (
     ADA,
@@ -339,3 +339,63 @@ async def test_a_command_mention_at_the_top_level_is_answered_there(
     }
     await bot.settled()
     assert bot.gateway.requests == []
+
+
+# --- the message shortcuts ---------------------------------------------------------------------
+
+
+async def shortcut(
+    bot: Harness, hooks: ResponseUrls, callback_id: str, message: Message, *, user: str = ADA
+) -> dict[str, Any]:
+    """``user`` picks a relaybot shortcut in ``message``'s menu: what Slack shows them."""
+    response_url = hooks.new()
+    payload = {
+        "type": "message_action", "callback_id": callback_id, "trigger_id": "1.2.3",
+        "team": {"id": TEAM, "domain": "team-one"}, "channel": {"id": message.channel},
+        "user": {"id": user, "team_id": TEAM}, "message_ts": message.ts,
+        "message": message.payload(), "response_url": response_url, "token": "legacy",
+    }  # fmt: skip
+    body = urlencode({"payload": json.dumps(payload)})
+    assert await bot.post(body, "application/x-www-form-urlencoded") == 200
+    path = response_url.removeprefix(hooks.url)
+    await bot.until(lambda: any(p == path for p, _ in hooks.posted), callback_id)
+    (shown,) = [posted for p, posted in hooks.posted if p == path]
+    return shown
+
+
+async def test_the_stop_shortcut_stops_the_threads_answer(
+    start: Callable[..., Awaitable[Harness]], hooks: ResponseUrls
+) -> None:
+    bot = await start()
+    held = Held(openai_chunks("Counting: one two three"), after=4)
+    bot.gateway.enqueue(held)
+    asked = bot.slack.seed_message(CHANNEL, ADA, "<@UBOT> count")
+    await bot.send(mention(asked, "<@UBOT> count"))
+    try:
+        await bot.until(lambda: any(m.markdown for m in bot.replies(CHANNEL, asked)), "words")
+        (reply,) = bot.replies(CHANNEL, asked)
+        refused = await shortcut(bot, hooks, "relaybot_stop", reply, user=JEANNE)
+        assert refused == ephemeral(NOT_YOURS)
+        assert bot.bot.busy == 1, "the answer goes on"
+        assert says(await shortcut(bot, hooks, "relaybot_stop", reply), "Stopping")
+        await bot.until(lambda: bot.finished(CHANNEL, asked), "the answer stopped")
+    finally:
+        held.go.set()
+    (final,) = bot.replies(CHANNEL, asked)
+    assert status_of(final.blocks) == "_Stopped._"
+
+
+async def test_the_new_conversation_shortcut_cuts_the_threads_history(
+    start: Callable[..., Awaitable[Harness]], hooks: ResponseUrls
+) -> None:
+    bot = await start()
+    bot.gateway.enqueue(answer("Hello Ada."), answer("I don't know."))
+    asked = bot.slack.seed_message(CHANNEL, ADA, "<@UBOT> I'm Ada")
+    await bot.send(mention(asked, "<@UBOT> I'm Ada"))
+    assert await bot.answer(CHANNEL, asked) == "Hello Ada."
+    (question,) = [m for m in bot.slack.thread(CHANNEL, asked) if m.ts == asked]
+    assert says(await shortcut(bot, hooks, "relaybot_new", question), "fresh")
+    again = bot.slack.seed_message(CHANNEL, ADA, "<@UBOT> who am I?", thread_ts=asked)
+    await bot.send(mention(again, "<@UBOT> who am I?", thread_ts=asked))
+    await bot.until(lambda: len(bot.replies(CHANNEL, asked)) == 2 and bot.bot.busy == 0, "2")
+    assert bot.model_messages(1) == [("user", "who am I?")]

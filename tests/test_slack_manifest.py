@@ -20,6 +20,7 @@ import pytest
 import yaml
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.slack.commands import SHORTCUTS
 from bots.slack.settings import SUGGESTED_PROMPTS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,6 +107,14 @@ def test_a_manifest_has_the_current_schema_and_slack_limits(path: Path) -> None:
             "messages_tab_read_only_enabled": False,
         },
         "bot_user": {"display_name": "relaybot", "always_online": True},
+        "shortcuts": [  # a message's ⋮ menu: the thread commands
+            {"name": "Stop answer", "type": "message", "callback_id": callback_id,
+             "description": "Stop the answer being written in this thread."}
+            if command == "stop" else
+            {"name": "New conversation", "type": "message", "callback_id": callback_id,
+             "description": "The next message in this thread starts a fresh conversation."}
+            for callback_id, command in SHORTCUTS.items()
+        ],  # fmt: skip
         "slash_commands": [SLASH_COMMAND | ({"url": EVENTS_URL} if path == HTTP else {})],
         "agent_view": {  # Slack's agent experience: native streaming, its Stop, prompts
             "agent_description": info["description"],

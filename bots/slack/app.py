@@ -68,7 +68,7 @@ from bots.slack.answers import (
     Asked,
     SlackAnswers,
 )
-from bots.slack.commands import SlackCommands
+from bots.slack.commands import SHORTCUTS, SlackCommands
 from bots.slack.messages import Deletion, SlackMessage, deletion, user_message
 from bots.slack.settings import SlackSettings
 from bots.slack.workspace import Workspace
@@ -155,6 +155,8 @@ class SlackBot:
         self.app.event("agent_session_stopped")(self._on_session_stopped)
         self.app.action(FEEDBACK_ACTION)(self._on_feedback)
         self.app.command("/relaybot")(self._commands.on_slash)
+        for callback_id in SHORTCUTS:
+            self.app.shortcut(callback_id)(self._commands.on_shortcut)
         self._answers.on_stop = self._stopped_by_slack
         self.app.action(STOP_ACTION)(self._on_stop)
         self.app.error(self._on_error)

@@ -19,6 +19,9 @@ payloads into a :class:`~bots.commands.Command`, a :class:`~bots.commands.Where`
   whichever worker gets it first. The answer is a ``chat.postEphemeral`` to the invoker, in
   the thread (at the channel's top level for a mention that starts no thread: Slack shows an
   ephemeral message in a thread only when the thread already exists).
+- the message shortcuts "Stop answer" and "New conversation" (a message's ⋮ menu): ``stop``
+  and ``new`` for the thread of the message they were used on, answered as the slash command
+  is.
 """
 
 from __future__ import annotations
@@ -38,7 +41,14 @@ from bots.tasks import TaskOwner
 from core.metrics import PLATFORM_CALLS
 from core.store import ConversationStore, StoreError
 
-__all__ = ["PLATFORM", "SLASH_COMMAND", "THREAD_COMMANDS", "SlackCommands", "thread_command"]
+__all__ = [
+    "PLATFORM",
+    "SHORTCUTS",
+    "SLASH_COMMAND",
+    "THREAD_COMMANDS",
+    "SlackCommands",
+    "thread_command",
+]
 
 log = logging.getLogger("relaybot.slack")
 
@@ -48,6 +58,8 @@ SLASH_COMMAND: Final = "/relaybot"
 """The slash command, as the app manifests declare it."""
 THREAD_COMMANDS: Final = frozenset({"new", "stop"})
 """What a mention may say, alone, to be a command instead of a question."""
+SHORTCUTS: Final = {"relaybot_stop": "stop", "relaybot_new": "new"}
+"""The message shortcuts' callback ids (as the manifests declare them) and their commands."""
 CLAIM_TTL: Final = 24 * 3600.0
 """Seconds a command's message stays claimed: Slack re-delivers an event for minutes."""
 
@@ -113,6 +125,28 @@ class SlackCommands:
                 "Slack refused the answer to /relaybot in %s: HTTP %d (%s)",
                 where.channel, sent.status_code, sent.body[:200],
             )  # fmt: skip
+
+    # --- the message shortcuts ----------------------------------------------------------------
+
+    async def on_shortcut(
+        self, ack: AsyncAck, shortcut: dict[str, Any], respond: AsyncRespond
+    ) -> None:
+        """bolt's listener for the message shortcuts "Stop answer" and "New conversation":
+        the thread of the message they were used on, answered privately from a task."""
+        await ack()
+        name = SHORTCUTS.get(str(shortcut.get("callback_id") or ""))
+        user = str((shortcut.get("user") or {}).get("id") or "")
+        channel = str((shortcut.get("channel") or {}).get("id") or "")
+        message = shortcut.get("message") or {}
+        thread = str(message.get("thread_ts") or message.get("ts") or "")
+        if name is None or not (user and channel and thread):
+            return
+        team = str((shortcut.get("team") or {}).get("id") or "")
+        where = Where(platform=PLATFORM, workspace=team, channel=channel, thread=thread)
+        self._tasks.spawn(
+            self._slash(Command(name=name, argument=""), where, user, respond),
+            name=f"slack shortcut {name}",
+        )
 
     # --- @relaybot new | stop -----------------------------------------------------------------
 
