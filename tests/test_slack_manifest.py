@@ -78,6 +78,15 @@ BOLT_SHORTCUTS = {"say": "chat.postMessage", "set_status": "assistant.threads.se
 # --- the manifests -------------------------------------------------------------------------------
 
 
+SHORTCUT_MANIFEST = {
+    "stop": {"name": "Stop answer", "type": "message",
+             "description": "Stop the answer being written in this thread."},
+    "new": {"name": "New conversation", "type": "message",
+            "description": "The next message in this thread starts a fresh conversation."},
+}  # fmt: skip
+"""The message shortcuts, by the thread command each runs."""
+
+
 def manifest(path: Path) -> dict[str, Any]:
     loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert isinstance(loaded, dict), f"{path.name} is not a YAML mapping"
@@ -107,14 +116,10 @@ def test_a_manifest_has_the_current_schema_and_slack_limits(path: Path) -> None:
             "messages_tab_read_only_enabled": False,
         },
         "bot_user": {"display_name": "relaybot", "always_online": True},
-        "shortcuts": [  # a message's ⋮ menu: the thread commands
-            {"name": "Stop answer", "type": "message", "callback_id": callback_id,
-             "description": "Stop the answer being written in this thread."}
-            if command == "stop" else
-            {"name": "New conversation", "type": "message", "callback_id": callback_id,
-             "description": "The next message in this thread starts a fresh conversation."}
+        "shortcuts": [
+            SHORTCUT_MANIFEST[command] | {"callback_id": callback_id}
             for callback_id, command in SHORTCUTS.items()
-        ],  # fmt: skip
+        ],  # a message's ⋮ menu
         "slash_commands": [SLASH_COMMAND | ({"url": EVENTS_URL} if path == HTTP else {})],
         "agent_view": {  # Slack's agent experience: native streaming, its Stop, prompts
             "agent_description": info["description"],
