@@ -101,6 +101,24 @@ class ChannelSettingsStore(Protocol):
         ...
 
 
+def change_parameters(
+    platform: str, workspace: str, channel: str, model: Change, prompt: Change, *, by: str
+) -> dict[str, object]:
+    """A change as the SQL stores write it (checked first: ``ValueError`` if it cannot be
+    made): each field's new value, whether to set it, who made it."""
+    check_change(model, prompt)
+    return {
+        "platform": platform,
+        "workspace": workspace,
+        "channel": channel,
+        "model": None if model is UNCHANGED else model,
+        "prompt": None if prompt is UNCHANGED else prompt,
+        "set_model": model is not UNCHANGED,
+        "set_prompt": prompt is not UNCHANGED,
+        "by": by,
+    }
+
+
 def check_change(model: Change, prompt: Change) -> None:
     """Raise ``ValueError`` for a change no store accepts: nothing to change, a blank model
     or prompt (reset a field with ``None``), a prompt over :data:`MAX_PROMPT_CHARS`."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from core.store.channels import UNCHANGED, Change, ChannelSettings, check_change
+from core.store.channels import UNCHANGED, Change, ChannelSettings, change_parameters
 from core.store.postgres_access import NOW, Pool, Query, execute, fetch, fetchrow, fetchval
 from core.store.usage import Usage, check_tokens, kept_since, periods
 
@@ -86,17 +86,8 @@ class PostgresChannels:
         prompt: Change = UNCHANGED,
         by: str,
     ) -> ChannelSettings:
-        check_change(model, prompt)
-        parameters = {
-            "platform": platform,
-            "workspace": workspace,
-            "channel": channel,
-            "model": None if model is UNCHANGED else model,
-            "prompt": None if prompt is UNCHANGED else prompt,
-            "set_model": model is not UNCHANGED,
-            "set_prompt": prompt is not UNCHANGED,
-            "by": by,
-            "now": None if self._clock is None else self._clock(),
+        parameters = change_parameters(platform, workspace, channel, model, prompt, by=by) | {
+            "now": None if self._clock is None else self._clock()
         }
         async with self._pool.connection() as db:
             row = await fetchrow(db, _SET, parameters)

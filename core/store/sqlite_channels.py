@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from core.store.channels import UNCHANGED, Change, ChannelSettings, check_change
+from core.store.channels import UNCHANGED, Change, ChannelSettings, change_parameters
 from core.store.sqlite_access import SharedConnection
 from core.store.usage import Usage, check_tokens, kept_since, periods
 
@@ -77,17 +77,8 @@ class SqliteChannels:
         prompt: Change = UNCHANGED,
         by: str,
     ) -> ChannelSettings:
-        check_change(model, prompt)
-        parameters = {
-            "platform": platform,
-            "workspace": workspace,
-            "channel": channel,
-            "model": None if model is UNCHANGED else model,
-            "prompt": None if prompt is UNCHANGED else prompt,
-            "set_model": model is not UNCHANGED,
-            "set_prompt": prompt is not UNCHANGED,
-            "by": by,
-            "now": self._clock(),
+        parameters = change_parameters(platform, workspace, channel, model, prompt, by=by) | {
+            "now": self._clock()
         }
         async with self._connection.statement() as db:
             rows = list(await db.execute_fetchall(_SET, parameters))
