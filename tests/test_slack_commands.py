@@ -234,6 +234,26 @@ async def test_usage_shows_the_invokers_tokens_and_limits(
     )
 
 
+async def test_a_user_over_the_daily_budget_is_told_and_the_model_not_asked(
+    start: Callable[..., Awaitable[Harness]], hooks: ResponseUrls
+) -> None:
+    bot = await start(limits__daily_tokens="20")
+    bot.gateway.enqueue(answer("One."), answer("Two."))  # each reports 10 + 5 tokens
+    first = bot.slack.seed_message(CHANNEL, ADA, "<@UBOT> one")
+    await bot.send(mention(first, "<@UBOT> one"))
+    await bot.until(lambda: bot.finished(CHANNEL, first), "the first answer")
+    second = bot.slack.seed_message(CHANNEL, ADA, "<@UBOT> two")
+    await bot.send(mention(second, "<@UBOT> two"))
+    await bot.until(lambda: bot.finished(CHANNEL, second), "the second answer")
+    third = bot.slack.seed_message(CHANNEL, ADA, "<@UBOT> three")  # 30 tokens used now
+    await bot.send(mention(third, "<@UBOT> three"))
+    await bot.until(lambda: bot.finished(CHANNEL, third), "the refusal")
+    (refused,) = bot.replies(CHANNEL, third)
+    assert "tokens for today" in status_of(refused.blocks) + refused.markdown + refused.text
+    assert len(bot.gateway.requests) == 2, "the model was not asked the third time"
+    assert "20" in (await slash(bot, hooks, "usage"))["text"]
+
+
 async def test_thread_commands_in_a_slash_command_point_to_the_thread(
     start: Callable[..., Awaitable[Harness]], hooks: ResponseUrls
 ) -> None:

@@ -9,7 +9,9 @@ lease or an hour between prunes is a number, not a wait.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import httpx2
 import pytest
@@ -26,9 +28,10 @@ from core.limits import UsageLimits
 from core.messages import AssistantMessage, ConversationKey, UserMessage
 from core.protocols import OpenAIProtocol
 from core.retry import RetryPolicy
-from core.store import Lease, MemoryStore, StoreError, Turn
+from core.store import Lease, MemoryStore, SqliteStore, StoreError, Turn
 from core.store.usage import user_key
 from core.tools import Tool, ToolRegistry, tool
+from tests.conftest import Closing
 from tests.fakes.llm_gateway import FakeGateway, Stream
 from tests.fakes.streams import openai_chunks
 from tests.fakes.surface import FakeSurface
@@ -295,6 +298,52 @@ async def test_a_user_over_the_daily_budget_is_told_and_the_model_not_asked(
     assert "tokens for today" in shown
     assert "resets" in shown
     assert (await scene.store.turn(turn.id)).state == "failed"
+
+
+async def test_usage_is_exact_under_twenty_concurrent_turns_over_two_connections(
+    gateway: FakeGateway, http: httpx2.AsyncClient, tmp_path: Path, closing: Closing
+) -> None:
+    """One user's 20 answers at once, taken by two workers on two connections to one store
+    file: every turn's 15 tokens (the fake gateway's 10 in, 5 out) counted, none lost."""
+    path = tmp_path / "relaybot.db"
+    stores = [await closing(SqliteStore.open(path)) for _ in range(2)]
+    platform = RecordingPlatform()
+
+    class Adapter:
+        prepare = platform.prepare
+        surface = platform.surface
+        reply = platform.reply
+        finished = platform.finished_turn
+
+    workers = []
+    for n, store in enumerate(stores):
+        client = LLMClient(
+            http=http, protocol=OpenAIProtocol(), base_url=gateway.url + "/v1",
+            api_key="sk-test", timeouts=Timeouts(connect=5, read_idle=5, total=20),
+        )  # fmt: skip
+        engine = ConversationEngine(
+            client=client, store=store, tools=ToolRegistry([]),
+            config=EngineConfig(model="fake/model", system_prompt="Be brief."),
+            retry=RetryPolicy(max_attempts=1, base_delay=0.0, max_delay=0.0, deadline=20.0),
+        )  # fmt: skip
+        workers.append(TurnWorker(store=store, engine=engine, platform=Adapter(),
+                                  budget=platform.budget, owner=f"host:{n}:w"))  # fmt: skip
+    gateway.enqueue(*answers(*["Counted."] * 20))
+    for n in range(20):
+        key = ConversationKey(platform="slack", workspace="T1", channel="C1", thread=f"{n}.1")
+        await stores[n % 2].accept(
+            event_id=f"e{n}", key=key, order=f"{n}.1", platform="Slack", claim_ttl=600,
+            question=UserMessage(text="count me", author_id="U1", author_name="Ada"),
+        )  # fmt: skip
+        workers[n % 2].wake(key)
+    try:
+        await until(lambda: len(platform.finished) == 20 and not any(w.busy for w in workers),
+                    "every answer", within=30)  # fmt: skip
+    finally:
+        for worker in workers:
+            await worker.close()
+    used = await stores[1].usage(user_key("slack", "T1", "U1"), now=time.time())
+    assert (used.day, used.month) == (20 * 15, 20 * 15)
 
 
 # --- recovery -----------------------------------------------------------------------------------
