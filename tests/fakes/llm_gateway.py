@@ -15,6 +15,10 @@ reply". Every request is recorded in :attr:`FakeGateway.requests`.
 Run as a process for benchmarks (prints ``LISTENING http://127.0.0.1:PORT`` once bound):
 
     python -m tests.fakes.llm_gateway --port 0 --protocol openai --chunks 20000
+
+With ``--pace TOKENS_PER_S`` (OpenAI protocol) it is a :class:`PacedGateway` instead: every
+request, however many run at once, gets ``--chunks`` text deltas at that rate, the first one
+stamped with the moment it is sent (see :func:`paced_text`), as a load benchmark needs.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ import argparse
 import asyncio
 import json
 import random
+import re
 import sys
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
@@ -36,13 +42,16 @@ from tests.fakes.streams import anthropic_events, openai_chunks
 
 __all__ = [
     "NO_REPLY_BODY",
+    "PACED_STAMP",
     "Error",
     "FakeGateway",
     "Hang",
+    "PacedGateway",
     "RecordedRequest",
     "Reply",
     "Stream",
     "grouped",
+    "paced_text",
 ]
 
 NO_REPLY_BODY = b"fake gateway: no scripted reply"
@@ -308,8 +317,76 @@ def _words(chunks: int) -> str:
     return "".join(vocabulary[i % len(vocabulary)] for i in range(chunks))
 
 
-async def _serve(port: int, protocol: str, chunks: int) -> None:
-    gateway = FakeGateway(port=port, fallback=_benchmark_stream(protocol, chunks), record=False)
+# --- the paced mode of the process (load benchmarks) -----------------------------------------
+
+PACED_STAMP = re.compile(r"\[(\d{10}\.\d{6})\] ")
+"""The first delta of a paced stream: ``[<time.time() when it was sent>] `` (wall clock, which
+every process on the machine shares; 17 digits until the year 2286)."""
+_STAMP_SLOT = "[0000000000.000000] "
+
+
+def paced_text(tokens: int, sent_at: float) -> str:
+    """The whole text of a paced stream of ``tokens`` deltas whose first one was sent at
+    ``sent_at``: the stamp, then ``tokens - 1`` six-character words."""
+    return f"[{sent_at:017.6f}] " + _words(tokens)[6:]
+
+
+class PacedGateway(LoopbackServer):
+    """Answers every OpenAI request with ``tokens`` text deltas at ``rate`` per second, any
+    number of streams at once: a model under load, for a benchmark.
+
+    Each stream keeps its own schedule (delta ``k`` is due ``k / rate`` seconds after the first)
+    and writes every delta due at once as one write, so a gateway that falls behind (its CPU
+    shared with the process it serves) catches up in bigger writes rather than slowing the
+    rate. The first delta carries its send time (:data:`PACED_STAMP`)."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, tokens: int, rate: float) -> None:
+        if tokens < 1 or rate <= 0:
+            raise ValueError("a paced stream needs at least one token and a positive rate")
+        self._tokens, self._rate = tokens, rate
+        chunks = openai_chunks(_words(tokens), pieces=6, usage=(10, tokens))
+        self._head = chunks[0]  # the role chunk
+        self._first = openai_chunks(_STAMP_SLOT, pieces=len(_STAMP_SLOT))[1]
+        self._rest = chunks[2 : 1 + tokens]
+        self._tail = b"".join(chunks[1 + tokens :])  # finish, usage, [DONE]
+        app = web.Application()
+        app.router.add_post("/{tail:.*}/chat/completions", self._handle)
+        super().__init__(app, host=host, port=port, shutdown_timeout=0.5)
+
+    async def start(self) -> None:
+        """As :meth:`LoopbackServer.start`, with a listen backlog for thousands of clients
+        connecting at once (aiohttp's 128 would drop their SYNs: a second's delay each)."""
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self._host, self._port, backlog=4096).start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        await request.read()
+        headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        resp = web.StreamResponse(status=200, headers=headers)
+        await resp.prepare(request)
+        loop = asyncio.get_running_loop()
+        stamp = f"[{time.time():017.6f}] ".encode()
+        await resp.write(self._head + self._first.replace(_STAMP_SLOT.encode(), stamp))
+        start, sent = loop.time(), 1
+        while sent < self._tokens:
+            await asyncio.sleep(start + sent / self._rate - loop.time())
+            due = min(self._tokens, 1 + int((loop.time() - start) * self._rate))
+            if due > sent:
+                await resp.write(b"".join(self._rest[sent - 1 : due - 1]))
+                sent = due
+        await resp.write(self._tail)
+        await resp.write_eof()
+        return resp
+
+
+async def _serve(port: int, protocol: str, chunks: int, pace: float | None) -> None:
+    gateway: LoopbackServer
+    if pace is not None:
+        gateway = PacedGateway(port=port, tokens=chunks, rate=pace)
+    else:
+        gateway = FakeGateway(port=port, fallback=_benchmark_stream(protocol, chunks), record=False)
     async with gateway:
         print(f"LISTENING {gateway.url}", flush=True)
         await asyncio.Event().wait()
@@ -320,9 +397,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--protocol", choices=["openai", "anthropic"], default="openai")
     parser.add_argument("--chunks", type=int, default=1000, help="text deltas per stream")
+    parser.add_argument(
+        "--pace",
+        type=float,
+        metavar="TOKENS_PER_S",
+        help="send each stream's deltas at this rate, the first stamped (OpenAI protocol only)",
+    )
     args = parser.parse_args(argv)
+    if args.pace is not None and (args.protocol != "openai" or args.pace <= 0):
+        parser.error("--pace takes a positive rate and streams the OpenAI protocol only")
     try:
-        asyncio.run(_serve(args.port, args.protocol, args.chunks))
+        asyncio.run(_serve(args.port, args.protocol, args.chunks, args.pace))
     except KeyboardInterrupt:
         sys.exit(0)
 
