@@ -7,7 +7,8 @@ message parts of each wire protocol to ``core.protocols``. Nothing here writes t
 live in memory until the store keeps them.
 
 - Images (PNG, JPEG, GIF, WebP) are recognised by their content, not by a name or a MIME type a
-  platform reports. One within the limits is sent as it came; a larger one is downscaled to the
+  platform reports. One within the limits and without metadata (EXIF, XMP: a photo's GPS) is
+  sent as it came; one with metadata is re-encoded without it; a larger one is downscaled to the
   long side setting (1,568 px, the size Anthropic recommends; never over 8,000 px, the size it
   refuses) and re-encoded under the base64 cap (5 MB — Anthropic measures the encoded data).
   An animated image sends its first frame. An image whose decoded size would be over
@@ -453,13 +454,16 @@ def _read_image(name: str, data: bytes, settings: AttachmentSettings) -> ImagePa
 def _image_part(
     name: str, data: bytes, image: Image.Image, settings: AttachmentSettings
 ) -> ImagePart | Skipped:
-    """The image as it came when it fits; otherwise its first frame, upright, re-encoded."""
+    """The image as it came when it fits and carries no metadata; otherwise its first frame,
+    upright, re-encoded — which leaves the metadata behind (a phone's photo holds where it was
+    taken: that is not for the model's provider)."""
     media_type = _MEDIA_TYPES[str(image.format)]
     width, height = image.size
     rotated = image.getexif().get(_ORIENTATION, 1) != 1
     if (
         not getattr(image, "is_animated", False)
         and not rotated
+        and not _carries_metadata(image)
         and image.mode in _SENDABLE_MODES
         and max(width, height) <= settings.image_long_side
         and _base64_size(len(data)) <= settings.image_max_base64_bytes
@@ -472,6 +476,12 @@ def _image_part(
     return _reencoded(name, image, settings)
 
 
+def _carries_metadata(image: Image.Image) -> bool:
+    """EXIF (GPS, camera, time) or XMP in the file: it must not go out as it came."""
+    return len(image.getexif()) > 0 or any(key in image.info for key in _METADATA_KEYS)
+
+
+_METADATA_KEYS = ("exif", "xmp", "XML:com.adobe.xmp", "comment")
 _ORIENTATION = 0x0112
 _SENDABLE_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA"})  # not CMYK, not 16-bit
 _QUARTER_TURNS = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height

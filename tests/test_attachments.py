@@ -203,6 +203,21 @@ async def test_a_photo_turned_by_exif_is_sent_upright() -> None:
     assert (part.width, part.height, part.downscaled) == (200, 300, False)
 
 
+async def test_a_photos_metadata_is_not_sent() -> None:
+    """A phone's photo carries where it was taken: re-encoded, it goes without its EXIF."""
+    exif = Image.Exif()
+    exif[0x010E] = "taken at home"  # ImageDescription; GPS tags travel the same way
+    data = encoded(Image.new("RGB", (300, 200), "green"), "JPEG", exif=exif.tobytes())
+
+    part = await prepared("phone.jpg", data)
+
+    assert isinstance(part, ImagePart)
+    assert (part.width, part.height) == (300, 200)
+    with Image.open(io.BytesIO(base64.b64decode(part.data))) as sent:
+        assert len(sent.getexif()) == 0
+    assert b"taken at home" not in base64.b64decode(part.data)
+
+
 async def test_a_png_claiming_huge_dimensions_is_refused_as_a_bomb() -> None:
     part = await prepared("bomb.png", png_claiming(100_000, 100_000))
 
