@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import select
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import gateway_url, stop_gateway
 from bench.load_run import VARIANTS, Sample
 
 __all__ = ["Ladder", "lag_limit_n", "main", "paced_gateway", "run", "table"]
@@ -68,31 +68,10 @@ def paced_gateway(tokens: int, rate: float, *, timeout: float = 30.0) -> Iterato
         command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True
     )
     try:
-        yield _listening(process, timeout)
+        yield gateway_url(process, timeout)
     finally:
         process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
-
-
-def _listening(process: subprocess.Popen[str], timeout: float) -> str:
-    """The URL the gateway prints once it listens."""
-    assert process.stdout is not None
-    deadline = time.monotonic() + timeout
-    line = ""
-    while not line.startswith("LISTENING "):
-        ready, _, _ = select.select([process.stdout], [], [], max(deadline - time.monotonic(), 0))
-        if not ready:
-            raise RuntimeError(f"the paced gateway did not start within {timeout:g} s")
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the paced gateway exited with status {process.wait()}")
-    return line.split()[1]
+        stop_gateway(process)
 
 
 def measure_in_process(variant: str, *, url: str, n: int, tokens: int) -> Sample:

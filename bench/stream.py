@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import select
 import statistics
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import median_ratio
+from bench import gateway_url, median_ratio, stop_gateway
 from core.assembly import MessageAssembler
 from core.client import LLMClient, new_http_client
 from core.events import TextDelta
@@ -79,34 +78,12 @@ def gateway_processes(chunks: int, *, timeout: float = 30.0) -> Iterator[dict[st
                 stdout=subprocess.PIPE,
                 text=True,
             )
-        yield {p: _listening(process, timeout) for p, process in processes.items()}
+        yield {p: gateway_url(process, timeout) for p, process in processes.items()}
     finally:
         for process in processes.values():
             process.terminate()
         for process in processes.values():
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            if process.stdout is not None:
-                process.stdout.close()
-
-
-def _listening(process: subprocess.Popen[str], timeout: float) -> str:
-    """The URL a gateway process prints once it listens."""
-    assert process.stdout is not None
-    deadline = time.monotonic() + timeout
-    line = ""
-    while not line.startswith("LISTENING "):
-        remaining = deadline - time.monotonic()
-        ready, _, _ = select.select([process.stdout], [], [], max(remaining, 0))
-        if not ready:
-            raise RuntimeError(f"the gateway did not start within {timeout:g} s")
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the gateway exited with status {process.wait()}")
-    return line.split()[1]
+            stop_gateway(process)
 
 
 # --- the consumers --------------------------------------------------------------------------
