@@ -18,6 +18,7 @@ from adapters.settings import EditBudgetSettings
 from bots.discord.settings import DiscordSettings
 from bots.slack.settings import SlackSettings
 from core import settings as core_settings
+from core.attachments import AttachmentSettings
 from core.limits import LimitsSettings
 from core.settings import CoreSettings, Section, url_with_scheme
 
@@ -82,6 +83,7 @@ class Settings(CoreSettings):
     redis: RedisSettings = RedisSettings()
     fleet: FleetSettings = FleetSettings()
     limits: LimitsSettings = LimitsSettings()
+    attachments: AttachmentSettings = AttachmentSettings()
     slack: SlackSettings = SlackSettings()
     discord: DiscordSettings = DiscordSettings()
 

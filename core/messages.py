@@ -16,7 +16,11 @@ from core.events import FinishReason
 
 __all__ = [
     "AssistantMessage",
+    "Attachment",
     "ConversationBreak",
+    "FileNote",
+    "FileText",
+    "ImageContent",
     "ConversationKey",
     "Message",
     "ModelRequest",
@@ -70,11 +74,60 @@ class SystemMessage(_Frozen):
     text: str
 
 
+ImageType = Literal["image/png", "image/jpeg", "image/gif", "image/webp"]
+
+
+class ImageContent(_Frozen):
+    """An image the user attached, sent to the model as an image part.
+
+    ``data`` is the image's base64. A store keeps the bytes once, by ``sha256`` (of the raw
+    bytes), in its blob table and the message without them; loading the message fills ``data``
+    back in, or leaves it ``None`` when the blob is no longer kept (retention, the size cap) —
+    the model is then told an image was attached and is gone. ``description`` is one plain
+    line ("an image, 640×480 PNG") for a model that cannot see images and for notes.
+    """
+
+    type: Literal["image"] = "image"
+    name: str
+    media_type: ImageType
+    sha256: str
+    width: int
+    height: int
+    description: str
+    data: str | None = None
+
+
+class FileText(_Frozen):
+    """A text or PDF file's text as the model reads it: ``text`` already carries its header,
+    the untrusted-data wrapper and any cut note (``core.attachments.TextPart.render``)."""
+
+    type: Literal["file_text"] = "file_text"
+    name: str
+    text: str
+    description: str
+
+
+class FileNote(_Frozen):
+    """A file the model is not sent: ``note`` names it and says why (skipped, too big,
+    download failed)."""
+
+    type: Literal["file_note"] = "file_note"
+    name: str
+    note: str
+
+
+Attachment = Annotated[ImageContent | FileText | FileNote, Field(discriminator="type")]
+
+
 class UserMessage(_Frozen):
+    """What a person said; ``attachments`` are the files of the message, in order, after its
+    text."""
+
     role: Literal["user"] = "user"
     text: str
     author_id: str | None = None
     author_name: str | None = None
+    attachments: tuple[Attachment, ...] = ()
 
 
 class ToolCall(_Frozen):

@@ -588,6 +588,7 @@ def test_core_reads_only_its_own_sections() -> None:
         "redis",
         "fleet",
         "limits",
+        "attachments",
         "slack",
         "discord",
     }
