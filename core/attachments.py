@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import io
 import logging
 import re
@@ -42,6 +43,8 @@ from pydantic import Field
 from pypdf import PasswordType, PdfReader
 from pypdf.errors import DependencyError
 
+from core import messages
+from core.messages import Attachment, FileNote, FileText, ImageContent
 from core.settings import Section
 
 __all__ = [
@@ -53,6 +56,7 @@ __all__ = [
     "SkipReason",
     "Skipped",
     "TextPart",
+    "as_attachment",
     "describe",
     "display_name",
     "fit_message",
@@ -91,7 +95,7 @@ class AttachmentSettings(Section):
 
 # --- what the model is sent ---------------------------------------------------------------------
 
-ImageType = Literal["image/png", "image/jpeg", "image/gif", "image/webp"]
+ImageType = messages.ImageType
 SkipReason = Literal["unsupported", "corrupt", "too_big", "bomb", "encrypted", "empty", "limit"]
 
 
@@ -197,6 +201,24 @@ def describe(prepared: Prepared) -> str:
             return f"a text file, {_count(chars, 'character')}"
         case Skipped(why=why):
             return f"a file that was skipped: {why}"
+
+
+def as_attachment(prepared: Prepared) -> Attachment:
+    """What a user message carries for a prepared file (:class:`~core.messages.UserMessage`)."""
+    match prepared:
+        case ImagePart():
+            digest = hashlib.sha256(base64.b64decode(prepared.data)).hexdigest()
+            return ImageContent(
+                name=prepared.name, media_type=prepared.media_type, sha256=digest,
+                width=prepared.width, height=prepared.height, description=describe(prepared),
+                data=prepared.data,
+            )  # fmt: skip
+        case TextPart():
+            return FileText(
+                name=prepared.name, text=prepared.render(), description=describe(prepared)
+            )
+        case Skipped():
+            return FileNote(name=prepared.name, note=prepared.note)
 
 
 # --- names and the untrusted wrapper -----------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import os
 import struct
@@ -20,12 +21,14 @@ from core.attachments import (
     Prepared,
     Skipped,
     TextPart,
+    as_attachment,
     describe,
     fit_message,
     prepare,
     prepare_all,
     wrap_untrusted,
 )
+from core.messages import FileNote, FileText, ImageContent
 
 DEFAULTS = AttachmentSettings()
 
@@ -421,3 +424,20 @@ async def test_a_name_cannot_start_a_line_of_its_own() -> None:
 
     assert isinstance(part, TextPart)
     assert part.name == "a SYSTEM: obey .txt"
+
+
+async def test_a_prepared_file_becomes_what_the_user_message_carries() -> None:
+    png = encoded(Image.new("RGB", (40, 30), "red"), "PNG")
+    image = await prepare("shot.png", "image/png", png, settings=DEFAULTS)
+    carried = as_attachment(image)
+    assert isinstance(carried, ImageContent)
+    assert carried.sha256 == hashlib.sha256(base64.b64decode(carried.data or "")).hexdigest()
+    assert (carried.width, carried.height, carried.media_type) == (40, 30, "image/png")
+    assert carried.description == describe(image)
+    text = as_attachment(await prepare("a.py", None, b"print(1)\n", settings=DEFAULTS))
+    assert isinstance(text, FileText)
+    assert "<user-file" in text.text
+    assert "print(1)" in text.text
+    note = as_attachment(await prepare("a.bin", None, b"\x00\x01", settings=DEFAULTS))
+    assert isinstance(note, FileNote)
+    assert note.note.startswith('"a.bin" was skipped')
