@@ -5,7 +5,9 @@ three times. ``RedisBudget`` keeps the same buckets as ``TokenBucketBudget`` (th
 overrides and rules; see :mod:`adapters.budget`) in Redis, where every process takes from them:
 
 - A bucket is a hash ``{prefix}budget:{scope}`` (``tokens``, ``since``) that expires once it
-  would be full again, so idle buckets vanish (a missing bucket is a full one).
+  would be full again, so idle buckets vanish (a missing bucket is a full one). A sliding
+  window (``Rate.window``) is a sorted set ``{prefix}budget-window:{scope}`` of its calls by
+  time (each named by its caller), expiring with its last call.
 - One Lua script takes a token from every scope a caller names, or from none and answers how
   long to wait. Time is Redis's ``TIME``, read inside the script: workers' clocks differ, and
   this process's clock never enters the bucket arithmetic.
@@ -68,6 +70,23 @@ local function load(key, rate, burst, now)
   end
   return tokens, since
 end
+-- The sliding window at KEYS[key] (a sorted set of calls by time), its lapsed calls dropped:
+-- the calls it counts, and the seconds until one more fits (0 when one does).
+local function window(key, limit, length, now)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%.6f', now - length + EPSILON))
+  local count = redis.call('ZCARD', key)
+  local over = count - limit
+  if over < 0 then return count, 0 end
+  local at = redis.call('ZRANGE', key, over, over, 'WITHSCORES')
+  return count, math.max(0, tonumber(at[2]) + length - now)
+end
+-- Kept until its last call lapses, and a second more.
+local function keep_window(key, length, now)
+  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  if last[2] then
+    redis.call('PEXPIRE', key, math.ceil((tonumber(last[2]) - now + length + 1) * 1000))
+  end
+end
 -- Saved until it would be full again (a missing bucket is a full one), and a second more.
 local function save(key, tokens, since, rate, burst, now)
   redis.call('HSET', key, 'tokens', string.format('%.17g', tokens),
@@ -80,20 +99,27 @@ end
 _TAKE = (
     _HELPERS
     + """
--- KEYS: n buckets, then their n urgent sets, narrowest scope first.
--- ARGV: urgent (1 or 0), waiter id, urgent_ttl (s), then rate and burst of each scope.
--- Returns {took (1 or 0), wait (us), now (us), then tokens and since - now of each scope}.
+-- KEYS: n buckets (or windows), then their n urgent sets, narrowest scope first.
+-- ARGV: urgent (1 or 0), waiter id, urgent_ttl (s), then rate, burst and sliding (1 or 0) of
+-- each scope. Returns {took (1 or 0), wait (us), now (us), then tokens and since - now of each
+-- scope}.
 local n = #KEYS / 2
 local urgent, waiter, urgent_ttl = ARGV[1] == '1', ARGV[2], tonumber(ARGV[3])
 local now = clock()
 local wait = 0
-local tokens, since, rates, bursts = {}, {}, {}, {}
+local tokens, since, rates, bursts, sliding = {}, {}, {}, {}, {}
 for i = 1, n do
-  local rate, burst = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
-  rates[i], bursts[i] = rate, burst
-  tokens[i], since[i] = load(KEYS[i], rate, burst, now)
-  if tokens[i] < 1 - EPSILON then
-    wait = math.max(wait, since[i] - now + (1 - tokens[i]) / rate)
+  local rate, burst = tonumber(ARGV[1 + 3 * i]), tonumber(ARGV[2 + 3 * i])
+  rates[i], bursts[i], sliding[i] = rate, burst, ARGV[3 + 3 * i] == '1'
+  if sliding[i] then
+    local count, due = window(KEYS[i], burst, burst / rate, now)
+    tokens[i], since[i] = burst - count, now
+    wait = math.max(wait, due)
+  else
+    tokens[i], since[i] = load(KEYS[i], rate, burst, now)
+    if tokens[i] < 1 - EPSILON then
+      wait = math.max(wait, since[i] - now + (1 - tokens[i]) / rate)
+    end
   end
   if not urgent then  -- an urgent caller waiting on this scope goes first: look again soon
     redis.call('ZREMRANGEBYSCORE', KEYS[n + i], '-inf', string.format('%.6f', now))
@@ -112,7 +138,12 @@ else
   took = 1
   for i = 1, n do
     tokens[i] = tokens[i] - 1
-    save(KEYS[i], tokens[i], since[i], rates[i], bursts[i], now)
+    if sliding[i] then
+      redis.call('ZADD', KEYS[i], string.format('%.6f', now), waiter)
+      keep_window(KEYS[i], bursts[i] / rates[i], now)
+    else
+      save(KEYS[i], tokens[i], since[i], rates[i], bursts[i], now)
+    end
   end
   if urgent then redis.call('ZREM', KEYS[n + 1], waiter) end
 end
@@ -128,10 +159,31 @@ return answer
 _PAUSE = (
     _HELPERS
     + """
--- KEYS[1]: the bucket. ARGV: rate, burst, seconds. Empty it; its next token is due no sooner
--- than seconds from now. Returns since - now.
-local rate, burst, seconds = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+-- KEYS[1]: the bucket (or window). ARGV: rate, burst, sliding, seconds. Empty it: its next
+-- call is due no sooner than seconds from now, the ones after at its rate. Returns since - now.
+local rate, burst, seconds = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
 local now = clock()
+if ARGV[3] == '1' then
+  -- A window full until the pause ends, then a call at a time at its rate, or later where its
+  -- own calls lapse later: the k-th of its last burst calls is kept if later than the k-th
+  -- filler, else replaced by it (a shorter pause never shortens a longer one).
+  local length = burst / rate
+  local first = now + seconds - length
+  window(KEYS[1], burst, length, now)
+  local last = redis.call('ZRANGE', KEYS[1], -burst, -1, 'WITHSCORES')
+  local have = #last / 2
+  redis.call('DEL', KEYS[1])
+  for k = 0, burst - 1 do
+    local at, member = first + k / rate, string.format('pause:%.6f:%d', now, k)
+    local j = k - (burst - have)  -- this slot's own call, 0-based, when it has one
+    if j >= 0 and tonumber(last[2 * j + 2]) > at then
+      at, member = tonumber(last[2 * j + 2]), last[2 * j + 1]
+    end
+    redis.call('ZADD', KEYS[1], string.format('%.6f', at), member)
+  end
+  keep_window(KEYS[1], length, now)
+  return string.format('%.6f', seconds)
+end
 local _, since = load(KEYS[1], rate, burst, now)
 since = math.max(since, now + seconds - 1 / rate)
 save(KEYS[1], 0, since, rate, burst, now)
@@ -142,12 +194,17 @@ return string.format('%.6f', since - now)
 _REFUND = (
     _HELPERS
     + """
--- KEYS: buckets. ARGV: rate and burst of each. Gives back the token a cancelled caller took.
+-- KEYS: buckets (or windows). ARGV: the waiter id, then rate, burst and sliding of each.
+-- Gives back the call a cancelled caller took.
 local now = clock()
 for i = 1, #KEYS do
-  local rate, burst = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
-  local tokens, since = load(KEYS[i], rate, burst, now)
-  save(KEYS[i], math.min(burst, tokens + 1), since, rate, burst, now)
+  local rate, burst = tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i])
+  if ARGV[3 * i + 1] == '1' then
+    redis.call('ZREM', KEYS[i], ARGV[1])
+  else
+    local tokens, since = load(KEYS[i], rate, burst, now)
+    save(KEYS[i], math.min(burst, tokens + 1), since, rate, burst, now)
+  end
 end
 return 1
 """
@@ -156,8 +213,14 @@ return 1
 _TOKENS = (
     _HELPERS
     + """
--- KEYS[1]: the bucket. ARGV: rate, burst. Its tokens now (nothing written).
-local tokens = load(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), clock())
+-- KEYS[1]: the bucket (or window). ARGV: rate, burst, sliding. Its tokens now (nothing
+-- written but a window's lapsed calls dropped).
+local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), clock()
+if ARGV[3] == '1' then
+  local count = window(KEYS[1], burst, burst / rate, now)
+  return string.format('%.17g', burst - count)
+end
+local tokens = load(KEYS[1], rate, burst, now)
 return string.format('%.17g', tokens)
 """
 )
@@ -242,7 +305,10 @@ class RedisBudget:
         self._chores: set[asyncio.Task[None]] = set()
 
     def bucket_key(self, scope: str) -> str:
-        return f"{self._prefix}budget:{scope}"
+        """The key of ``scope``'s bucket, or of its sliding window (a sorted set)."""
+        rate = rate_of(self._rates, scope)
+        kind = "budget-window" if rate is not None and rate.sliding else "budget"
+        return f"{self._prefix}{kind}:{scope}"
 
     def urgent_key(self, scope: str) -> str:
         return f"{self._prefix}budget-urgent:{scope}"
@@ -330,7 +396,7 @@ class RedisBudget:
         scopes = list(waiter.rates)
         args: list[str | float] = ["1" if waiter.urgent else "0", waiter.id, self._urgent_ttl]
         for rate in waiter.rates.values():
-            args += [rate.per_second, rate.burst]
+            args += _rate_args(rate)
         keys = [self.bucket_key(s) for s in scopes] + [self.urgent_key(s) for s in scopes]
         reply = await self._redis_call(self._take_script(keys=keys, args=args))
         took, wait_us, now_us, *state = reply
@@ -348,9 +414,9 @@ class RedisBudget:
             except BudgetUnavailable:
                 answer = None
             if answer is not None and answer.took:
-                args: list[float] = []
+                args: list[str | float] = [waiter.id]
                 for rate in waiter.rates.values():
-                    args += [rate.per_second, rate.burst]
+                    args += _rate_args(rate)
                 keys = [self.bucket_key(scope) for scope in waiter.rates]
                 await self._redis_call(self._refund_script(keys=keys, args=args))
         if waiter.urgent:
@@ -369,7 +435,7 @@ class RedisBudget:
         self._spawn(self._pauses, self._pause(scope, rate, seconds), f"budget pause {scope}")
 
     async def _pause(self, scope: str, rate: Rate, seconds: float) -> None:
-        args = [rate.per_second, rate.burst, seconds]
+        args = [*_rate_args(rate), seconds]
         await self._redis_call(self._pause_script(keys=[self.bucket_key(scope)], args=args))
 
     def available(self, scope: str) -> float:
@@ -386,7 +452,7 @@ class RedisBudget:
         """Tokens in ``scope``'s bucket now, as Redis counts them (``inf`` with no rate)."""
         if (rate := rate_of(self._rates, scope)) is None:
             return math.inf
-        args = [rate.per_second, rate.burst]
+        args = _rate_args(rate)
         reply = await self._redis_call(
             self._tokens_script(keys=[self.bucket_key(scope)], args=args)
         )
@@ -410,6 +476,11 @@ class RedisBudget:
         owner.add(task)
         task.add_done_callback(owner.discard)
         task.add_done_callback(_log_failure)
+
+
+def _rate_args(rate: Rate) -> list[str | float]:
+    """A scope's rate as the scripts read it: per second, burst, sliding (1 or 0)."""
+    return [rate.per_second, rate.burst, "1" if rate.sliding else "0"]
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -351,6 +351,7 @@ class StreamReply:
         self._gone = False
         self._gave_up = False
         self._halted = False  # stopped by the person: nothing more is appended
+        self._last_words_by_append: bool | None = None  # see _words_by_append
         self._refused: StreamingRefused | None = None
         self._flusher: asyncio.Task[None] | None = None
 
@@ -535,16 +536,24 @@ class StreamReply:
             if room - FENCE_ROOM < 1:
                 return _Stop(current, close=_fence_marks(current.text)[0])
             return _Append(_cut(pending, room - FENCE_ROOM), cards, fills=True)
-        if self._final and (pending or cards) and not self._halted:
-            # The last words go as an append (Tier 4, plentiful) and the stop carries nothing:
-            # only the stop waits on Tier 2, which every start and stop of the workspace shares,
-            # so the whole answer shows as soon as the model ends it.
+        if self._final and (pending or cards) and not self._halted and self._words_by_append():
             return _Append(pending, cards=cards)
         if self._final:
             return _Stop(current, pending, cards=cards, final=True)
         if self._halted or not (pending or cards):
             return None
         return _Append(pending, cards=cards)
+
+    def _words_by_append(self) -> bool:
+        """Whether the last words go as an append, the stop carrying nothing — decided once,
+        when the answer ends. They go with the stop, saving an append of the budget every
+        stream of the workspace shares, when a stop is free right then; else as an append
+        (Tier 4, plentiful), so the whole answer shows at once while only the stop waits on
+        Tier 2, which every start and stop of the workspace shares."""
+        if self._last_words_by_append is None:
+            scopes = self._scopes(_Stop(self._messages[-1]))
+            self._last_words_by_append = not all(self._budget.available(s) >= 1 for s in scopes)
+        return self._last_words_by_append
 
     def _opening(
         self, last: _Message | None, pending: str, cards: tuple[TaskUpdate, ...]

@@ -22,9 +22,10 @@ Where the platform streams natively (Slack; on Discord these two do not run):
   ``DEFAULT_RATES`` shared by every reply: starts and stops from ``slack.stream.start``, appends
   from ``slack.stream.append``, at most one append a second per reply.
 - ``auto`` — ``[slack] streaming = "auto"`` as the Slack bot decides it when an answer begins
-  (``bots.slack.answers``: a DM, or an agent thread, streams natively while the workspace's
-  ``slack.stream.start`` bucket holds a token, else it is an edited ``LiveReply``), both kinds on
-  one shared budget.
+  (``bots.slack.answers``: a DM, or an agent thread, streams natively while
+  :class:`adapters.reply_mix.ReplyMix` finds the appends' budget no more crowded than the
+  edits' and the workspace's ``slack.stream.start`` window has a start free, else it is an
+  edited ``LiveReply``), both kinds on one shared budget.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import Any, TypeVar
 
 from adapters.budget import DEFAULT_RATES, Rate, TokenBucketBudget
 from adapters.live import LiveReply
+from adapters.reply_mix import ReplyMix
 from adapters.stream_reply import Reply, StreamReply
 from adapters.surface import Draft, SurfaceRateLimited
 from bench.edits_platform import SimulatedSurface
@@ -111,19 +113,24 @@ def native(clock: FakeClock) -> Bot:
 
 def auto(clock: FakeClock) -> Bot:
     budget = TokenBucketBudget(clock=clock)
+    mix = ReplyMix(budget)
 
     async def bot(index: int, events: Events, surface: SimulatedSurface) -> None:
         def edited() -> LiveReply:
             return LiveReply(surface, budget, clock=clock, name=str(index))
 
         target = surface.stream()
-        if await budget.try_acquire(target.limits.start_scopes):
+        limits = target.limits
+        append, edit = limits.append_scopes[0], limits.edit_scopes[0]
+        if await mix.streams(start=limits.start_scopes, append=append, edit=edit):
             reply: Reply = StreamReply(
                 target, budget, clock=clock, fallback=edited, start_paid=True, name=str(index)
             )
+            scope = append
         else:
-            reply = edited()
-        await _answer(reply, events)
+            reply, scope = edited(), edit
+        with mix.live(scope):
+            await _answer(reply, events)
 
     return bot
 

@@ -114,7 +114,9 @@ def model_registry(
 def edit_rates(settings: Settings) -> dict[str, Rate]:
     """The configured edit rates, by scope kind (``slack_workspace`` → ``slack.workspace``)."""
     return {
-        name.replace("_", "."): Rate.per(rate.count, rate.seconds, burst=rate.burst)
+        name.replace("_", "."): Rate.window(int(rate.count), rate.seconds)
+        if rate.sliding
+        else Rate.per(rate.count, rate.seconds, burst=rate.burst)
         for name, rate in settings.edit_budget
     }
 

@@ -63,9 +63,16 @@ def most_in_window(times: list[float], window: float) -> int:
 def test_rate_per_and_validation() -> None:
     assert Rate.per(45, 60, burst=5) == Rate(per_second=0.75, burst=5)
     assert Rate.per(3, 5).burst == 1
-    for bad in ({"per_second": 0, "burst": 1}, {"per_second": 1, "burst": 0.5}):
+    assert Rate.window(20, 60) == Rate(per_second=1 / 3, burst=20, sliding=True)
+    assert Rate.window(20, 60).seconds == pytest.approx(60)
+    bad_rates: list[dict[str, float | bool]] = [
+        {"per_second": 0, "burst": 1},
+        {"per_second": 1, "burst": 0.5},
+        {"per_second": 1, "burst": 2.5, "sliding": True},
+    ]
+    for bad in bad_rates:
         with pytest.raises(ValueError, match="must be"):
-            Rate(**bad)
+            Rate(**bad)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -82,6 +89,48 @@ def test_defaults_never_exceed_the_platform_limit_in_any_window(
 ) -> None:
     rate = DEFAULT_RATES[kind]
     assert rate.burst + rate.per_second * window <= limit
+
+
+@pytest.mark.parametrize("kind", ["slack.stream.start", "slack.stream.stop"])
+def test_slacks_tier_2_is_a_sliding_window_one_short_of_its_limit(kind: str) -> None:
+    rate = DEFAULT_RATES[kind]
+    assert rate.sliding
+    assert (rate.burst, rate.seconds) == (19, pytest.approx(60))
+
+
+async def test_a_sliding_window_grants_its_count_at_once_then_as_calls_lapse(
+    clock: FakeClock,
+) -> None:
+    """As Slack counts: a quiet minute's 3 calls at once; the next when the first lapses."""
+    scope = ("slack.stream.start:T1",)
+    budget = TokenBucketBudget({"slack.stream.start": Rate.window(3, 60)}, clock=clock)
+    replies = Replies(budget, clock)
+    replies.start("a", scope, edits=2)
+    await clock.advance(10)
+    replies.start("b", scope, edits=3)
+    await clock.advance(200)
+    assert replies.times == pytest.approx([0, 0, 10, 60, 60])
+    assert most_in_window(replies.times, 60 - 1e-6) == 3
+    assert await budget.try_acquire(scope) is True  # 60 + 60 has passed: the window is quiet
+    assert budget.available(scope[0]) == 2
+    await replies.stop()
+
+
+async def test_a_paused_window_lets_one_call_through_when_the_pause_ends(
+    clock: FakeClock,
+) -> None:
+    scope = ("slack.stream.start:T1",)
+    budget = TokenBucketBudget({"slack.stream.start": Rate.window(3, 60)}, clock=clock)
+    budget.pause(scope, 30)
+    budget.pause(scope, 5)  # a shorter pause does not end a longer one
+    assert budget.available(scope[0]) == 0
+    replies = Replies(budget, clock)
+    replies.start("a", scope, edits=3)
+    await clock.advance(100)
+    assert replies.times == pytest.approx([30, 50, 70])  # then at the window's rate
+    await clock.advance(200)  # the window empties and its scope is dropped on a sweep
+    assert budget.available(scope[0]) == 3
+    await replies.stop()
 
 
 async def test_a_burst_at_once_then_the_sustained_rate(clock: FakeClock) -> None:

@@ -155,6 +155,55 @@ async def test_two_processes_never_exceed_the_rate_in_any_window(
         )
 
 
+async def test_two_processes_never_exceed_a_sliding_window(
+    connect: Callable[[], Awaitable[Redis]], prefix: str
+) -> None:
+    rate = Rate.window(5, 0.25)
+    budgets = [Recording(await connect(), {"slack.workspace": rate}, key_prefix=prefix)
+               for _ in range(2)]  # fmt: skip
+    wanted = 15
+
+    async def reply(budget: RedisBudget) -> None:
+        while sum(len(b.grants) for b in budgets) < wanted:
+            await budget.acquire((SCOPE,))
+
+    await asyncio.gather(*(reply(budget) for budget in budgets for _ in range(3)))
+
+    times = sorted(t for budget in budgets for t in budget.grants)
+    assert wanted <= len(times) <= wanted + 5
+    assert all(budget.grants for budget in budgets)
+    assert most_in_window(times, 0.25 - 1e-4) <= 5
+    assert most_in_window(times[:5], 0.01) == 5  # a quiet window's calls all go at once
+
+
+async def test_a_sliding_window_is_a_sorted_set_paused_and_counted_alike(
+    connect: Callable[[], Awaitable[Redis]], prefix: str, redis: Redis
+) -> None:
+    sleeps = Sleeps()
+    rates = {**RATES, "slack.stream.start": Rate.window(3, 60)}
+    a = RedisBudget(await connect(), rates, key_prefix=prefix, sleep=sleeps)
+    b = RedisBudget(await connect(), rates, key_prefix=prefix)
+    starts = "slack.stream.start:T1"
+    assert a.bucket_key(starts) == f"{prefix}budget-window:{starts}"
+    assert [await budget.try_acquire((starts,)) for budget in (a, b, a, b)] == [
+        True, True, True, False
+    ]  # fmt: skip
+    assert await b.tokens(starts) == 0
+    assert await redis.zcard(a.bucket_key(starts)) == 3
+    assert 60_000 < await redis.pttl(a.bucket_key(starts)) <= 61_000
+    a.pause((starts,), 90)
+    a.pause((starts,), 10)  # a shorter pause does not end a longer one
+    names: list[str] = []
+    waiting = start(a, (starts,), names, "a")
+    await sleeps.until_asked(1)
+    assert 89 < sleeps.asked[0] <= 90  # until the pause ends, by Redis's clock
+    assert await b.tokens(starts) == 0
+    assert await redis.zcard(a.bucket_key(starts)) == 3  # its last 3 calls: what decides
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    await a.aclose()
+
+
 async def test_a_pause_blocks_every_process(
     connect: Callable[[], Awaitable[Redis]], prefix: str, redis: Redis
 ) -> None:
@@ -254,10 +303,12 @@ async def test_a_cancelled_or_crashed_urgent_caller_releases_the_others(
     assert await a.tokens(SCOPE) < 1
 
 
+@pytest.mark.parametrize("rate", [SLOW, Rate.window(5, 60)], ids=["bucket", "window"])
 async def test_a_cancelled_caller_takes_nothing(
-    connect: Callable[[], Awaitable[Redis]], prefix: str
+    connect: Callable[[], Awaitable[Redis]], prefix: str, rate: Rate
 ) -> None:
-    budget = RedisBudget(await connect(), RATES, key_prefix=prefix, sleep=Sleeps())
+    rates = {**RATES, "slack.workspace": rate}
+    budget = RedisBudget(await connect(), rates, key_prefix=prefix, sleep=Sleeps())
     granted = 0
     for turns in range(12):  # cancelled at every point of its life: before, during, after
         task = asyncio.create_task(budget.acquire((SCOPE,), urgent=turns % 2 == 0))

@@ -255,3 +255,27 @@ async def test_suggested_prompts_are_offered_when_the_messages_tab_opens(bot: Ha
     ]
     assert await bot.send(app_home_opened(ADA, DM, tab="home")) == 200
     assert bot.writes().count("assistant.threads.setSuggestedPrompts") == 1
+
+
+async def test_answers_asked_together_share_both_budgets(
+    start: Callable[..., Awaitable[Harness]],
+) -> None:
+    """With appends twice as plentiful as edits (as Slack's Tier 4 and Tier 3 are), two DM
+    answers streaming natively have the room per answer one edited answer has: the third answer
+    asked meanwhile is edited, and every answer finishes whole."""
+    appends = {"count": 2000, "seconds": 1, "burst": 100}
+    bot = await start(slack__streaming="auto", edit_budget__slack_stream_append=json.dumps(appends))
+    held = [Held(openai_chunks(f"Answer {n}: one two three"), after=3) for n in range(3)]
+    asked = []
+    for n, reply in enumerate(held):
+        bot.gateway.enqueue(reply)
+        asked.append(said := await asked_in_a_dm(bot, f"question {n}"))
+        await bot.until(lambda said=said: any(m.text for m in replies(bot, DM, said)), "words")
+    for reply in held:
+        reply.go.set()
+    await bot.until(lambda: bot.bot.busy == 0, "every answer finished")
+
+    streamed = [bool(bot.slack.stream(DM, replies(bot, DM, said)[0].ts)) for said in asked]
+    assert streamed == [True, True, False]
+    for n, said in enumerate(asked):
+        assert replies(bot, DM, said)[-1].shown == f"Answer {n}: one two three"

@@ -146,6 +146,29 @@ async def test_appends_are_batched_within_the_append_budget() -> None:
     assert scene.target.visible() == [answer]
 
 
+async def test_the_last_words_go_with_the_stop_when_a_stop_is_free() -> None:
+    scene = Scene()
+    answer = "one two three"
+    await scene.run([(0.0, text("one ")), (0.6, finished(answer))])
+    assert scene.sent("append") == []  # the stop carried them: one call of the shared Tier 4 saved
+    (stop,) = scene.sent("stop")
+    assert (stop.markdown, stop.at) == ("two three", pytest.approx(0.6))
+    assert scene.target.visible() == [answer]
+
+
+async def test_the_last_words_go_as_an_append_while_the_stops_wait() -> None:
+    """No stop free (one start and stop a minute here): the answer shows whole at once, as an
+    append, and only the empty stop waits for its window."""
+    scene = Scene(rates={"slack.stream.start": Rate.window(1, 60)})
+    answer = "one two three"
+    await scene.run([(0.0, text("one ")), (0.6, finished(answer))], until=90.0)
+    (last,) = scene.sent("append")
+    assert (last.markdown, last.at) == ("two three", pytest.approx(0.6))
+    (stop,) = scene.sent("stop")
+    assert (stop.markdown, stop.at) == ("", pytest.approx(60.0))
+    assert scene.target.visible() == [answer]
+
+
 async def test_an_answer_past_the_rollover_continues_in_new_messages_with_nothing_lost() -> None:
     scene = Scene()
     paragraph = "The quick brown fox jumps over the lazy dog. " * 20 + "\n\n"

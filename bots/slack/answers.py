@@ -30,8 +30,9 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.budget import EditBudget
+from adapters.budget import EditBudget, Rate
 from adapters.live import LiveReply
+from adapters.reply_mix import ReplyMix
 from adapters.slack_stream import SlackStream
 from adapters.slack_surface import SlackSurface
 from adapters.stream_reply import Reply, StreamingRefused, StreamReply
@@ -120,6 +121,7 @@ class SlackAnswers:
         surface_client: AsyncWebClient,
         budget: EditBudget,
         show_reasoning: bool,
+        rates: Mapping[str, Rate] | None = None,
     ) -> None:
         self._workspace = workspace
         self._store = store
@@ -132,6 +134,8 @@ class SlackAnswers:
         self._answering: dict[tuple[str, str], int] = {}  # (thread, message ts) -> turn id
         self._no_streaming: set[str] = set()  # workspaces where Slack refused native streaming
         self._native: dict[int, bool] = {}  # turn id -> streams natively (its start paid)
+        self._mix = ReplyMix(budget, rates)
+        self._live: dict[int, str] = {}  # turn id -> the budget scope its answer spends from
         self.on_stop: Callable[[int], None] = lambda turn_id: None
         """What Slack's own Stop on a native stream does (the bot's Stop path, by turn id)."""
 
@@ -193,9 +197,11 @@ class SlackAnswers:
                 name=f"slack {turn.key} turn {turn.id}",
             )  # fmt: skip
 
-        if not self._native.pop(turn.id, False):  # recovered deliveries are edited
-            return edited()
         key = turn.key
+        if not self._native.pop(turn.id, False):  # recovered deliveries are edited
+            self._counted(turn, f"slack.workspace:{key.workspace}")
+            return edited()
+        self._counted(turn, f"slack.stream.append:{key.workspace}")
         direct = key.channel.startswith("D")
         stream = SlackStream(
             self._surface_client, channel=key.channel, thread_ts=key.thread, team=key.workspace,
@@ -209,11 +215,20 @@ class SlackAnswers:
             name=f"slack {turn.key} turn {turn.id} (streamed)",
         )  # fmt: skip
 
+    def _counted(self, turn: Turn, scope: str) -> None:
+        """The answer is live, spending from ``scope``, until the turn is finished."""
+        if (was := self._live.pop(turn.id, None)) is not None:
+            self._mix.ended(was)
+        self._live[turn.id] = scope
+        self._mix.began(scope)
+
     async def _streams(self, turn: Turn) -> bool:
         """Whether the turn's answer streams natively (``[slack] streaming``): ``native`` where
-        Slack allows it; ``auto`` in DMs, while the workspace's budget for new streams has a
-        start free — taken now, for this answer (a burst of answers edits instead of queueing
-        behind Slack's 20 starts a minute, and two answers never count on one start)."""
+        Slack allows it; ``auto`` in DMs, while :class:`~adapters.reply_mix.ReplyMix` finds the
+        workspace's append budget no more crowded per answer than its ``chat.update`` budget
+        and a start is free — taken now, for this answer (a burst of answers edits instead of
+        queueing behind Slack's 20 starts a minute, and two answers never count on one
+        start)."""
         mode, team = self._settings.streaming, turn.key.workspace
         if mode == "edit" or team in self._no_streaming:
             return False
@@ -221,7 +236,9 @@ class SlackAnswers:
         if mode == "native":
             await self._budget.acquire(start)
             return True
-        return turn.key.channel.startswith("D") and await self._budget.try_acquire(start)
+        return turn.key.channel.startswith("D") and await self._mix.streams(
+            start=start, append=f"slack.stream.append:{team}", edit=f"slack.workspace:{team}"
+        )
 
     def _refused(self, team: str, refused: StreamingRefused) -> None:
         if team not in self._no_streaming:
@@ -232,6 +249,8 @@ class SlackAnswers:
     async def finished(self, turn: Turn) -> None:
         self._asked.pop(turn.id, None)
         self._native.pop(turn.id, None)
+        if (scope := self._live.pop(turn.id, None)) is not None:
+            self._mix.ended(scope)
         self._status_shown.discard(turn.id)
         self._answering.pop((str(turn.key), turn.order), None)
 

@@ -59,7 +59,7 @@ from bots.commands import Commands
 from bots.feedback import record as record_feedback
 from bots.readiness import Readiness
 from bots.replies import FEEDBACK_THANKS, MEMORY_DOWN, NOT_YOURS
-from bots.runtime import Runtime
+from bots.runtime import Runtime, edit_rates
 from bots.slack.answers import (
     ASSISTANT_STATUS,
     FEEDBACK_ACTION,
@@ -115,7 +115,7 @@ class SlackBot:
         self._answers = SlackAnswers(
             workspace=self.workspace, store=runtime.store, settings=self._settings,
             surface_client=surface_client, budget=budget,
-            show_reasoning=runtime.settings.llm.show_reasoning,
+            show_reasoning=runtime.settings.llm.show_reasoning, rates=edit_rates(runtime.settings),
         )  # fmt: skip
         self.worker = TurnWorker(
             store=runtime.store, engine=runtime.engine, platform=self._answers, budget=budget,
