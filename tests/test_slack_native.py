@@ -269,8 +269,13 @@ async def test_answers_asked_together_share_both_budgets(
     asked = []
     for n, reply in enumerate(held):
         bot.gateway.enqueue(reply)
-        asked.append(said := await asked_in_a_dm(bot, f"question {n}"))
-        await bot.until(lambda said=said: any(m.text for m in replies(bot, DM, said)), "words")
+        said = await asked_in_a_dm(bot, f"question {n}")
+        asked.append(said)
+
+        def began(said: str = said) -> bool:
+            return any(m.text for m in replies(bot, DM, said))
+
+        await bot.until(began, "the first words")
     for reply in held:
         reply.go.set()
     await bot.until(lambda: bot.bot.busy == 0, "every answer finished")

@@ -152,7 +152,8 @@ async def test_the_last_words_go_with_the_stop_when_a_stop_is_free() -> None:
     await scene.run([(0.0, text("one ")), (0.6, finished(answer))])
     assert scene.sent("append") == []  # the stop carried them: one call of the shared Tier 4 saved
     (stop,) = scene.sent("stop")
-    assert (stop.markdown, stop.at) == ("two three", pytest.approx(0.6))
+    assert stop.markdown == "two three"
+    assert stop.at == pytest.approx(0.6)
     assert scene.target.visible() == [answer]
 
 
@@ -163,9 +164,11 @@ async def test_the_last_words_go_as_an_append_while_the_stops_wait() -> None:
     answer = "one two three"
     await scene.run([(0.0, text("one ")), (0.6, finished(answer))], until=90.0)
     (last,) = scene.sent("append")
-    assert (last.markdown, last.at) == ("two three", pytest.approx(0.6))
+    assert last.markdown == "two three"
+    assert last.at == pytest.approx(0.6)
     (stop,) = scene.sent("stop")
-    assert (stop.markdown, stop.at) == ("", pytest.approx(60.0))
+    assert stop.markdown == ""
+    assert stop.at == pytest.approx(60.0)
     assert scene.target.visible() == [answer]
 
 
