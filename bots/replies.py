@@ -19,6 +19,7 @@ __all__ = [
     "NOT_YOURS",
     "OFFLINE",
     "ONLY_A_MENTION",
+    "ONLY_FILES",
     "RESTARTING",
     "STOPPED",
     "THINKING",
@@ -37,6 +38,8 @@ TOO_LONG = (
 BROKEN = "Sorry, something went wrong before I could answer. Please try again."
 ONLY_A_MENTION = "(They mentioned you without saying anything else.)"
 """What the model reads when a message was only a mention of the bot."""
+ONLY_FILES = "(They sent the attached files without saying anything else.)"
+"""What the model reads as the text of a message made of files alone (and a mention)."""
 INTERRUPTED = "I was interrupted while answering — please ask again."
 """A turn whose worker died after a tool ran: it is not run again (a tool never runs twice)."""
 OFFLINE = "I was offline when you asked — please ask again."

@@ -73,7 +73,7 @@ def _offline_endpoint(llm: LLMSettings, server: OfflineLLMServer) -> ModelEndpoi
     base_url = server.openai_base_url if llm.protocol == "openai" else server.anthropic_base_url
     return ModelEndpoint(
         name=OFFLINE_MODEL, protocol=llm.protocol, base_url=base_url, model=MODEL_NAME,
-        supports_images=False, context_budget_tokens=llm.context_budget_tokens, offline=True,
+        supports_images=True, context_budget_tokens=llm.context_budget_tokens, offline=True,
     )  # fmt: skip
 
 
@@ -212,7 +212,9 @@ class Runtime:
             )
             if store is None:
                 store = await open_store(  # only the default location's directory is made
-                    settings.store.resolved_url(), make_directories=settings.store.url is None
+                    settings.store.resolved_url(),
+                    make_directories=settings.store.url is None,
+                    blob_max_bytes=settings.store.blob_max_bytes,
                 )
                 stack.push_async_callback(store.close)
             models = model_registry(settings, endpoints, http=http)

@@ -338,7 +338,13 @@ class TurnWorker:
                 await self._store.forget_message(turn.key, turn.order)
                 return
             try:
-                prepared = await self._platform.prepare(lease)
+                # Preparing may take long (files downloaded): the lease is kept meanwhile. A
+                # lease lost needs no action here: the next fenced write refuses it.
+                async with keep_lease(
+                    self._store, lease, lease_seconds=self._timing.lease_seconds,
+                    on_lost=_ignored, sleep=self._timing.sleep,
+                ):  # fmt: skip
+                    prepared = await self._platform.prepare(lease)
             except LeaseLost:
                 raise
             except Exception as error:
@@ -659,3 +665,7 @@ def _stop_error(answer: _Answer) -> str | None:
 
 async def _nothing(refs: tuple[MessageRef, ...]) -> None:
     """Redelivered messages are saved by ``delivered``."""
+
+
+def _ignored() -> None:
+    """A lease lost while a turn is prepared: the next fenced write refuses it."""

@@ -96,7 +96,10 @@ class AttachmentSettings(Section):
 # --- what the model is sent ---------------------------------------------------------------------
 
 ImageType = messages.ImageType
-SkipReason = Literal["unsupported", "corrupt", "too_big", "bomb", "encrypted", "empty", "limit"]
+SkipReason = Literal[
+    "unsupported", "corrupt", "too_big", "bomb", "encrypted", "empty", "limit", "download"
+]
+"""Why a file was skipped; ``download``: the platform layer could not fetch it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

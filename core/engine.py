@@ -39,6 +39,10 @@ context too long: another model would only hide the mistake. The note is part of
 and saved final text, but not of the assistant message in the history, like the length note:
 it is for the user, and a model that reads its own past notes starts writing them.
 
+**Images.** A model that cannot take images (its setting, or its gateway's 400 saying so, after
+which the call is asked once more without them) reads a note per image instead
+(:mod:`core.vision`); the answer then ends with a line telling the user, once per conversation.
+
 A process-wide semaphore caps concurrent gateway requests; tools run outside it. Nothing a
 turn waits for is unbounded: the model call has the client's timeouts and the retry deadline,
 each tool call its timeout, and every wait is cancellable; a tool that fails in any way (its
@@ -109,6 +113,7 @@ from core.store.errors import StoreError
 from core.store.journal import Lease, LeaseLost, Turn
 from core.store.trim import estimate_tokens, trim
 from core.tools import ToolContext, ToolOutcome, ToolRegistry
+from core.vision import UNSEEN_NOTE, ImageSupport, carries_images, refuses_images, without_images
 
 __all__ = ["STOPPED", "ConversationEngine", "EngineConfig", "user_message_for"]
 
@@ -176,6 +181,7 @@ class ConversationEngine:
         self._sleep = sleep
         self._clock = clock
         self._gate = request_gate or asyncio.Semaphore(config.max_concurrent_requests)
+        self._images = ImageSupport()  # models that cannot take images; threads told so
 
     @property
     def model(self) -> str:
@@ -288,6 +294,7 @@ class _Turn:
         self.budget = self.model.endpoint.context_budget_tokens
         self.shrunk = False  # the context was trimmed harder once for this model
         self.text_seen = False  # a text delta was shown, even of a call later voided
+        self.unseen_images = False  # a model call was sent notes instead of images
         self.attempts = 0  # attempts of the current model call (for the fallback's event)
         self.completed = False  # the final event was made
         self.ended = False  # the final write was made (or tried)
@@ -330,6 +337,9 @@ class _Turn:
                          self.budget)  # fmt: skip
                 continue
             except LLMError as error:
+                if self._images_refused(error):
+                    rounds -= 1
+                    continue
                 if (switch := self._fallback(error)) is not None:
                     yield switch
                     rounds -= 1
@@ -358,8 +368,12 @@ class _Turn:
     async def _model_call(self, *, last: bool) -> AsyncGenerator[EngineEvent, None]:
         engine = self.engine
         client = self.model.client
+        messages = [*self.history, *self.new]
+        if not engine._images.sees_images(self.model.endpoint) and carries_images(messages):
+            self.unseen_images = True
+            messages = [without_images(message) for message in messages]
         request = engine._model_request(
-            self.model.endpoint.model, [*self.history, *self.new], budget=self.budget,
+            self.model.endpoint.model, messages, budget=self.budget,
             last=last, turn=self.turn, instructions=self.instructions,
         )  # fmt: skip
         separator = bool("".join(self.shown))
@@ -458,6 +472,14 @@ class _Turn:
             note = FALLBACK_NOTE.format(model=self.model.name, primary=self.chain[0].name)
             self.shown.append(note)
             yield TextDelta(text=note)
+        if (
+            self.unseen_images
+            and "".join(self.shown).strip()
+            and self.engine._images.first_notice(self.turn.key)
+        ):
+            note = UNSEEN_NOTE.format(model=self.model.name)
+            self.shown.append(note)
+            yield TextDelta(text=note)
         text = "".join(self.shown)
         if not text.strip():
             yield self._failed(_empty_answer(message))
@@ -481,6 +503,21 @@ class _Turn:
         self.assembler = MessageAssembler()  # what the failed call began (usage) is void
         reason = f"{failed.name} is unavailable ({error.message}); asking {self.model.name}"
         return ModelRetrying(attempt=self.attempts, wait=0.0, reason=reason, busy=True)
+
+    def _images_refused(self, error: LLMError) -> bool:
+        """The gateway said the model cannot take images, and the call carried some: remember
+        the model as image-less (every later call to it gets notes instead) and ask again."""
+        endpoint = self.model.endpoint
+        images = self.engine._images
+        if not (refuses_images(error) and images.sees_images(endpoint)):
+            return False
+        if not carries_images([*self.history, *self.new]):
+            return False
+        images.refused(endpoint)
+        log.warning("model %s cannot take images (%s); asking it again without them",
+                    self.model.name, error)  # fmt: skip
+        self.assembler = MessageAssembler()
+        return True
 
     def _retrying(self, error: LLMError, attempt: int, wait: float) -> None:
         self.attempts = attempt + 1
@@ -630,8 +667,8 @@ def _for_model(message: Message, model: ConfiguredModel) -> Message:
     """``message`` as a fallback model may read it: without the reasoning another model wrote
     (its thinking blocks are signed for that model, and a gateway refuses foreign ones).
 
-    Images: messages carry none yet. When they do, this is where they are replaced by a short
-    text for a model whose ``endpoint.supports_images`` is false."""
+    Images are left in: each model call replaces them with notes for a model that cannot take
+    them (``_Turn._model_call``, :mod:`core.vision`), whichever model of the chain it is."""
     if isinstance(message, AssistantMessage) and (message.thinking or message.reasoning):
         return message.model_copy(update={"thinking": (), "reasoning": ""})
     return message

@@ -18,10 +18,10 @@ __all__ = [
     "AssistantMessage",
     "Attachment",
     "ConversationBreak",
+    "ConversationKey",
     "FileNote",
     "FileText",
     "ImageContent",
-    "ConversationKey",
     "Message",
     "ModelRequest",
     "RedactedThinking",
@@ -84,7 +84,8 @@ class ImageContent(_Frozen):
     bytes), in its blob table and the message without them; loading the message fills ``data``
     back in, or leaves it ``None`` when the blob is no longer kept (retention, the size cap) —
     the model is then told an image was attached and is gone. ``description`` is one plain
-    line ("an image, 640×480 PNG") for a model that cannot see images and for notes.
+    line (the kind, size and format: "an image, 640 by 480 PNG") for a model that cannot see
+    images and for notes.
     """
 
     type: Literal["image"] = "image"

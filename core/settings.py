@@ -380,7 +380,12 @@ class StoreSettings(Section):
     recovery_max_age: float = Field(default=3600.0, gt=0)
     """An unanswered turn found after a restart is answered only if it is younger than this."""
     retention_days: float | None = Field(default=None, gt=0)
-    """History and finished turns older than this many days are deleted; ``None`` keeps them."""
+    """History and finished turns older than this many days are deleted; ``None`` keeps them.
+    Attached images not used (sent to the model, or attached again) for as long go too."""
+    blob_max_bytes: int = Field(default=1 << 30, ge=0)  # core.store.BLOB_MAX_BYTES
+    """The most bytes of attached images the store keeps, so later turns of a thread still
+    see them (1 GiB by default; ``0`` keeps none). Past it, the least recently used images are
+    deleted; a later turn is then told an image was attached and is no longer kept."""
 
     def resolved_url(self, *, data_dir: Path | None = None) -> str:
         """``url``, or ``sqlite:///<data dir>/relaybot/relaybot.db`` (SQLAlchemy's spelling:

@@ -144,6 +144,7 @@ async def test_a_version_3_sqlite_file_gains_channel_settings_and_usage(tmp_path
     with sqlite3.connect(path) as db:  # as relaybot before channel settings left it
         db.execute("DROP TABLE channel_settings")
         db.execute("DROP TABLE token_usage")
+        db.execute("DROP TABLE blobs")  # and what came after them
         db.execute("PRAGMA user_version = 3")
 
     again = await SqliteStore.open(path)
@@ -156,7 +157,7 @@ async def test_a_version_3_sqlite_file_gains_channel_settings_and_usage(tmp_path
     finally:
         await again.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchall() == [(4,)]
+        assert db.execute("PRAGMA user_version").fetchall() == [(5,)]
 
 
 async def test_a_version_2_postgres_schema_gains_channel_settings_and_usage(
@@ -166,8 +167,8 @@ async def test_a_version_2_postgres_schema_gains_channel_settings_and_usage(
     await (await PostgresStore.open(url)).close()
     connection = await asyncpg.connect(url)
     try:  # as relaybot before channel settings left it
-        await connection.execute("DROP TABLE channel_settings, token_usage")
-        await connection.execute("DELETE FROM relaybot_schema WHERE version = 3")
+        await connection.execute("DROP TABLE channel_settings, token_usage, blobs")
+        await connection.execute("DELETE FROM relaybot_schema WHERE version >= 3")
     finally:
         await connection.close()
 
@@ -182,4 +183,4 @@ async def test_a_version_2_postgres_schema_gains_channel_settings_and_usage(
         versions = await connection.fetch("SELECT version FROM relaybot_schema ORDER BY version")
     finally:
         await connection.close()
-    assert [row["version"] for row in versions] == [1, 2, 3]
+    assert [row["version"] for row in versions] == [1, 2, 3, 4]

@@ -188,6 +188,7 @@ async def test_a_version_2_sqlite_file_gains_feedback_and_keeps_its_turns(tmp_pa
         db.execute("DROP TABLE feedback")
         db.execute("DROP TABLE channel_settings")  # and what came after it
         db.execute("DROP TABLE token_usage")
+        db.execute("DROP TABLE blobs")
         db.execute("PRAGMA user_version = 2")
 
     again = await SqliteStore.open(path)
@@ -197,7 +198,7 @@ async def test_a_version_2_sqlite_file_gains_feedback_and_keeps_its_turns(tmp_pa
     finally:
         await again.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchall() == [(4,)]
+        assert db.execute("PRAGMA user_version").fetchall() == [(5,)]
 
 
 async def test_a_version_1_postgres_schema_gains_feedback_and_keeps_its_turns(
@@ -209,7 +210,7 @@ async def test_a_version_1_postgres_schema_gains_feedback_and_keeps_its_turns(
     await opened.close()
     connection = await asyncpg.connect(url)
     try:  # as relaybot before feedback left it
-        await connection.execute("DROP TABLE feedback, channel_settings, token_usage")
+        await connection.execute("DROP TABLE feedback, channel_settings, token_usage, blobs")
         await connection.execute("DELETE FROM relaybot_schema WHERE version >= 2")
     finally:
         await connection.close()
@@ -225,7 +226,7 @@ async def test_a_version_1_postgres_schema_gains_feedback_and_keeps_its_turns(
         versions = await connection.fetch("SELECT version FROM relaybot_schema ORDER BY version")
     finally:
         await connection.close()
-    assert [row["version"] for row in versions] == [1, 2, 3]
+    assert [row["version"] for row in versions] == [1, 2, 3, 4]
 
 
 # --- the helper a button calls ----------------------------------------------------------------

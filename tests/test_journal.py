@@ -894,7 +894,7 @@ async def test_a_version_1_file_keeps_its_threads(tmp_path: Path, open_file: Ope
     await store.answered(lease, messages=[answer("Rain.")], text="Rain.", finish_reason="stop")
     await store.close()
 
-    assert rows(path, "PRAGMA user_version") == [(4,)]
+    assert rows(path, "PRAGMA user_version") == [(5,)]
     again = await open_file(path)
     assert await again.load(slack) == [*old, user("And next week?"), answer("Rain.")]
     await again.close()

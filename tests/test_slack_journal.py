@@ -21,7 +21,7 @@ import pytest
 
 from adapters.slack_surface import STOP_ACTION
 from bots.replies import STOPPED, THINKING, TOO_LONG
-from bots.slack.answers import FILES_NOTE, NOTICES
+from bots.slack.answers import FILES_SKIPPED, NOTICES
 from bots.slack.messages import thread_history
 from core.messages import AssistantMessage, ConversationKey, UserMessage
 from core.store import MemoryStore, StoreError, Turn
@@ -264,7 +264,7 @@ def test_a_thread_read_back_keeps_answers_and_people_only() -> None:
     thread = [
         {"type": "message", "user": JEANNE, "ts": "1.000001", "text": "<@UBOT> which db?"},
         bot_said("1.000002", [markdown("SQLite.")], "SQLite."),
-        bot_said("1.000003", [], FILES_NOTE),  # a notice, posted as text
+        bot_said("1.000003", [], FILES_SKIPPED.format(notes='"a.zip" was skipped: no.')),
         bot_said("1.000004", [markdown(too_long)], too_long),  # a notice, in Markdown
         bot_said("1.000005", [context(":warning: _Sorry._")], "Sorry."),  # a status line only
         bot_said("1.000006", [context(f"_{THINKING}_"), stop], THINKING),  # a placeholder

@@ -62,6 +62,13 @@ EVENT_SCOPES: dict[str, str | None] = {
     "message.mpim": "mpim:history",  # group DMs the bot is in
 }
 
+FILE_SCOPES: dict[str, str] = {
+    # a file URL the Slack code downloads → the scope Slack requires for it (without it,
+    # Slack answers url_private with its sign-in page)
+    "url_private": "files:read",
+    "url_private_download": "files:read",
+}
+
 COMMAND_SCOPE = "commands"
 """The scope every slash command needs (docs.slack.dev/interactivity/implementing-slash-commands):
 the manifest asks for it exactly when the bot listens for a command."""
@@ -190,10 +197,24 @@ def test_the_scopes_are_exactly_those_the_calls_and_events_need(path: Path) -> N
     called = set().union(*(web_api_methods(code) for code in SLACK_CODE))
     needed = {scope for method in called for scope in METHOD_SCOPES.get(method, ())}
     needed |= {scope for event in events(path) if (scope := EVENT_SCOPES[event]) is not None}
+    needed |= {FILE_SCOPES[url] for code in SLACK_CODE for url in file_urls(code)}
     if slash_commands(path):
         needed.add(COMMAND_SCOPE)
     assert set(events(path)) == set(EVENT_SCOPES)
     assert set(scopes(path)) == needed
+
+
+def file_urls(path: Path) -> set[str]:
+    """The file URLs of Slack's file objects a module reads: ``file.get("url_private")``."""
+    return {
+        node.value
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Constant) and node.value in FILE_SCOPES
+    }
+
+
+def test_the_bot_downloads_files() -> None:
+    assert set().union(*(file_urls(path) for path in SLACK_CODE)) == set(FILE_SCOPES)
 
 
 def slash_commands(path: Path) -> set[str]:

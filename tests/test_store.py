@@ -243,13 +243,13 @@ async def test_a_new_store_survives_a_restart(
     assert (await again.load(KEY))[-1] == user("after the restart")
 
 
-async def test_the_file_is_wal_with_schema_version_4(tmp_path: Path, closing: Closing) -> None:
+async def test_the_file_is_wal_with_schema_version_5(tmp_path: Path, closing: Closing) -> None:
     path = tmp_path / "relaybot.db"
     store = await closing(SqliteStore.open(path))
     await store.append(KEY, [user("hi")])
     await store.close()
     assert rows(path, "PRAGMA journal_mode") == [("wal",)]
-    assert rows(path, "PRAGMA user_version") == [(4,)]
+    assert rows(path, "PRAGMA user_version") == [(5,)]
     assert rows(path, "SELECT conversation, seq, turn FROM messages") == [(str(KEY), 1, None)]
 
 
@@ -280,7 +280,7 @@ async def test_a_newer_schema_is_an_error(tmp_path: Path) -> None:
     make_database(path, "PRAGMA user_version = 7")
     assert await open_error(path) == (
         f"sqlite store {path}: written by a newer relaybot (schema version 7, this one knows"
-        " up to 4); upgrade relaybot or use another file"
+        " up to 5); upgrade relaybot or use another file"
     )
 
 
@@ -406,7 +406,7 @@ async def test_processes_opening_a_new_file_at_once_all_succeed(tmp_path: Path) 
     assert [result for result in results if not result.endswith(": ok")] == []
     for round_ in range(20):
         path = tmp_path / f"{round_}.db"
-        assert rows(path, "PRAGMA user_version") == [(4,)]
+        assert rows(path, "PRAGMA user_version") == [(5,)]
         assert rows(path, "SELECT count(*) FROM messages") == [(3,)]
 
 

@@ -10,6 +10,9 @@ from hypothesis import strategies as st
 
 from core.messages import (
     AssistantMessage,
+    FileNote,
+    FileText,
+    ImageContent,
     Message,
     RedactedThinking,
     SystemMessage,
@@ -18,7 +21,7 @@ from core.messages import (
     ToolResult,
     UserMessage,
 )
-from core.store.trim import estimate_tokens, trim
+from core.store.trim import MAX_IMAGE_TOKENS, estimate_tokens, image_tokens, trim
 
 SYSTEM = SystemMessage(text="You are a test bot.")  # 5 tokens: 4 overhead + 19 chars / 4
 
@@ -55,6 +58,48 @@ def test_estimate_is_a_quarter_of_the_characters_plus_overhead() -> None:
     assert estimate_tokens(user("")) == 4
     assert estimate_tokens(UserMessage(text="x" * 396, author_name="Ada!")) == 4 + 100
     assert estimate_tokens(result("c1", size=387)) == 4 + 100  # c1 + get_weather + 387 chars
+
+
+def image(width: int, height: int, *, data: str | None = "A" * 400_000) -> ImageContent:
+    """An image whose base64 (400,000 characters by default) must not count as text."""
+    return ImageContent(
+        name="shot.png", media_type="image/png", sha256="00" * 32, width=width, height=height,
+        description=f"an image, {width} by {height} PNG", data=data,
+    )  # fmt: skip
+
+
+def test_an_image_costs_its_pixels_over_750_capped_never_its_base64() -> None:
+    assert (image_tokens(640, 480), image_tokens(1, 1), image_tokens(1568, 1568)) == (
+        410,
+        1,
+        MAX_IMAGE_TOKENS,
+    )
+    assert estimate_tokens(UserMessage(text="x" * 400, attachments=(image(640, 480),))) == (
+        4 + 100 + 4 + 410
+    )
+
+
+def test_file_texts_and_notes_cost_their_text_and_a_gone_image_its_sentence() -> None:
+    text = FileText(name="a.py", text="y" * 800, description="a text file, 800 characters")
+    note = FileNote(name="b.exe", note="n" * 40)
+    gone = image(640, 480, data=None)
+    assert estimate_tokens(UserMessage(text="", attachments=(text, note))) == 4 + 204 + 14
+    assert 4 + 4 + 20 <= estimate_tokens(UserMessage(text="", attachments=(gone,))) < 4 + 4 + 40
+
+
+def test_a_thread_of_images_is_trimmed_to_the_newest_that_fit() -> None:
+    """Ten screenshots of 1,600 tokens each do not fit 8,000 tokens: the oldest go."""
+    thread: list[Message] = [SYSTEM]
+    for number in range(10):
+        thread += [
+            UserMessage(text=f"shot {number}", attachments=(image(1568, 1000),)),
+            answer("I see it."),
+        ]
+    kept = trim(thread, 8_000)
+    assert cost(kept) <= 8_000
+    assert [m.text for m in kept if isinstance(m, UserMessage)] == [
+        f"shot {n}" for n in (6, 7, 8, 9)
+    ]
 
 
 def test_estimate_counts_tool_calls_and_thinking_but_not_reasoning() -> None:

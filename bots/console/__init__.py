@@ -1,2 +1,2 @@
-"""The terminal: ``relaybot console`` (:mod:`~bots.console.chat`) and ``relaybot ask``
-(:mod:`~bots.console.ask`)."""
+"""The terminal: ``relaybot console`` (:mod:`~bots.console.chat`, with files attached by
+:mod:`~bots.console.files`) and ``relaybot ask`` (:mod:`~bots.console.ask`)."""

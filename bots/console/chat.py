@@ -1,7 +1,10 @@
 """``relaybot console``: chat with the model in a terminal.
 
 The session is one conversation, kept in the configured store (SQLite by default); ``/new``
-(or ``/reset``) starts a new one and ``/exit`` (or end of input) leaves. The other ``/…`` lines
+(or ``/reset``) starts a new one and ``/exit`` (or end of input) leaves. ``/attach PATH`` adds a
+local file to the next message (:mod:`bots.console.files`: read and prepared at once, so a
+file that cannot be sent is said then; the prompt names what is attached), ``/attach`` alone
+lists them and ``/detach`` drops them. The other ``/…`` lines
 are relaybot's commands (:mod:`bots.commands`: ``/model``, ``/prompt``, ``/usage``, ``/help``),
 run with the console as its own admin; an unknown one gets the help and never reaches the
 model. On a terminal the reply grows in
@@ -31,12 +34,14 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from adapters.budget import EditBudget
 from adapters.console_surface import ConsoleSurface
 from adapters.live import LiveReply
 from adapters.surface import MessageRef, Surface
 from bots.commands import NAMES, Commands, Invoker, Where, parse
+from bots.console.files import ATTACH_HELP, Attached
 from bots.replies import BROKEN, NEW_CONVERSATION, THINKING
 from bots.runtime import Runtime
 from bots.settings import Settings
@@ -54,7 +59,7 @@ log = logging.getLogger("relaybot.console")
 HELP = "Type a message. /new (or /reset) starts a new conversation, /exit leaves."
 WORKSPACE, CHANNEL, USER = "local", "terminal", "local"
 """The console's conversation key parts and its one user (who is its own admin)."""
-PROMPT = "[bold cyan]you \N{SINGLE RIGHT-POINTING ANGLE QUOTATION MARK}[/] "
+PROMPT = "[bold cyan]you{attached} \N{SINGLE RIGHT-POINTING ANGLE QUOTATION MARK}[/] "
 PLATFORM = "a terminal"
 CLAIM_TTL = 24 * 3600.0
 EARLIER = "relaybot: the answer to “{question}”, left unfinished by an earlier session:"
@@ -70,6 +75,7 @@ class ConsoleBot:
         self._session = _new_session()
         self._asked = 0  # lines accepted in this session
         settings = runtime.settings
+        self._attached = Attached(settings.attachments)  # files for the next message
         self._screen = _Screen(
             console, runtime.budget, interactive=interactive,
             show_reasoning=settings.llm.show_reasoning, session=lambda: self._session,
@@ -102,12 +108,23 @@ class ConsoleBot:
                     self._session, self._asked = _new_session(), 0
                     self._say(NEW_CONVERSATION)
                     continue
+                if text == "/detach":
+                    self._say(self._attached.detach())
+                    continue
+                if text == "/attach" or text.startswith("/attach "):
+                    self._say(await self._attached.add(text.removeprefix("/attach")))
+                    continue
                 if text.startswith("/"):
                     await self._command(text)
                     continue
                 await self.answer(text)
         finally:
             await self._worker.close()
+
+    def prompt(self) -> str:
+        """The prompt's rich markup, naming the files that go with the next message."""
+        names = self._attached.names()
+        return PROMPT.format(attached=f" [dim]{escape(f'[{names}]')}[/dim]" if names else "")
 
     async def answer(self, text: str) -> None:
         """One turn, rendered as it streams. Ctrl-C on a terminal stops it, not the program."""
@@ -136,22 +153,30 @@ class ConsoleBot:
             log.exception("could not run the command %r", command.name)
             self._say(BROKEN)
             return
-        if command.name == "help" or command.name not in NAMES:
+        helped = command.name == "help" or command.name not in NAMES
+        if helped:
             self._say(HELP)
         self._say(answer.text)
+        if helped:  # after relaybot's commands: the console's own
+            self._say(ATTACH_HELP)
 
     async def _accepted(self, text: str) -> Lease:
-        """The line as a turn of the journal, taken by this console's worker."""
+        """The line, with the files attached to it, as a turn of the journal, taken by this
+        console's worker. The files are let go once it is accepted."""
         store = self._runtime.store
         self._asked += 1
         key = ConversationKey(
             platform="console", workspace=WORKSPACE, channel=CHANNEL, thread=self._session
         )
+        question = UserMessage(
+            text=text, author_id=USER, author_name="you", attachments=self._attached.message()
+        )
         turn = await store.accept(
             event_id=f"console:{self._session}:{self._asked}", key=key,
             order=f"{self._asked:012d}", platform=PLATFORM, claim_ttl=CLAIM_TTL,
-            question=UserMessage(text=text, author_id=USER, author_name="you"),
+            question=question,
         )  # fmt: skip
+        self._attached.clear()
         lease = await store.take(
             key, owner=self._worker.owner, lease_seconds=self._timing.lease_seconds
         )
@@ -165,7 +190,8 @@ class ConsoleBot:
         await self._worker.idle()
 
     def _say(self, line: str) -> None:
-        self._console.print(line, style="dim" if self._interactive else None, highlight=False)
+        style = "dim" if self._interactive else None
+        self._console.print(line, style=style, highlight=False, markup=False)
 
 
 class _Screen:
@@ -240,7 +266,7 @@ async def run_console(settings: Settings, *, console: Console | None = None) -> 
         bot = ConsoleBot(runtime, console, interactive=interactive)
         if interactive:
             console.print(f"relaybot · {runtime.endpoint.model} · {HELP}", style="dim")
-        await bot.run(_prompt_reader(console) if interactive else _plain_reader())
+        await bot.run(_prompt_reader(console, bot.prompt) if interactive else _plain_reader())
     return 0
 
 
@@ -248,10 +274,10 @@ def _new_session() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def _prompt_reader(console: Console) -> Callable[[], str | None]:
+def _prompt_reader(console: Console, prompt: Callable[[], str]) -> Callable[[], str | None]:
     def read() -> str | None:
         try:
-            return console.input(PROMPT)
+            return console.input(prompt())
         except EOFError:
             return None
 

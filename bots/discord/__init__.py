@@ -7,6 +7,7 @@
 - :mod:`~bots.discord.channels`: its own calls apart from a reply's (threads, notices, typing).
 - :mod:`~bots.discord.stop`: the Stop button under an answer while it streams.
 - :mod:`~bots.discord.messages`: messages read into plain words; a thread's name.
+- :mod:`~bots.discord.files`: the files a message carries, downloaded and read for the model.
 - :mod:`~bots.discord.sessions`: which conversation a DM belongs to.
 - :mod:`~bots.discord.settings`: the ``[discord]`` settings.
 """

@@ -22,7 +22,9 @@ How: the event handler only looks at the message and starts a task (``TaskOwner`
 turns the text into plain words (:mod:`bots.discord.messages`) and *accepts* it in the store's
 turn journal at once — claim ``discord:<message id>``, the question, a queued turn, in one
 transaction; Discord never sends a message twice, so nothing earlier may be lost — then wakes
-the :class:`~bots.turns.TurnWorker`. A mention in a channel is keyed by its message id before
+the :class:`~bots.turns.TurnWorker`. Files the message carries are downloaded and read when its
+turn is prepared, not here (:mod:`bots.discord.files`); a message of files alone is a question
+about them. A mention in a channel is keyed by its message id before
 any thread exists (the thread opened from a message takes its id). The worker answers a
 thread's turns one at a time, in message order, through its platform
 (:mod:`bots.discord.platform`): it opens or unarchives the thread, refuses an over-long
@@ -51,11 +53,12 @@ from bots.commands import Commands
 from bots.discord.channels import Channel, fetch_thread, say, the_channel
 from bots.discord.client import DiscordUnavailable, stay_connected
 from bots.discord.commands import SlashCommands
+from bots.discord.files import MessageFiles, pending, remote_files
 from bots.discord.messages import Names, plain_text
 from bots.discord.platform import DM, DiscordPlatform
 from bots.discord.sessions import DirectSessions
 from bots.discord.stop import StopButtons
-from bots.replies import BROKEN, MEMORY_DOWN, NEW_CONVERSATION, ONLY_A_MENTION
+from bots.replies import BROKEN, MEMORY_DOWN, NEW_CONVERSATION, ONLY_A_MENTION, ONLY_FILES
 from bots.runtime import Runtime
 from bots.store_faults import StoreFaults
 from bots.tasks import TaskOwner, cancel_and_wait
@@ -95,8 +98,11 @@ class DiscordBot:
         )
         self._connection: asyncio.Task[None] | None = None
         budget = runtime.budget
+        self._files = MessageFiles(
+            settings=settings.attachments, api_url=self._settings.api_url, journal=runtime.store,
+        )  # fmt: skip
         self._platform = DiscordPlatform(
-            client, budget=budget, settings=self._settings,
+            client, budget=budget, settings=self._settings, files=self._files,
             show_reasoning=settings.llm.show_reasoning, stop_view=self._stop_view,
         )  # fmt: skip
         self._grace = runtime.settings.runtime.shutdown_grace
@@ -176,6 +182,7 @@ class DiscordBot:
         await self._tasks.close()
         await self._worker.shutdown(self._grace)
         await self._platform.close()
+        await self._files.aclose()
         await self.client.close()
         if self._connection is not None:
             await cancel_and_wait(self._connection)
@@ -258,27 +265,35 @@ class DiscordBot:
             self._worker.wake(turn.key)
 
     async def _accept(self, message: discord.Message, channel: Channel) -> Turn | None:
-        """The message as a queued turn of the journal; ``None`` when it was accepted already
-        or is no question (``reset`` in a DM, answered here)."""
-        text = self._plain_text(message)
-        if message.attachments:
-            names = ", ".join(a.filename for a in message.attachments)
-            text += f"\n\n(Attached, but you cannot read them: {names}.)"
+        """The message as a queued turn of the journal, its files noted for the worker;
+        ``None`` when it was accepted already or is no question (``reset`` in a DM, answered
+        here)."""
+        text = self._plain_text(message).strip()
+        files = remote_files(message.attachments)
         event_id = f"discord:{message.id}"
-        if message.guild is None and text.strip().lower() == RESET:
+        if message.guild is None and not files and text.lower() == RESET:
             if await self._store.claim(event_id, CLAIM_TTL):
                 self._sessions.reset(channel.id)
                 await say(channel, NEW_CONVERSATION)
             return None
         question = UserMessage(
-            text=text.strip() or ONLY_A_MENTION,
+            text=text or (ONLY_FILES if files else ONLY_A_MENTION),
             author_id=str(message.author.id),
             author_name=message.author.display_name,
+            attachments=pending(files),
         )
-        return await self._store.accept(
-            event_id=event_id, key=self._key(message, channel), order=discord_order(message.id),
-            question=question, platform=PLATFORM, claim_ttl=CLAIM_TTL,
-        )  # fmt: skip
+        self._files.expect(message.id, files)  # before: the worker may take it at once
+        turn = None
+        try:
+            turn = await self._store.accept(
+                event_id=event_id, key=self._key(message, channel),
+                order=discord_order(message.id), question=question, platform=PLATFORM,
+                claim_ttl=CLAIM_TTL,
+            )  # fmt: skip
+        finally:
+            if turn is None:  # accepted before, or not at all: no turn will read them
+                self._files.drop(message.id)
+        return turn
 
     def _key(self, message: discord.Message, channel: Channel) -> ConversationKey:
         """The message's conversation: a DM's current one; the thread it was written in; or,

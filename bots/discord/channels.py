@@ -108,7 +108,12 @@ async def unarchive(thread: discord.Thread) -> None:
         log.warning("cannot unarchive thread %s: %s", thread.id, failure_reason(error))
 
 
-async def say(channel: Channel, text: str, *, reply_to: discord.Message | None = None) -> None:
+async def say(
+    channel: Channel,
+    text: str,
+    *,
+    reply_to: discord.Message | discord.PartialMessage | None = None,
+) -> None:
     """A short notice, pinging no one; a reply to ``reply_to`` when given."""
     options: dict[str, Any] = {}
     if reply_to is not None:

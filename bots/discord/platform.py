@@ -13,13 +13,14 @@ is found from its key and its question's id (``Turn.order``) when the worker get
   cannot have threads) the answer is inline, in the channel, as a reply to the question.
   Recovery, which shows notices without preparing, never opens a thread.
 
-:meth:`prepare` refuses a question longer than ``discord.max_input_chars`` (counting the note
-about attachments: the limit is on what the model would read) with
+:meth:`prepare` refuses a question longer than ``discord.max_input_chars`` with
 :data:`~bots.replies.TOO_LONG`, a reply to it where it was asked (the worker then drops the
-question from the history, so no later turn reads it). Otherwise the bot shows as typing in the
-place until the reply's first message is posted (or the turn ends). The reply's Stop button
-carries the turn's id, so a press on it stops the turn in whichever process receives it
-(:mod:`bots.discord.stop`); no View is kept per message.
+question from the history, so no later turn reads it), before any file is downloaded.
+Otherwise the bot shows as typing in the place until the reply's first message is posted (or
+the turn ends), and meanwhile reads the question's files (:mod:`bots.discord.files`): a file
+that was not read is told in one short line before the answer, its note given to the model.
+The reply's Stop button carries the turn's id, so a press on it stops the turn in whichever
+process receives it (:mod:`bots.discord.stop`); no View is kept per message.
 """
 
 from __future__ import annotations
@@ -35,10 +36,18 @@ from adapters.budget import EditBudget
 from adapters.discord_surface import DiscordSurface
 from adapters.live import LiveReply
 from adapters.surface import MessageRef, Surface
-from bots.discord.channels import Channel, fetch_thread, keep_typing, open_thread, unarchive
+from bots.discord.channels import (
+    Channel,
+    fetch_thread,
+    keep_typing,
+    open_thread,
+    say,
+    unarchive,
+)
+from bots.discord.files import MessageFiles, skipped_notice
 from bots.discord.messages import thread_name
 from bots.discord.settings import DiscordSettings
-from bots.replies import ONLY_A_MENTION, TOO_LONG
+from bots.replies import ONLY_A_MENTION, ONLY_FILES, TOO_LONG
 from bots.tasks import TaskOwner, cancel_and_wait
 from core.store import Lease, Turn
 
@@ -71,10 +80,12 @@ class DiscordPlatform:
         *,
         budget: EditBudget,
         settings: DiscordSettings,
+        files: MessageFiles,
         show_reasoning: bool,
         stop_view: Callable[[int], discord.ui.View],
     ) -> None:
         self._client = client
+        self._files = files
         self._budget = budget
         self._settings = settings
         self._show_reasoning = show_reasoning
@@ -97,6 +108,11 @@ class DiscordPlatform:
         self._typing[turn.id] = self._tasks.spawn(
             keep_typing(place.channel), name=f"discord typing {turn.key} turn {turn.id}"
         )
+        lease, read = await self._files.read(lease, _asked(turn))
+        if (notice := skipped_notice(read)) is not None:
+            reply_to = place.reply_to
+            asked = None if reply_to is None else place.channel.get_partial_message(reply_to)
+            await say(place.channel, notice, reply_to=asked)
         return lease
 
     async def surface(self, turn: Turn) -> DiscordSurface:
@@ -130,6 +146,7 @@ class DiscordPlatform:
 
     async def finished(self, turn: Turn) -> None:
         self._places.pop(turn.id, None)
+        self._files.drop(_asked(turn))  # refused, or failed before its files were read
         await self._stop_typing(turn.id)
 
     async def close(self) -> None:
@@ -166,8 +183,10 @@ class DiscordPlatform:
         return _Place(client.get_partial_messageable(int(key.channel), guild_id=guild), asked)
 
     async def _open_thread(self, channel: discord.TextChannel, turn: Turn) -> discord.Thread | None:
-        question = turn.question.text
-        name = thread_name("" if question == ONLY_A_MENTION else question, fallback=NEW_THREAD)
+        question = turn.question
+        words = "" if question.text in (ONLY_A_MENTION, ONLY_FILES) else question.text
+        files = ", ".join(attached.name for attached in question.attachments)
+        name = thread_name(words, fallback=files or NEW_THREAD)
         return await open_thread(channel.get_partial_message(_asked(turn)), name)
 
 

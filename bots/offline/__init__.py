@@ -6,6 +6,8 @@
 
 - :mod:`~bots.offline.conversation`: what the model reads and writes, protocol-neutral.
 - :mod:`~bots.offline.bodies`: request bodies of both protocols, read into a conversation.
+- :mod:`~bots.offline.attached`: the images and files of a user message, told apart from what
+  the user wrote, and put into words.
 - :mod:`~bots.offline.model`: :class:`OfflineModel`, pure — a request body in, an
   :class:`Answer` out (the words to stream, the tool calls, the finish reason).
 - :mod:`~bots.offline.weather`: "the weather in <city>", and tool results put into words.

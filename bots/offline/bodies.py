@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from bots.offline.attached import AttachedImage, image_from_url, split_parts
 from bots.offline.conversation import (
     Conversation,
     PlannedCall,
@@ -38,7 +39,7 @@ def _read_openai(body: Any) -> Conversation:
         if role in ("system", "developer"):
             system.append(text)
         elif role == "user":
-            said.append(Said(role="user", text=text))
+            said.append(_openai_user(message.get("content")))
         elif role == "assistant":
             calls = tuple(_openai_call(item) for item in message.get("tool_calls") or ())
             said.append(Said(role="assistant", text=text, calls=calls))
@@ -54,6 +55,23 @@ def _read_openai(body: Any) -> Conversation:
     return Conversation(
         said=tuple(said), system="\n".join(system), tools=tools, max_tokens=_limit(limit)
     )
+
+
+def _openai_user(content: Any) -> Said:
+    """A user message: its text, or its parts (``text`` and ``image_url``) with the attached
+    files told apart from what the user wrote."""
+    if not isinstance(content, list):
+        return Said(role="user", text=_text_of(content))
+    parts: list[str | AttachedImage] = []
+    for part in content:
+        if not isinstance(part, dict):
+            raise RequestRejected("messages: a content part must be an object")
+        if part.get("type") == "image_url":
+            parts.append(image_from_url(str(_field(part.get("image_url"), "url") or "")))
+        elif part.get("type") == "text":
+            parts.append(str(part.get("text") or ""))
+    texts, attachments = split_parts(parts)
+    return Said(role="user", text="".join(texts), attachments=attachments)
 
 
 def _openai_call(item: Any) -> PlannedCall:
@@ -97,13 +115,30 @@ def _anthropic_said(message: dict[str, Any]) -> list[Said]:
     if not all(isinstance(block, dict) for block in content):
         raise RequestRejected("messages: a content block must be an object")
     said = [_tool_result(block) for block in content if block.get("type") == "tool_result"]
-    texts = [str(block.get("text") or "") for block in content if block.get("type") == "text"]
     if role == "assistant":
+        texts = [str(block.get("text") or "") for block in content if block.get("type") == "text"]
         calls = tuple(_tool_use(block) for block in content if block.get("type") == "tool_use")
         said.append(Said(role="assistant", text="".join(texts), calls=calls))
-    elif texts:
-        said.append(Said(role="user", text="\n".join(texts)))
+        return said
+    parts = [part for block in content if (part := _anthropic_part(block)) is not None]
+    texts, attachments = split_parts(parts)
+    if texts or attachments:
+        said.append(Said(role="user", text="\n".join(texts), attachments=attachments))
     return said
+
+
+def _anthropic_part(block: dict[str, Any]) -> str | AttachedImage | None:
+    """A text block's text, an image block's image (base64 data, or a link), else ``None``."""
+    if block.get("type") == "text":
+        return str(block.get("text") or "")
+    if block.get("type") != "image":
+        return None
+    source = block.get("source")
+    if _field(source, "type") != "base64":
+        return AttachedImage()
+    return AttachedImage(
+        media_type=str(_field(source, "media_type") or ""), data=str(_field(source, "data") or "")
+    )
 
 
 def _tool_use(block: dict[str, Any]) -> PlannedCall:

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from bots.offline.attached import Attached
+
 __all__ = [
     "Answer",
     "Conversation",
@@ -48,10 +50,12 @@ class PlannedCall:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Said:
-    """One message of the conversation. ``tool`` is one tool result, answering ``call_id``."""
+    """One message of the conversation. ``tool`` is one tool result, answering ``call_id``;
+    ``attachments`` are what a user attached (``text`` is then what they wrote, without them)."""
 
     role: Literal["user", "assistant", "tool"]
     text: str = ""
+    attachments: tuple[Attached, ...] = ()
     calls: tuple[PlannedCall, ...] = ()
     call_id: str = ""
     is_error: bool = False

@@ -1,9 +1,10 @@
 """The offline model: a request body in, an :class:`Answer` out — pure and deterministic.
 
 The same conversation always gets the same answer. The model introduces itself in its first
-answer, echoes and sums up what it was told, counts turns, recalls earlier messages and a name,
-counts to N, asks ``get_weather`` for "the weather in <city>" when that tool is offered, and puts
-tool results into words.
+answer, says what was attached to the last message (images by size and format, files by kind and
+first words: :mod:`~bots.offline.attached`), echoes and sums up what it was told, counts turns,
+recalls earlier messages and a name, counts to N, asks ``get_weather`` for "the weather in
+<city>" when that tool is offered, and puts tool results into words.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterable
 from itertools import takewhile
 from typing import Any
 
+from bots.offline.attached import attachment_sentences
 from bots.offline.bodies import read_conversation
 from bots.offline.conversation import (
     Answer,
@@ -74,8 +76,22 @@ def _plan(conversation: Conversation) -> Answer:
 
 
 def _reply(said: tuple[Said, ...], tools: frozenset[str], digest: str) -> Reply:
-    """The sentences (and tool calls) that answer the last user message."""
-    said_by_user = [s.text for s in said if s.role == "user"]
+    """The sentences (and tool calls) that answer the last user message: what it attached,
+    then the answer to what it says."""
+    users = [s for s in said if s.role == "user"]
+    if not users or not users[-1].attachments:
+        return _answer(said, tools, digest)
+    attached = attachment_sentences(users[-1].attachments)
+    if not users[-1].text.strip():
+        return attached, ()
+    sentences, calls = _answer(said, tools, digest)
+    return attached + sentences, calls
+
+
+def _answer(said: tuple[Said, ...], tools: frozenset[str], digest: str) -> Reply:
+    """The sentences (and tool calls) that answer what the last user message says. Messages
+    that only attached files are not recalled as things said."""
+    said_by_user = [s.text for s in said if s.role == "user" and (s.text or not s.attachments)]
     if not said_by_user:
         return ["You haven't said anything yet — send me a message and I'll echo it back."], ()
     last, earlier = said_by_user[-1], said_by_user[:-1]

@@ -17,7 +17,10 @@ from bots.offline.conversation import RequestRejected, Wire
 from bots.offline.model import MODEL_NAME, OfflineModel
 from bots.offline.sse import Event, anthropic_events, openai_events
 
-__all__ = ["OfflineLLMServer", "run_offline_llm"]
+__all__ = ["MAX_REQUEST_BYTES", "OfflineLLMServer", "run_offline_llm"]
+
+MAX_REQUEST_BYTES = 64 * 1024 * 1024
+"""Requests carry a thread's images as base64 (up to 5 MB each), far past aiohttp's 1 MB."""
 
 
 class OfflineLLMServer(LoopbackServer):
@@ -34,7 +37,7 @@ class OfflineLLMServer(LoopbackServer):
         self.pace = pace
         self._model = model or OfflineModel()
         self._closing = asyncio.Event()
-        app = web.Application()
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         app.router.add_post("/v1/chat/completions", self._chat_completions)
         app.router.add_post("/chat/completions", self._chat_completions)
         app.router.add_post("/v1/messages", self._messages)

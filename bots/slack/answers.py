@@ -6,9 +6,14 @@ needs Slack's Web API comes here, once the worker has taken the turn (:meth:`Sla
 - the asker's name and time zone and the mentioned people's names (``users.info``, cached), and
   the raw text in plain words, saved as the turn's question (``store.revise_question``) — once:
   a question accepted with no ``author_name`` has not been revised yet;
-- a message too long, or only attachments: a notice instead of an answer (attachments with
-  words: a note, and the answer to the words). Length comes first, before any name is looked
-  up, and a message's mentions cost 50 lookups at most: the rest read as ``@unknown``;
+- a message too long: a notice instead of an answer. Length comes first, before any name is
+  looked up, and a message's mentions cost 50 lookups at most: the rest read as ``@unknown``;
+- the message's files, downloaded with the bot token (:class:`~bots.downloads.Downloader`:
+  Slack's file hosts only) and saved with the question — images, texts, and a note for each
+  file that was skipped, which the asker also reads in the thread
+  (:data:`FILES_SKIPPED`). A message of files alone is answered about them. A mention whose
+  event left its files out (:attr:`~bots.slack.messages.SlackMessage.files_left_out`) has its
+  message read back for them;
 - a thread the bot is called into mid-way: read back from ``conversations.replies`` before its
   first turn — the thread was unknown when the message was accepted, and the turn's history
   is its question alone (so not after its messages were deleted, nor for a second message
@@ -38,18 +43,25 @@ from adapters.slack_surface import SlackSurface
 from adapters.stream_reply import Reply, StreamingRefused, StreamReply
 from adapters.surface import MessageRef, Surface
 from bots import replies
-from bots.replies import ONLY_A_MENTION, THINKING, TOO_LONG
-from bots.slack.messages import UNKNOWN, authors, mentioned_users, plain_text, thread_history
+from bots.downloads import Downloader, RemoteFile
+from bots.replies import ONLY_A_MENTION, ONLY_FILES, THINKING, TOO_LONG
+from bots.slack.messages import (
+    UNKNOWN,
+    authors,
+    mentioned_users,
+    plain_text,
+    remote_files,
+    thread_history,
+)
 from bots.slack.settings import SlackSettings
 from bots.slack.workspace import Identity, Workspace
-from core.messages import ConversationKey, UserMessage
+from core.messages import Attachment, ConversationKey, FileNote, UserMessage
 from core.store import ConversationStore, Lease, Turn
 
 __all__ = [
     "ASSISTANT_STATUS",
     "FEEDBACK_ACTION",
-    "FILES_NOTE",
-    "FILES_ONLY",
+    "FILES_SKIPPED",
     "Asked",
     "SlackAnswers",
     "feedback_blocks",
@@ -58,9 +70,10 @@ __all__ = [
 log = logging.getLogger("relaybot.slack")
 
 ASSISTANT_STATUS = "is thinking…"
-FILES_NOTE = "I can't read attachments yet, so I'm answering the text of your message."
-FILES_ONLY = "I can't read attachments yet. Tell me in words what you need, and I'll help."
-NOTICES = (*(getattr(replies, name) for name in replies.__all__), FILES_NOTE, FILES_ONLY)
+FILES_SKIPPED = "I couldn't read everything you attached. {notes}"
+"""Told in the thread, before the answer, when files were skipped: ``notes`` are their notes
+(``"a.zip" was skipped: relaybot cannot read this type of file.``), which the model reads too."""
+NOTICES = (*(getattr(replies, name) for name in replies.__all__), FILES_SKIPPED)
 """Everything the bot posts that is not an answer: never read back as one."""
 MAX_WAITING = 10_000
 """Accepted turns whose listener facts are kept at most (the oldest are dropped: their turns
@@ -103,7 +116,9 @@ def _title(turn: Turn) -> str:
 class Asked:
     """What the listener learned of an accepted message that the journal does not keep."""
 
-    files: tuple[str, ...] = ()
+    files: tuple[RemoteFile, ...] = ()
+    files_left_out: bool = False
+    """The event said the message has files but did not list them: read it back for them."""
     direct: bool = False
     new_thread: bool = True
     """The thread was not known when the message was accepted (not known: it may be)."""
@@ -121,9 +136,11 @@ class SlackAnswers:
         surface_client: AsyncWebClient,
         budget: EditBudget,
         show_reasoning: bool,
+        downloader: Downloader,
         rates: Mapping[str, Rate] | None = None,
     ) -> None:
         self._workspace = workspace
+        self._downloader = downloader
         self._store = store
         self._settings = settings
         self._surface_client = surface_client
@@ -270,16 +287,28 @@ class SlackAnswers:
         text = _plain(question.text, me, names=await self._names(question, me, asker_name))
         if len(text) > limit:
             return lease, TOO_LONG.format(length=len(text), limit=limit)
-        if asked.files and not text:
-            return lease, FILES_ONLY
-        if asked.files:
-            key = lease.turn.key
-            await self._workspace.say(key.channel, key.thread, FILES_NOTE)
-            text += f"\n\n(Attached, but you cannot read them: {', '.join(asked.files)}.)"
+        attachments = await self._attachments(lease.turn, asked)
         revised = UserMessage(
-            text=text or ONLY_A_MENTION, author_id=question.author_id, author_name=asker_name
-        )
+            text=text or (ONLY_FILES if attachments else ONLY_A_MENTION),
+            author_id=question.author_id, author_name=asker_name, attachments=attachments,
+        )  # fmt: skip
         return await self._store.revise_question(lease, revised), None
+
+    async def _attachments(self, turn: Turn, asked: Asked) -> tuple[Attachment, ...]:
+        """The message's files as the question carries them; the asker is told, in one short
+        notice, which were skipped and why."""
+        key = turn.key
+        files = asked.files
+        if not files and asked.files_left_out:
+            message = await self._workspace.message(key.channel, key.thread, turn.order)
+            files = remote_files((message or {}).get("files"))
+        if not files:
+            return ()
+        attachments = await self._downloader.fetch_all(files)
+        if notes := [a.note for a in attachments if isinstance(a, FileNote)]:
+            notice = FILES_SKIPPED.format(notes=" ".join(notes))
+            await self._workspace.say(key.channel, key.thread, notice)
+        return attachments
 
     async def _names(self, question: UserMessage, me: Identity, asker_name: str) -> dict[str, str]:
         """Names of the people ``question`` mentions. The asker's is known already and the bot's

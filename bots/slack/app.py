@@ -46,6 +46,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
+import httpx2
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -56,18 +57,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack_surface import STOP_ACTION
 from bots.commands import Commands
+from bots.downloads import Downloader
 from bots.feedback import record as record_feedback
 from bots.readiness import Readiness
 from bots.replies import FEEDBACK_THANKS, MEMORY_DOWN, NOT_YOURS
 from bots.runtime import Runtime, edit_rates
-from bots.slack.answers import (
-    ASSISTANT_STATUS,
-    FEEDBACK_ACTION,
-    FILES_NOTE,
-    FILES_ONLY,
-    Asked,
-    SlackAnswers,
-)
+from bots.slack.answers import ASSISTANT_STATUS, FEEDBACK_ACTION, Asked, SlackAnswers
 from bots.slack.commands import SHORTCUTS, SlackCommands
 from bots.slack.messages import Deletion, SlackMessage, deletion, user_message
 from bots.slack.settings import SlackSettings
@@ -81,17 +76,20 @@ from core.store import StoreError
 
 __all__ = [
     "ASSISTANT_STATUS",
-    "FILES_NOTE",
-    "FILES_ONLY",
+    "FILE_HOSTS",
     "SlackBot",
     "bot_token",
     "event_id",
+    "file_downloader",
     "slack_bot",
 ]
 
 log = logging.getLogger("relaybot.slack")
 
 SLACK_API = AsyncWebClient.BASE_URL
+FILE_HOSTS = ("files.slack.com", "slack-files.com")
+"""Where Slack serves ``url_private``: the only hosts files are fetched from, with the bot
+token (and the host of ``[slack] api_url`` when it is set)."""
 CLAIM_TTL = 24 * 3600.0
 """Seconds a message stays claimed: Slack re-delivers an event for a few minutes at most."""
 PLATFORM = "Slack"
@@ -115,7 +113,8 @@ class SlackBot:
         self._answers = SlackAnswers(
             workspace=self.workspace, store=runtime.store, settings=self._settings,
             surface_client=surface_client, budget=budget,
-            show_reasoning=runtime.settings.llm.show_reasoning, rates=edit_rates(runtime.settings),
+            show_reasoning=runtime.settings.llm.show_reasoning,
+            downloader=file_downloader(runtime), rates=edit_rates(runtime.settings),
         )  # fmt: skip
         self.worker = TurnWorker(
             store=runtime.store, engine=runtime.engine, platform=self._answers, budget=budget,
@@ -225,7 +224,10 @@ class SlackBot:
         self._faults.worked()
         if turn is None:
             return  # accepted already (the other event of this message, or a retry)
-        asked = Asked(files=message.files, direct=message.direct, new_thread=not known)
+        asked = Asked(
+            files=message.files, files_left_out=message.files_left_out, direct=message.direct,
+            new_thread=not known,
+        )  # fmt: skip
         self._answers.asked(turn, asked)
         self.worker.wake(key)
 
@@ -343,6 +345,24 @@ class SlackBot:
             return
         log.info("%s stopped turn %d in %s", presser, turn_id, turn.key)
         await self._stops.request(turn_id)
+
+
+def file_downloader(runtime: Runtime) -> Downloader:
+    """The downloader of people's files: Slack's file hosts (and the configured API's host)
+    only, with the bot token, over the runtime's HTTP client (which follows no redirect)."""
+    settings = runtime.settings.slack
+    hosts = set(FILE_HOSTS)
+    plain: set[str] = set()
+    if settings.api_url:
+        url = httpx2.URL(settings.api_url)
+        hosts.add(url.host)
+        if url.scheme == "http":
+            plain.add(url.host)
+    token = settings.bot_token.get_secret_value() if settings.bot_token is not None else None
+    return Downloader(
+        settings=runtime.settings.attachments, allowed_hosts=hosts, token=token,
+        token_hosts=hosts, http_hosts=plain, http=runtime.http,
+    )  # fmt: skip
 
 
 def event_id(message: SlackMessage) -> str:

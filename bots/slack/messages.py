@@ -10,6 +10,8 @@ Pure functions over Slack's payloads, no I/O:
   removed, ``<@U1>`` → ``@Ada``, ``<#C1|general>`` → ``#general``, ``<https://x|label>`` →
   ``label (https://x)``, and ``&lt;`` ``&gt;`` ``&amp;`` unescaped. A person whose name was
   not looked up may read as ``@unknown`` (:data:`UNKNOWN`).
+- :func:`remote_files` reads the ``files`` of a message (an event's, or one read back): each
+  file's name, type, reported size and ``url_private_download`` for :mod:`bots.downloads`.
 - :func:`deletion` reads a ``message_deleted`` event: which message of which thread is gone.
 - :func:`thread_history` turns a thread read back from ``conversations.replies`` into the
   conversation's messages: the bot's answers as assistant turns, everyone else's as user
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from bots.downloads import RemoteFile
 from core.messages import AssistantMessage, Message, UserMessage
 
 __all__ = [
@@ -36,6 +39,7 @@ __all__ = [
     "mentioned_users",
     "message_markdown",
     "plain_text",
+    "remote_files",
     "thread_history",
     "user_message",
 ]
@@ -58,7 +62,9 @@ class SlackMessage:
 
     ``thread_ts`` is the thread it was posted in (``None`` at the top level); ``mentions_bot``
     says it @mentions the bot; ``parent_user`` is the author of the thread's first message,
-    when Slack says so; ``files`` are the names of attached files.
+    when Slack says so; ``files`` are its attached files. ``files_left_out``: the event says
+    the message has files (Slack's ``upload`` field) but lists none — an ``app_mention`` may
+    leave them out — so they are read back from the message itself.
     """
 
     team: str
@@ -70,7 +76,8 @@ class SlackMessage:
     text: str
     mentions_bot: bool
     parent_user: str | None = None
-    files: tuple[str, ...] = ()
+    files: tuple[RemoteFile, ...] = ()
+    files_left_out: bool = False
 
     @property
     def thread(self) -> str:
@@ -101,7 +108,7 @@ def user_message(
     if event.get("bot_id") or event.get("bot_profile") or user == bot_user_id:
         return None
     text = event.get("text") or ""
-    files = tuple(str(f.get("name") or "a file") for f in event.get("files") or ())
+    files = remote_files(event.get("files"))
     mentions = kind == "app_mention" or (
         bot_user_id is not None and bot_user_id in mentioned_users(text)
     )
@@ -116,7 +123,31 @@ def user_message(
         mentions_bot=mentions,
         parent_user=event.get("parent_user_id"),
         files=files,
+        files_left_out=not files and "upload" in event,
     )
+
+
+def remote_files(files: object) -> tuple[RemoteFile, ...]:
+    """The files of a message payload's ``files`` (anything else: none). A file Slack gives no
+    download URL for (deleted, hidden by the plan's limits, a Slack Connect file needing
+    ``files.info``) keeps an empty URL: the downloader names it in a note."""
+    if not isinstance(files, list):
+        return ()
+    found = []
+    for file in files:
+        if not isinstance(file, Mapping):
+            continue
+        url = file.get("url_private_download") or file.get("url_private") or ""
+        size = file.get("size")
+        found.append(
+            RemoteFile(
+                name=str(file.get("name") or file.get("title") or "a file"),
+                mime=str(file["mimetype"]) if file.get("mimetype") else None,
+                url=str(url),
+                size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+            )
+        )
+    return tuple(found)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

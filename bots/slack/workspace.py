@@ -1,7 +1,7 @@
 """The Slack workspace as the bot sees it: its own Web API calls, apart from a reply's.
 
 Who the bot is (``auth.test``, once), who a member is (``users.info``, cached: name, time
-zone, admin flag), a thread read back
+zone, admin flag), a thread or one message read back
 (``conversations.replies``), the assistant status under a thread, a short notice, a note only
 one person sees (``chat.postEphemeral``), and whether Slack accepts the bot token
 (``auth.test``). A call that fails is logged — with Slack's error code, never the token — and
@@ -150,6 +150,25 @@ class Workspace:
             )
             return []
         return [m for m in response.get("messages") or () if isinstance(m, dict)]
+
+    async def message(self, channel: str, thread_ts: str, ts: str) -> dict[str, Any] | None:
+        """The message ``ts`` of the thread ``thread_ts`` (its files included), read back with
+        one call; ``None`` when Slack cannot say. Slack puts a thread's parent first whatever
+        the range, so the message is picked out by its ts."""
+        try:
+            response = await _counted(
+                "conversations.replies",
+                self._client.conversations_replies(
+                    channel=channel, ts=thread_ts, oldest=ts, latest=ts, inclusive=True, limit=2
+                ),
+            )
+        except SLACK_FAILURES as error:
+            log.warning(
+                "conversations.replies %s/%s failed: %s", channel, ts, failure_reason(error)
+            )
+            return None
+        messages = response.get("messages") or ()
+        return next((m for m in messages if isinstance(m, dict) and m.get("ts") == ts), None)
 
     async def set_status(
         self, channel: str, thread_ts: str, status: str, *, loading: Sequence[str] = ()

@@ -63,6 +63,7 @@ from core.protocols.payloads import (
     parse_object,
     text_delta,
 )
+from core.protocols.user_parts import UserPart, user_parts
 from core.sse import ServerSentEvent
 
 __all__ = ["AnthropicProtocol", "AnthropicStreamDecoder"]
@@ -142,7 +143,7 @@ def _messages(request: ModelRequest) -> list[dict[str, Any]]:
         match message:
             case UserMessage():
                 role = "user"
-                blocks = [{"type": "text", "text": message.text}] if message.text else []
+                blocks = _user_blocks(message)
             case ToolResult():
                 role = "user"
                 blocks = [_tool_result(message)]
@@ -158,6 +159,19 @@ def _messages(request: ModelRequest) -> list[dict[str, Any]]:
         else:
             out.append({"role": role, "content": blocks})
     return out
+
+
+def _user_blocks(message: UserMessage) -> list[dict[str, Any]]:
+    """Each attachment as an image or text block, then the message's text
+    (:func:`~core.protocols.user_parts.user_parts`); an empty text is no block."""
+    return [_user_block(part) for part in user_parts(message)]
+
+
+def _user_block(part: UserPart) -> dict[str, Any]:
+    if isinstance(part, str):
+        return {"type": "text", "text": part}
+    source = {"type": "base64", "media_type": part.media_type, "data": part.data}
+    return {"type": "image", "source": source}
 
 
 def _tool_result(result: ToolResult) -> dict[str, Any]:

@@ -6,6 +6,7 @@ and turns decoded Server-Sent Events into :mod:`core.events`. ``core.client`` do
 
 from __future__ import annotations
 
+import re
 from typing import Any, Protocol
 
 from core.errors import (
@@ -21,7 +22,13 @@ from core.events import StreamEvent
 from core.messages import ModelRequest
 from core.sse import ServerSentEvent
 
-__all__ = ["StreamDecoder", "WireProtocol", "classify_error", "looks_like_context_overflow"]
+__all__ = [
+    "StreamDecoder",
+    "WireProtocol",
+    "classify_error",
+    "looks_like_context_overflow",
+    "looks_like_image_refusal",
+]
 
 
 class StreamDecoder(Protocol):
@@ -79,6 +86,28 @@ _CONTEXT_MARKERS = (
 def looks_like_context_overflow(kind: str | None, message: str | None) -> bool:
     text = f"{kind or ''} {message or ''}".lower()
     return any(marker in text for marker in _CONTEXT_MARKERS)
+
+
+_IMAGE_REFUSAL = re.compile(
+    r"(?:not|n't|no endpoints found that) supports? (?:images?|image input|vision|multi-?modal)"
+    r"|image[ _]?(?:url|input|content)s? (?:is|are) (?:only supported|not supported|unsupported)"
+    r"|(?:images?|image input|vision) (?:is |are )?(?:not supported|unsupported)"
+    r"|not a multi-?modal model"
+    r"|at most 0 images?"
+    r"|missing data required for image input",
+    re.IGNORECASE,
+)
+"""How gateways say a model cannot take images: OpenAI ("image_url is only supported by certain
+models"), Anthropic-compatible and Ollama ("this model does not support image input"; older
+Ollama "this model is missing data required for image input"), OpenRouter ("No endpoints found
+that support image input", a 404), vLLM ("... is not a multimodal model", "At most 0 image(s)
+may be provided in one request"), and the variants of "images are not supported"."""
+
+
+def looks_like_image_refusal(kind: str | None, message: str | None) -> bool:
+    """Whether an error says the model cannot take images (the request carried some)."""
+    text = " ".join(f"{kind or ''} {message or ''}".split())
+    return _IMAGE_REFUSAL.search(text) is not None
 
 
 def classify_error(

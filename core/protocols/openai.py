@@ -49,6 +49,7 @@ from core.protocols.payloads import (
     parse_object,
     text_delta,
 )
+from core.protocols.user_parts import UserPart, user_parts
 from core.sse import ServerSentEvent
 
 __all__ = ["OpenAIProtocol", "OpenAIStreamDecoder"]
@@ -121,7 +122,7 @@ def _messages(request: ModelRequest) -> list[dict[str, Any]]:
     for message in request.messages:
         match message:
             case UserMessage():
-                out.append({"role": "user", "content": message.text})
+                out.append({"role": "user", "content": _user_content(message)})
             case AssistantMessage():
                 out.append(_assistant(message))
             case ToolResult():
@@ -129,6 +130,20 @@ def _messages(request: ModelRequest) -> list[dict[str, Any]]:
                     {"role": "tool", "tool_call_id": message.call_id, "content": message.content}
                 )
     return out
+
+
+def _user_content(message: UserMessage) -> str | list[dict[str, Any]]:
+    """The text alone, or, with attachments, a list of parts: each image as a data URL, each
+    text as a text part, the message's text last (:func:`~core.protocols.user_parts.user_parts`)."""
+    if not message.attachments:
+        return message.text
+    return [_user_part(part) for part in user_parts(message)]
+
+
+def _user_part(part: UserPart) -> dict[str, Any]:
+    if isinstance(part, str):
+        return {"type": "text", "text": part}
+    return {"type": "image_url", "image_url": {"url": f"data:{part.media_type};base64,{part.data}"}}
 
 
 def _assistant(message: AssistantMessage) -> dict[str, Any]:

@@ -29,7 +29,9 @@ of a thread one at a time, in order. Votes on answers are :mod:`core.store.feedb
 are :mod:`core.store.channels` (:class:`ChannelSettingsStore`, :class:`ChannelSettings`,
 :data:`UNCHANGED`); each user's tokens per UTC day and calendar month are
 :mod:`core.store.usage` (:class:`UsageLedger`, :class:`Usage`, :func:`user_key`). Trimming a
-history to a token budget is :mod:`core.store.trim`.
+history to a token budget is :mod:`core.store.trim`. The images of user messages are kept
+apart, once by hash, under a size cap (``blob_max_bytes``, :data:`BLOB_MAX_BYTES` by default)
+and the retention of ``prune``: :mod:`core.store.blobs`.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import Literal
 
 from core.store.base import ConversationStore, StoreError
+from core.store.blobs import BLOB_MAX_BYTES
 from core.store.channels import (
     MAX_PROMPT_CHARS,
     UNCHANGED,
@@ -55,6 +58,7 @@ from core.store.sqlite import SqliteStore
 from core.store.usage import Usage, UsageLedger, user_key
 
 __all__ = [
+    "BLOB_MAX_BYTES",
     "MAX_PROMPT_CHARS",
     "UNCHANGED",
     "ChannelSettings",
@@ -85,23 +89,28 @@ _EXPECTED = "memory://, sqlite:///path/to/file.db or postgresql://user@host:5432
 
 
 async def open_store(
-    url: str, *, clock: Callable[[], float] | None = None, make_directories: bool = True
+    url: str,
+    *,
+    clock: Callable[[], float] | None = None,
+    make_directories: bool = True,
+    blob_max_bytes: int = BLOB_MAX_BYTES,
 ) -> ConversationStore:
     """Open the store ``url`` names (see the module docs); ``clock`` times claims and leases
     (by default ``time.time``, and the server's ``now()`` for Postgres).
     ``make_directories=False`` refuses a SQLite file whose directory does not exist.
+    ``blob_max_bytes`` caps the bytes of the images the store keeps (``0``: none).
 
-    Raises ``ValueError`` for a URL it does not understand, :class:`StoreError` for a store
-    that cannot be used. The caller closes the store.
+    Raises ``ValueError`` for a URL it does not understand (or a negative cap),
+    :class:`StoreError` for a store that cannot be used. The caller closes the store.
     """
     kind, path = _parse(url)
     if kind == "postgres":
-        return await PostgresStore.open(url, clock=clock)
+        return await PostgresStore.open(url, clock=clock, blob_max_bytes=blob_max_bytes)
     if kind == "memory":
-        return MemoryStore(clock=clock or time.time)
+        return MemoryStore(clock=clock or time.time, blob_max_bytes=blob_max_bytes)
     if not make_directories:
         _require_directory(path)
-    return await SqliteStore.open(path, clock=clock or time.time)
+    return await SqliteStore.open(path, clock=clock or time.time, blob_max_bytes=blob_max_bytes)
 
 
 def _require_directory(path: str) -> None:

@@ -29,7 +29,8 @@ __all__ = ["ConversationStore", "StoreError"]
 class ConversationStore(TurnJournal, FeedbackLog, ChannelSettingsStore, UsageLedger, Protocol):
     async def load(self, key: ConversationKey) -> list[Message]:
         """Every message of the conversation, oldest first; ``[]`` for a new one. Messages of
-        no turn (``append``) come first, then each turn's, in the turns' order."""
+        no turn (``append``) come first, then each turn's, in the turns' order. Images come
+        with their data while the store keeps it (:mod:`core.store.blobs`)."""
         ...
 
     async def append(self, key: ConversationKey, messages: Sequence[Message]) -> None:

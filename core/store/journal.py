@@ -36,6 +36,8 @@ store, not a process's memory, holds the promise to answer it::
   edit what a dead worker left behind.
 
 Every method that changes a turn is atomic. Times come from the store's clock (seconds).
+Every method that saves a user message keeps its images' bytes apart, in the same transaction,
+and every method that returns history puts them back (:mod:`core.store.blobs`).
 """
 
 from __future__ import annotations
@@ -77,7 +79,8 @@ class Turn:
     event_id: str
     """The claim it was accepted under (``slack:T1:C2:1700000000.000100``)."""
     question: UserMessage
-    """The user's message, as saved at accept."""
+    """The user's message, as saved at accept: its images without their data, which the blob
+    table keeps (:mod:`core.store.blobs`) and :meth:`TurnJournal.history` puts back."""
     platform: str
     """Where it was asked, in words the model reads ("Slack")."""
     timezone: str | None = None
@@ -269,8 +272,8 @@ class TurnJournal(Protocol):
         ...
 
     async def prune(self, *, older_than: float) -> int:
-        """Delete history and ended turns accepted before ``older_than`` (retention); how
-        many messages were deleted.
+        """Delete history and ended turns accepted before ``older_than`` (retention), and the
+        images last used before it (:mod:`core.store.blobs`); how many messages were deleted.
 
         A turn goes whole: an ended (``delivered`` or ``failed``) turn accepted before
         ``older_than`` is deleted with all its messages, even those stored after it; a turn

@@ -2,7 +2,8 @@
 this process only (tests, the terminal bot).
 
 Messages are stored serialized, exactly as the SQLite store writes them, so a message that a
-file could not hold fails here too and a loaded message never aliases a saved one. Each method
+file could not hold fails here too and a loaded message never aliases a saved one; images are
+kept apart, once by hash, as every store keeps them (:mod:`core.store.blobs`). Each method
 changes the store without awaiting anything, so it is atomic among the tasks of the process.
 """
 
@@ -17,6 +18,7 @@ from typing import Literal
 
 from core.messages import ConversationBreak, ConversationKey, Message, UserMessage
 from core.store.base import StoreError
+from core.store.blobs import BLOB_MAX_BYTES, Blob, filled, fitting, set_apart, wanted
 from core.store.channels import UNCHANGED, Change, ChannelSettings, check_change
 from core.store.codec import decode_message, encode_message
 from core.store.feedback import Feedback, FeedbackTotals
@@ -35,14 +37,28 @@ class _Stored:
     created_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class _KeptBlob:
+    data: bytes
+    stored_at: float
+    last_used_at: float
+
+
 class MemoryStore:
     """A :class:`~core.store.base.ConversationStore` in dicts; everything is lost on exit.
 
-    ``clock`` gives the time (seconds) that claims and leases expire by.
+    ``clock`` gives the time (seconds) that claims and leases expire by; ``blob_max_bytes``
+    caps the bytes of the images kept (:mod:`core.store.blobs`).
     """
 
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, *, clock: Callable[[], float] = time.time, blob_max_bytes: int = BLOB_MAX_BYTES
+    ) -> None:
+        if blob_max_bytes < 0:
+            raise ValueError(f"blob_max_bytes cannot be negative, not {blob_max_bytes}")
         self._clock = clock
+        self._blob_max_bytes = blob_max_bytes
+        self._blobs: dict[str, _KeptBlob] = {}  # sha256 -> an image's bytes
         self._conversations: dict[str, list[_Stored]] = {}
         self._claims: dict[str, float] = {}  # event id -> expiry
         self._expiries: list[tuple[float, str]] = []  # a heap, to prune expired claims
@@ -65,14 +81,18 @@ class MemoryStore:
 
     async def append(self, key: ConversationKey, messages: Sequence[Message]) -> None:
         self._check_open()
-        self._add(str(key), None, _encoded(messages))
+        bodies, blobs = _encoded(messages)
+        self._add(str(key), None, bodies)
+        self._keep_blobs(blobs)
 
     async def break_conversation(self, key: ConversationKey) -> None:
         self._check_open()
         conversation = str(key)
         turns = [self._turns[id_] for id_ in self._threads.get(conversation, [])]
         last = max(turns, key=lambda turn: (turn.order, turn.id), default=None)
-        self._add(conversation, None if last is None else last.id, _encoded([ConversationBreak()]))
+        self._add(
+            conversation, None if last is None else last.id, [encode_message(ConversationBreak())]
+        )
 
     async def claim(self, event_id: str, ttl: float) -> bool:
         _check_ttl(ttl)
@@ -101,9 +121,10 @@ class MemoryStore:
     ) -> Turn | None:
         _check_ttl(claim_ttl)
         self._check_open()
-        body = encode_message(question)  # before anything is kept
+        (body,), blobs = _encoded([question])  # before anything is kept
         if not self._claim(event_id, claim_ttl):
             return None
+        self._keep_blobs(blobs)
         saved = UserMessage.model_validate_json(body)  # a copy, as a file would give back
         turn = Turn(
             id=next(self._turn_ids),
@@ -176,12 +197,14 @@ class MemoryStore:
         )
 
     async def revise_question(self, lease: Lease, question: UserMessage) -> Lease:
-        body = encode_message(question)  # before anything is changed
-        turn = replace(self._fenced(lease, "revise its question"), question=question)
+        (body,), blobs = _encoded([question])  # before anything is changed
+        saved = UserMessage.model_validate_json(body)
+        turn = replace(self._fenced(lease, "revise its question"), question=saved)
         stored = self._conversations[str(turn.key)]
         first = next(index for index, kept in enumerate(stored) if kept.turn == turn.id)
         stored[first] = replace(stored[first], body=body)
         self._save(turn)
+        self._keep_blobs(blobs)
         return replace(lease, turn=turn)
 
     async def tool_started(self, lease: Lease, call_id: str) -> None:
@@ -200,17 +223,19 @@ class MemoryStore:
         text: str,
         finish_reason: str | None,
     ) -> None:
-        bodies = _encoded(messages)  # before anything changes
+        bodies, blobs = _encoded(messages)  # before anything changes
         turn = self._fenced(lease, "end it answered")
         # The lease stays, as this worker's delivery lease.
         self._save(replace(turn, state="answered", final_text=text, finish_reason=finish_reason))
         self._add(str(turn.key), turn.id, bodies)
+        self._keep_blobs(blobs)
 
     async def failed(self, lease: Lease, *, messages: Sequence[Message], error: str) -> None:
-        bodies = _encoded(messages)  # before anything changes
+        bodies, blobs = _encoded(messages)  # before anything changes
         turn = self._fenced(lease, "end it failed")
         self._save(replace(turn, state="failed", error=error, lease_expires_at=None))
         self._add(str(turn.key), turn.id, bodies)
+        self._keep_blobs(blobs)
 
     async def release(self, lease: Lease) -> bool:
         turn = self._fenced(lease, "release it")
@@ -296,6 +321,9 @@ class MemoryStore:
             self._threads[conversation].remove(id_)
             if not self._threads[conversation]:
                 del self._threads[conversation]
+        self._blobs = {
+            sha256: blob for sha256, blob in self._blobs.items() if blob.last_used_at >= older_than
+        }
         self._prune_usage()
         return deleted
 
@@ -407,11 +435,39 @@ class MemoryStore:
         return len(stored) - len(kept)
 
     def _decoded(self, stored: Iterable[_Stored]) -> list[Message]:
-        """Messages of no turn first, then by their turn's order (a stable sort)."""
+        """Messages of no turn first, then by their turn's order (a stable sort), with their
+        images' data from the blobs still kept (which are used now)."""
         ordered = sorted(
             stored, key=lambda item: (item.turn is not None, self._position(item.turn))
         )
-        return [decode_message(item.body) for item in ordered]
+        messages = [decode_message(item.body) for item in ordered]
+        now = self._clock()
+        found: dict[str, bytes] = {}
+        for sha256 in wanted(messages):
+            if (blob := self._blobs.get(sha256)) is not None:
+                self._blobs[sha256] = replace(blob, last_used_at=now)
+                found[sha256] = blob.data
+        return filled(messages, found)
+
+    def _keep_blobs(self, blobs: Sequence[Blob]) -> None:
+        """Keep ``blobs`` (used now), then drop the least recently used blobs past the cap."""
+        blobs = fitting(blobs, self._blob_max_bytes)
+        if not blobs:
+            return
+        now = self._clock()
+        for blob in blobs:
+            was = self._blobs.get(blob.sha256)
+            stored_at = now if was is None else was.stored_at
+            self._blobs[blob.sha256] = _KeptBlob(blob.data, stored_at, last_used_at=now)
+        total = sum(len(kept.data) for kept in self._blobs.values())
+        least_recent_first = sorted(
+            self._blobs.items(), key=lambda item: (item[1].last_used_at, item[1].stored_at, item[0])
+        )
+        for sha256, kept in least_recent_first:
+            if total <= self._blob_max_bytes:
+                break
+            del self._blobs[sha256]
+            total -= len(kept.data)
 
     def _position(self, turn_id: int | None) -> tuple[str, int]:
         if turn_id is None:
@@ -475,8 +531,11 @@ class MemoryStore:
             raise StoreError(f"{_NAME}: used after close()")
 
 
-def _encoded(messages: Sequence[Message]) -> list[str]:
-    return [encode_message(message) for message in messages]  # all, before any is kept
+def _encoded(messages: Sequence[Message]) -> tuple[list[str], list[Blob]]:
+    """The messages' JSON, without image data, and the blobs of their images: all, before any
+    is kept."""
+    stripped, blobs = set_apart(messages)
+    return [encode_message(message) for message in stripped], blobs
 
 
 def _check_ttl(ttl: float) -> None:

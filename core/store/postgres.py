@@ -1,6 +1,6 @@
 """``PostgresStore``: the system of record of a fleet — every worker process shares one database.
 
-Schema version 3 (one row per applied migration in ``relaybot_schema``):
+Schema version 4 (one row per applied migration in ``relaybot_schema``):
 
 - ``messages(seq, conversation, body, created_at, turn)`` — one row per message: ``seq`` (an
   identity) orders the messages of a conversation as they were stored (``append`` holds the
@@ -17,6 +17,9 @@ Schema version 3 (one row per applied migration in ``relaybot_schema``):
 - ``channel_settings(...)`` and ``token_usage(...)`` — a channel's own model and prompt, and a
   user's tokens per UTC day and calendar month: the columns of the SQLite store's; implemented
   in :mod:`core.store.postgres_channels`, old usage periods deleted by ``prune``.
+- ``blobs(sha256, size, stored_at, last_used_at, data)`` — the images of user messages, once
+  by hash, ``data`` as ``bytea``, under ``blob_max_bytes`` and the retention of ``prune``
+  (:mod:`core.store.blobs`); implemented in :mod:`core.store.postgres_blobs`.
 
 Times are seconds since the epoch (``float8``), from the server's ``now()`` — workers' clocks
 differ — unless the store is given a ``clock`` (tests). Orders and keys compare bytewise
@@ -38,8 +41,10 @@ import asyncpg
 
 from core.messages import ConversationBreak, ConversationKey, Message
 from core.store.base import StoreError
+from core.store.blobs import BLOB_MAX_BYTES, set_apart
 from core.store.codec import encode_message
 from core.store.postgres_access import NOW, Pool, Query, describe, execute, fetch, fetchval
+from core.store.postgres_blobs import keep_blobs, with_images
 from core.store.postgres_channels import PostgresChannels, PostgresUsage
 from core.store.postgres_feedback import PostgresFeedback
 from core.store.postgres_journal import (
@@ -140,6 +145,18 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX token_usage_by_start ON token_usage (period, starts_at)",  # prune
     ),
+    (  # 4: images, kept apart from messages
+        """
+        CREATE TABLE blobs (
+            sha256 text COLLATE "C" PRIMARY KEY,
+            size bigint NOT NULL,
+            stored_at float8 NOT NULL,
+            last_used_at float8 NOT NULL,
+            data bytea NOT NULL
+        )
+        """,
+        "CREATE INDEX blobs_by_use ON blobs (last_used_at, stored_at, sha256, size)",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 _LAST_TURN = Query("""
@@ -163,13 +180,21 @@ class PostgresStore(PostgresJournal, PostgresFeedback, PostgresChannels, Postgre
     """A :class:`~core.store.base.ConversationStore` in a Postgres database.
 
     Made by ``await PostgresStore.open(url)``; ``clock`` (a test's) replaces the server's
-    ``now()`` as the time claims and leases expire by and messages are stamped with.
+    ``now()`` as the time claims and leases expire by and messages are stamped with;
+    ``blob_max_bytes`` caps the bytes of the images kept (:mod:`core.store.blobs`).
     """
 
-    def __init__(self, pool: Pool, *, clock: Callable[[], float] | None) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        *,
+        clock: Callable[[], float] | None,
+        blob_max_bytes: int = BLOB_MAX_BYTES,
+    ) -> None:
         """Use :meth:`open`, which connects and brings the schema up to date."""
         self._pool = pool
         self._clock = clock
+        self._blob_max_bytes = blob_max_bytes
 
     @classmethod
     async def open(
@@ -178,11 +203,15 @@ class PostgresStore(PostgresJournal, PostgresFeedback, PostgresChannels, Postgre
         *,
         clock: Callable[[], float] | None = None,
         pool_size: tuple[int, int] = POOL_SIZE,
+        blob_max_bytes: int = BLOB_MAX_BYTES,
     ) -> PostgresStore:
         """Connect to the database ``url`` names (``postgresql://user@host:5432/db``).
 
-        Raises :class:`StoreError` when it cannot be reached or used as a store.
+        Raises :class:`StoreError` when it cannot be reached or used as a store, ``ValueError``
+        for a negative ``blob_max_bytes``.
         """
+        if blob_max_bytes < 0:
+            raise ValueError(f"blob_max_bytes cannot be negative, not {blob_max_bytes}")
         name = f"postgres store {_where(url)}"
         try:
             pool = await asyncpg.create_pool(
@@ -195,7 +224,7 @@ class PostgresStore(PostgresJournal, PostgresFeedback, PostgresChannels, Postgre
             raise StoreError(f"{name}: cannot connect ({describe(exc)})") from exc
         except ValueError as exc:  # asyncpg's parse of the URL
             raise StoreError(f"{name}: the URL cannot be used ({type(exc).__name__})") from exc
-        store = cls(Pool(pool, name=name), clock=clock)
+        store = cls(Pool(pool, name=name), clock=clock, blob_max_bytes=blob_max_bytes)
         try:
             await store._migrate()
         except BaseException:
@@ -210,16 +239,20 @@ class PostgresStore(PostgresJournal, PostgresFeedback, PostgresChannels, Postgre
         conversation = str(key)
         async with self._pool.connection() as db:
             rows = await fetch(db, LOAD, {"conversation": conversation})
-        return [self._pool.decode(conversation, seq, body) for seq, body in rows]
+            messages = [self._pool.decode(conversation, seq, body) for seq, body in rows]
+            return await with_images(db, messages, now=self._now())
 
     async def append(self, key: ConversationKey, messages: Sequence[Message]) -> None:
-        bodies = [encode_message(message) for message in messages]  # all, before any is written
+        stripped, blobs = set_apart(messages)
+        bodies = [encode_message(message) for message in stripped]  # all, before any is written
         if not bodies:
             return
-        parameters = {"conversation": str(key), "turn": None, "bodies": bodies, "now": self._now()}
+        now = self._now()
+        parameters = {"conversation": str(key), "turn": None, "bodies": bodies, "now": now}
         async with self._pool.transaction() as db:  # one batch at a time in the thread
             await execute(db, LOCK_THREAD, parameters)
             await execute(db, APPEND, parameters)
+            await keep_blobs(db, blobs, now=now, cap=self._blob_max_bytes)
 
     async def break_conversation(self, key: ConversationKey) -> None:
         parameters = {
@@ -242,7 +275,8 @@ class PostgresStore(PostgresJournal, PostgresFeedback, PostgresChannels, Postgre
         return claimed
 
     async def prune(self, *, older_than: float) -> int:
-        """The journal's prune, then the usage counters of periods long gone (their own
+        """The journal's prune (blobs last used before ``older_than`` included), then the usage
+        counters of periods long gone (their own
         retention, by the store's time: :mod:`core.store.usage`)."""
         deleted = await super().prune(older_than=older_than)
         await self.prune_usage()

@@ -14,6 +14,8 @@ said here explicitly:
   conversation's hash, released at commit): the next taker's statement starts after it and
   sees its turn running, so the turns of a thread run one at a time even when a message
   ordered earlier is accepted while they are taken.
+- The images of the messages a transaction saves go to the blob table in that transaction
+  (:mod:`core.store.postgres_blobs`, which says how blob writers keep out of each other's way).
 - Claims are ``INSERT … ON CONFLICT (event_id) DO UPDATE … WHERE claims.expires_at <= now``:
   of claimers racing on one event, Postgres lets exactly one insert (or renew) the row.
 """
@@ -28,6 +30,7 @@ from pydantic import ValidationError
 
 from core.messages import ConversationKey, Message, UserMessage
 from core.store.base import StoreError
+from core.store.blobs import set_apart
 from core.store.codec import decode_message, encode_message, explain
 from core.store.journal import Lease, LeaseLost, Turn, TurnState, nobody_is_dead
 from core.store.postgres_access import (
@@ -40,6 +43,7 @@ from core.store.postgres_access import (
     fetchval,
     rowcount,
 )
+from core.store.postgres_blobs import keep_blobs, prune_blobs, with_images
 
 __all__ = [
     "APPEND",
@@ -210,10 +214,11 @@ _PRUNE_TURNS = Query(f"DELETE FROM turns WHERE {_ENDED_BEFORE}")
 
 class PostgresJournal:
     """The :class:`~core.store.journal.TurnJournal` of a database; ``PostgresStore`` sets the
-    pool and the clock (``None``: the server's ``now()``)."""
+    pool, the clock (``None``: the server's ``now()``) and the cap on the images kept."""
 
     _pool: Pool
     _clock: Callable[[], float] | None
+    _blob_max_bytes: int
 
     async def accept(
         self,
@@ -228,7 +233,8 @@ class PostgresJournal:
     ) -> Turn | None:
         if claim_ttl <= 0:
             raise ValueError(f"a claim needs a positive ttl, not {claim_ttl}")
-        body = encode_message(question)  # before anything is written
+        (saved,), blobs = set_apart([question])
+        body = encode_message(saved)  # before anything is written
         now = self._now()
         turn = {
             "conversation": str(key), "ord": order, "event_id": event_id, "question": body,
@@ -241,6 +247,7 @@ class PostgresJournal:
             accepted = self._turn(await fetchrow(db, _INSERT_TURN, turn))
             message = {**turn, "turn": accepted.id, "bodies": [body]}
             await execute(db, APPEND, message)
+            await keep_blobs(db, blobs, now=now, cap=self._blob_max_bytes)
         return accepted
 
     async def known(self, key: ConversationKey) -> bool:
@@ -278,19 +285,23 @@ class PostgresJournal:
             if await fetchval(db, _FENCE, parameters) != lease.fence:
                 raise self._lost(lease, "read the history")
             rows = await fetch(db, _HISTORY, parameters)
-        return [self._pool.decode(conversation, seq, body) for seq, body in rows]
+            messages = [self._pool.decode(conversation, seq, body) for seq, body in rows]
+            return await with_images(db, messages, now=self._now())
 
     async def revise_question(self, lease: Lease, question: UserMessage) -> Lease:
-        body = encode_message(question)  # before anything is written
+        (saved,), blobs = set_apart([question])
+        body = encode_message(saved)  # before anything is written
+        now = self._now()
         parameters = {
-            **_fence(lease), "question": body, "conversation": str(lease.turn.key),
-            "now": self._now(),
+            **_fence(lease), "question": body, "conversation": str(lease.turn.key), "now": now,
         }  # fmt: skip
         async with self._pool.transaction() as db:
             if rowcount(await execute(db, _REVISE_QUESTION, parameters)) != 1:
                 raise self._lost(lease, "revise its question")
             await execute(db, _REVISE_QUESTION_MESSAGE, parameters)
-        return replace(lease, turn=replace(lease.turn, question=question))
+            await keep_blobs(db, blobs, now=now, cap=self._blob_max_bytes)
+        revised = self._question(lease.turn.id, body)
+        return replace(lease, turn=replace(lease.turn, question=revised))
 
     async def tool_started(self, lease: Lease, call_id: str) -> None:
         await self._fenced(_TOOL_STARTED, _fence(lease), lease, f"start tool call {call_id}")
@@ -384,6 +395,7 @@ class PostgresJournal:
         async with self._pool.transaction() as db:
             deleted = rowcount(await execute(db, _PRUNE_MESSAGES, parameters))
             await execute(db, _PRUNE_TURNS, parameters)
+            await prune_blobs(db, older_than=older_than)
         return deleted
 
     # --- helpers ---------------------------------------------------------------------------
@@ -413,7 +425,8 @@ class PostgresJournal:
     async def _end(
         self, lease: Lease, messages: Sequence[Message], outcome: dict[str, Any]
     ) -> None:
-        bodies = [encode_message(message) for message in messages]  # before anything is written
+        stripped, blobs = set_apart(messages)
+        bodies = [encode_message(message) for message in stripped]  # before anything is written
         parameters = {**_fence(lease), **outcome, "now": self._now()}
         async with self._pool.transaction() as db:
             if rowcount(await execute(db, _END, parameters)) != 1:
@@ -424,6 +437,7 @@ class PostgresJournal:
                     "bodies": bodies, "now": parameters["now"],
                 }  # fmt: skip
                 await execute(db, APPEND, appended)
+            await keep_blobs(db, blobs, now=parameters["now"], cap=self._blob_max_bytes)
 
     def _lost(self, lease: Lease, what: str) -> LeaseLost:
         return LeaseLost(

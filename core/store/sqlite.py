@@ -1,6 +1,6 @@
 """``SqliteStore``: the embedded default — one file, WAL, schema versioned, survives restarts.
 
-Schema version 4 (kept in ``PRAGMA user_version``; migrations run when the store opens, and a
+Schema version 5 (kept in ``PRAGMA user_version``; migrations run when the store opens, and a
 file of an earlier version keeps every row):
 
 - ``messages(conversation, seq, body, created_at, turn)`` — one row per message: the
@@ -23,6 +23,10 @@ file of an earlier version keeps every row):
 - ``token_usage(user_key, period, starts_at, tokens)`` — a user's tokens per UTC day
   (``period`` ``'day'``) and calendar month (``'month'``), ``starts_at`` the period's first
   second; implemented in :mod:`core.store.sqlite_channels`, old periods deleted by ``prune``.
+- ``blobs(sha256, size, stored_at, last_used_at, data)`` — the images of user messages, once
+  by the sha256 of their bytes, kept apart from the messages' JSON (:mod:`core.store.blobs`),
+  under the store's ``blob_max_bytes`` and the retention of ``prune``; implemented in
+  :mod:`core.store.sqlite_blobs`.
 
 Opening checks the file and fails with a one-line :class:`StoreError` when it cannot be used:
 a directory, a file this process may not read and write, a file that is not a SQLite database,
@@ -52,8 +56,10 @@ import aiosqlite
 
 from core.messages import ConversationBreak, ConversationKey, Message
 from core.store.base import StoreError
+from core.store.blobs import BLOB_MAX_BYTES, set_apart
 from core.store.codec import encode_message
 from core.store.sqlite_access import SharedConnection
+from core.store.sqlite_blobs import keep_blobs, with_images
 from core.store.sqlite_channels import SqliteChannels, SqliteUsage
 from core.store.sqlite_feedback import SqliteFeedback
 from core.store.sqlite_journal import APPEND, CLAIM, LOAD, PRUNE_CLAIMS, SqliteJournal
@@ -160,6 +166,18 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX token_usage_by_start ON token_usage (period, starts_at)",  # prune
     ),
+    (  # 5: images, kept apart from messages (a rowid table: its rows are large)
+        """
+        CREATE TABLE blobs (
+            sha256 TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            stored_at REAL NOT NULL,
+            last_used_at REAL NOT NULL,
+            data BLOB NOT NULL
+        )
+        """,
+        "CREATE INDEX blobs_by_use ON blobs (last_used_at, stored_at, sha256, size)",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -169,22 +187,38 @@ class SqliteStore(SqliteJournal, SqliteFeedback, SqliteChannels, SqliteUsage):
 
     Made by ``await SqliteStore.open(path)``; ``path`` may be ``":memory:"`` (gone on close).
     ``clock`` gives the time (seconds) that claims and leases expire by and messages are
-    stamped with.
+    stamped with; ``blob_max_bytes`` caps the bytes of the images kept
+    (:mod:`core.store.blobs`).
     """
 
-    def __init__(self, db: aiosqlite.Connection, *, name: str, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        *,
+        name: str,
+        clock: Callable[[], float],
+        blob_max_bytes: int = BLOB_MAX_BYTES,
+    ) -> None:
         """Use :meth:`open`, which checks the file and brings its schema up to date."""
         self._connection = SharedConnection(db, name=name)
         self._clock = clock
+        self._blob_max_bytes = blob_max_bytes
 
     @classmethod
     async def open(
-        cls, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        clock: Callable[[], float] = time.time,
+        blob_max_bytes: int = BLOB_MAX_BYTES,
     ) -> SqliteStore:
         """Open (or create, with its parent directories) the store file at ``path``.
 
-        Raises :class:`StoreError` when the file cannot be used as a store.
+        Raises :class:`StoreError` when the file cannot be used as a store, ``ValueError``
+        for a negative ``blob_max_bytes``.
         """
+        if blob_max_bytes < 0:
+            raise ValueError(f"blob_max_bytes cannot be negative, not {blob_max_bytes}")
         target = _resolve(path)
         name = f"sqlite store {target}"
         if isinstance(target, Path):
@@ -198,7 +232,7 @@ class SqliteStore(SqliteJournal, SqliteFeedback, SqliteChannels, SqliteUsage):
         except BaseException:
             await db.close()
             raise
-        return cls(db, name=name, clock=clock)
+        return cls(db, name=name, clock=clock, blob_max_bytes=blob_max_bytes)
 
     def __repr__(self) -> str:
         return f"<{self._connection.name}>"
@@ -207,20 +241,24 @@ class SqliteStore(SqliteJournal, SqliteFeedback, SqliteChannels, SqliteUsage):
         conversation = str(key)
         async with self._connection.statement() as db:
             rows = await db.execute_fetchall(LOAD, {"conversation": conversation})
-        return [self._connection.decode(conversation, seq, body) for seq, body in rows]
+            messages = [self._connection.decode(conversation, seq, body) for seq, body in rows]
+            return await with_images(db, messages, now=self._clock())
 
     async def append(self, key: ConversationKey, messages: Sequence[Message]) -> None:
-        bodies = [encode_message(message) for message in messages]  # all, before any is written
+        stripped, blobs = set_apart(messages)
+        bodies = [encode_message(message) for message in stripped]  # all, before any is written
         if not bodies:
             return
+        now = self._clock()
         parameters = {
             "conversation": str(key),
             "turn": None,
             "bodies": json.dumps(bodies, ensure_ascii=False),
-            "now": self._clock(),
+            "now": now,
         }
-        async with self._connection.statement() as db:
+        async with self._connection.transaction() as db:
             await db.execute(APPEND, parameters)
+            await keep_blobs(db, blobs, now=now, cap=self._blob_max_bytes)
 
     async def break_conversation(self, key: ConversationKey) -> None:
         parameters = {
@@ -244,7 +282,8 @@ class SqliteStore(SqliteJournal, SqliteFeedback, SqliteChannels, SqliteUsage):
         return claimed
 
     async def prune(self, *, older_than: float) -> int:
-        """The journal's prune, then the usage counters of periods long gone (their own
+        """The journal's prune (blobs last used before ``older_than`` included), then the usage
+        counters of periods long gone (their own
         retention, by the store's clock: :mod:`core.store.usage`)."""
         deleted = await super().prune(older_than=older_than)
         await self.prune_usage()

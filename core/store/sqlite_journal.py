@@ -2,7 +2,9 @@
 
 The SQL of messages and claims lives here too, since accepting a message claims its event and
 saves the question, and every message is ordered by the turn it belongs to (see
-:mod:`core.store.sqlite` for the schema and :mod:`core.store.journal` for the contract).
+:mod:`core.store.sqlite` for the schema and :mod:`core.store.journal` for the contract). The
+images of the messages a transaction saves go to the blob table in that transaction
+(:mod:`core.store.sqlite_blobs`).
 
 A turn is changed by one ``UPDATE … RETURNING``, or by one transaction when messages are
 written with it. A write under a lease is fenced: it changes the row only ``WHERE id = ? AND
@@ -21,9 +23,11 @@ from pydantic import ValidationError
 
 from core.messages import ConversationKey, Message, UserMessage
 from core.store.base import StoreError
+from core.store.blobs import set_apart
 from core.store.codec import decode_message, encode_message, explain
 from core.store.journal import Lease, LeaseLost, Turn, TurnState, nobody_is_dead
 from core.store.sqlite_access import SharedConnection
+from core.store.sqlite_blobs import PRUNE_BLOBS, keep_blobs, with_images
 
 __all__ = ["APPEND", "CLAIM", "LOAD", "PRUNE_CLAIMS", "SqliteJournal"]
 
@@ -163,10 +167,11 @@ _PRUNE_TURNS = f"DELETE FROM turns WHERE {_ENDED_BEFORE}"
 
 class SqliteJournal:
     """The :class:`~core.store.journal.TurnJournal` of a store file; ``SqliteStore`` sets the
-    shared connection and the clock."""
+    shared connection, the clock and the cap on the images kept."""
 
     _connection: SharedConnection
     _clock: Callable[[], float]
+    _blob_max_bytes: int
 
     async def accept(
         self,
@@ -181,7 +186,8 @@ class SqliteJournal:
     ) -> Turn | None:
         if claim_ttl <= 0:
             raise ValueError(f"a claim needs a positive ttl, not {claim_ttl}")
-        body = encode_message(question)  # before anything is written
+        (saved,), blobs = set_apart([question])
+        body = encode_message(saved)  # before anything is written
         now = self._clock()
         claim = {"event_id": event_id, "expires_at": now + claim_ttl, "now": now}
         turn = {
@@ -207,6 +213,7 @@ class SqliteJournal:
                 "now": now,
             }
             await db.execute(APPEND, message)
+            await keep_blobs(db, blobs, now=now, cap=self._blob_max_bytes)
         return accepted
 
     async def known(self, key: ConversationKey) -> bool:
@@ -241,20 +248,25 @@ class SqliteJournal:
             if list(fence) != [(lease.fence,)]:
                 raise self._lost(lease, "read the history")
             rows = await db.execute_fetchall(_HISTORY, parameters)
-        return [self._connection.decode(conversation, seq, body) for seq, body in rows]
+            messages = [self._connection.decode(conversation, seq, body) for seq, body in rows]
+            return await with_images(db, messages, now=self._clock())
 
     async def revise_question(self, lease: Lease, question: UserMessage) -> Lease:
-        body = encode_message(question)  # before anything is written
+        (saved,), blobs = set_apart([question])
+        body = encode_message(saved)  # before anything is written
+        now = self._clock()
         parameters = {
-            **_fence(lease), "question": body, "conversation": str(lease.turn.key),
-            "now": self._clock(),
+            **_fence(lease), "question": body, "conversation": str(lease.turn.key), "now": now,
         }  # fmt: skip
         async with self._connection.transaction() as db:
             async with db.execute(_REVISE_QUESTION, parameters) as cursor:
                 if cursor.rowcount != 1:
                     raise self._lost(lease, "revise its question")
             await db.execute(_REVISE_QUESTION_MESSAGE, parameters)
-        return replace(lease, turn=replace(lease.turn, question=question))
+            await keep_blobs(db, blobs, now=now, cap=self._blob_max_bytes)
+        return replace(
+            lease, turn=replace(lease.turn, question=self._question(lease.turn.id, body))
+        )
 
     async def tool_started(self, lease: Lease, call_id: str) -> None:
         await self._fenced(_TOOL_STARTED, _fence(lease), lease, f"start tool call {call_id}")
@@ -355,6 +367,7 @@ class SqliteJournal:
                 deleted = cursor.rowcount
             await db.execute(_PRUNE_FEEDBACK, parameters)
             await db.execute(_PRUNE_TURNS, parameters)
+            await db.execute(PRUNE_BLOBS, parameters)
         return deleted
 
     # --- helpers ---------------------------------------------------------------------------
@@ -382,7 +395,8 @@ class SqliteJournal:
     async def _end(
         self, lease: Lease, messages: Sequence[Message], outcome: dict[str, Any]
     ) -> None:
-        bodies = [encode_message(message) for message in messages]  # before anything is written
+        stripped, blobs = set_apart(messages)
+        bodies = [encode_message(message) for message in stripped]  # before anything is written
         now = self._clock()
         async with self._connection.transaction() as db:
             async with db.execute(_END, {**_fence(lease), **outcome, "now": now}) as cursor:
@@ -396,6 +410,7 @@ class SqliteJournal:
                     "now": now,
                 }
                 await db.execute(APPEND, appended)
+            await keep_blobs(db, blobs, now=now, cap=self._blob_max_bytes)
 
     def _lost(self, lease: Lease, what: str) -> LeaseLost:
         return LeaseLost(

@@ -6,8 +6,8 @@ the user's) and never where it would separate a tool call from its result. Think
 in the assistant message that carries their tool calls, so they are kept or dropped together.
 
 Token counts are estimates (:func:`estimate_tokens`: about four characters a token plus a small
-overhead per message and per tool call); a model's tokenizer counts differently, so leave
-headroom in the budget. Pure functions: no I/O, no state.
+overhead per message and per tool call; an image by its size, never by its base64); a model's
+tokenizer counts differently, so leave headroom in the budget. Pure functions: no I/O, no state.
 """
 
 from __future__ import annotations
@@ -18,26 +18,35 @@ from typing import assert_never
 
 from core.messages import (
     AssistantMessage,
+    Attachment,
     ConversationBreak,
+    FileNote,
+    FileText,
+    ImageContent,
     Message,
     SystemMessage,
     ToolResult,
     UserMessage,
 )
+from core.protocols.user_parts import gone_image
 
-__all__ = ["estimate_tokens", "trim"]
+__all__ = ["estimate_tokens", "image_tokens", "trim"]
 
 CHARS_PER_TOKEN = 4
 MESSAGE_OVERHEAD = 4  # the role and the framing of one message
 TOOL_CALL_OVERHEAD = 8  # the id, type and framing of one tool call
+PART_OVERHEAD = 4  # the type and framing of one part of a message with attachments
+PIXELS_PER_IMAGE_TOKEN = 750  # Anthropic's estimate: tokens = width * height / 750
+MAX_IMAGE_TOKENS = 1_600  # a larger image is downscaled by the provider to about this
 
 
 def estimate_tokens(message: Message) -> int:
     """About how many tokens ``message`` costs in a request (never less than the overhead).
 
-    Counts what the protocols send back: text, tool call names and arguments (the raw text
-    when the arguments did not parse), thinking blocks, tool results. ``reasoning`` is not
-    sent back, so it is not counted.
+    Counts what the protocols send back: text, attachments (:func:`image_tokens` for an image,
+    the text of a file or a note), tool call names and arguments (the raw text when the
+    arguments did not parse), thinking blocks, tool results. ``reasoning`` is not sent back,
+    so it is not counted.
     """
     overhead = MESSAGE_OVERHEAD
     match message:
@@ -45,6 +54,8 @@ def estimate_tokens(message: Message) -> int:
             chars = len(message.text)
         case UserMessage():
             chars = len(message.text) + len(message.author_name or "")
+            if message.attachments:
+                overhead += sum(_attachment_tokens(part) for part in message.attachments)
         case AssistantMessage():
             chars = len(message.text)
             for block in message.thinking:
@@ -64,6 +75,30 @@ def estimate_tokens(message: Message) -> int:
         case _:
             assert_never(message)
     return overhead + -(-chars // CHARS_PER_TOKEN)
+
+
+def image_tokens(width: int, height: int) -> int:
+    """About how many tokens an image of this size costs (Anthropic's estimate, capped where
+    the provider downscales; OpenAI's tiles cost about as much at the sizes relaybot sends)."""
+    return min(MAX_IMAGE_TOKENS, max(1, -(-width * height // PIXELS_PER_IMAGE_TOKEN)))
+
+
+def _attachment_tokens(attachment: Attachment) -> int:
+    match attachment:
+        case ImageContent(data=None):
+            return PART_OVERHEAD + _text_tokens(gone_image(attachment))
+        case ImageContent(width=width, height=height):
+            return PART_OVERHEAD + image_tokens(width, height)
+        case FileText(text=text):
+            return PART_OVERHEAD + _text_tokens(text)
+        case FileNote(note=note):
+            return PART_OVERHEAD + _text_tokens(note)
+        case _:
+            assert_never(attachment)
+
+
+def _text_tokens(text: str) -> int:
+    return -(-len(text) // CHARS_PER_TOKEN)
 
 
 def trim(messages: Sequence[Message], budget: int) -> list[Message]:

@@ -56,6 +56,16 @@ speed. A bad token or an unknown method is refused before the limits and not cou
 Every call is recorded in :attr:`FakeSlack.calls`, the error it was answered with included;
 :meth:`FakeSlack.rate_limited` counts the ``ratelimited`` answers.
 
+Files (:meth:`FakeSlack.add_file`): a file's ``url_private`` and ``url_private_download`` are
+served under the fake's own address with the bearer-token check Slack makes — a missing or
+wrong token gets Slack's sign-in page, HTML with status ``200``; ``add_file(redirect=True)``
+answers the file's URLs with a ``302`` to the same file on another name of this host
+(``localhost`` for ``127.0.0.1``), served there without a token, as Slack's signed file links
+are. Every file request is recorded in :attr:`FakeSlack.file_requests`, with the
+``Authorization`` it carried. A message seeded with ``files`` carries them in
+``conversations.replies``, which reads ``oldest`` / ``latest`` / ``inclusive`` / ``limit`` as
+Slack does (the thread's parent first, always).
+
 As on Slack, an answer to the bot token carries the token's scopes in the ``x-oauth-scopes``
 header: ``scopes``, by default those ``config/slack-app-manifest.yaml`` asks for
 (:data:`MANIFEST_SCOPES`); ``FakeSlack(scopes=[...])`` installs the app with others.
@@ -96,6 +106,7 @@ __all__ = [
     "USERS",
     "FakeSlack",
     "Fault",
+    "FileRequest",
     "Limit",
     "Message",
     "RecordedCall",
@@ -192,6 +203,7 @@ class Message:
     bot_id: str | None = None
     edited: bool = False
     streamed: bool = False
+    files: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def markdown(self) -> str:
@@ -218,6 +230,8 @@ class Message:
             body |= {"bot_id": self.bot_id, "app_id": APP_ID}
         if self.edited:
             body["edited"] = {"user": self.user, "ts": self.ts}
+        if self.files:
+            body |= {"files": self.files, "upload": False}
         return body
 
 
@@ -231,6 +245,24 @@ class RecordedCall:
     args: dict[str, Any]
     at: float
     error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileRequest:
+    """One request for a file: its path, the ``Host`` it was sent to, its ``Authorization``
+    header (``None`` when it had none), and the status it was answered with."""
+
+    path: str
+    host: str
+    authorization: str | None
+    status: int
+
+
+SIGN_IN_PAGE = (
+    "<!DOCTYPE html><html><head><title>Slack</title></head>"
+    "<body><h1>Sign in to your workspace</h1></body></html>"
+)
+"""What Slack serves for a ``url_private`` fetched without a token that may read files."""
 
 
 @dataclass(frozen=True)
@@ -335,6 +367,8 @@ class FakeSlack(LoopbackServer):
         self._limited_until: dict[str, float] = {}  # method -> when its 429 window ends
         self._removed: set[str] = set()
         self._posted = 0
+        self.file_requests: list[FileRequest] = []
+        self._files: dict[str, _File] = {}
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._chat_post_message,
@@ -353,6 +387,9 @@ class FakeSlack(LoopbackServer):
         }
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle)
+        app.router.add_get("/files-pri/{team_file}/{name}", self._file)
+        app.router.add_get("/files-pri/{team_file}/download/{name}", self._file)
+        app.router.add_get("/files-edge/{file_id}/{name}", self._edge_file)
         super().__init__(app, host=host, port=port)
 
     async def start(self) -> None:
@@ -369,11 +406,38 @@ class FakeSlack(LoopbackServer):
         """The bot is removed from ``channel``: every later write there is ``not_in_channel``."""
         self._removed.add(channel)
 
-    def seed_message(self, channel: str, user: str, text: str, thread_ts: str | None = None) -> str:
-        """A user's message, as if they had sent it; its ``ts``."""
+    def seed_message(
+        self, channel: str, user: str, text: str, thread_ts: str | None = None,
+        files: Sequence[Mapping[str, Any]] = (),
+    ) -> str:  # fmt: skip
+        """A user's message, as if they had sent it (with ``files``, from :meth:`add_file`);
+        its ``ts``."""
         return self._store(
-            Message(channel=channel, ts="", text=text, user=user, thread_ts=thread_ts)
-        )
+            Message(channel=channel, ts="", text=text, user=user, thread_ts=thread_ts,
+                    files=[dict(f) for f in files])
+        )  # fmt: skip
+
+    def add_file(
+        self, name: str, data: bytes, *, mimetype: str, size: int | None = None,
+        redirect: bool = False, chunked: bool = False,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Upload a file: the file object Slack puts in a message event's ``files``, its URLs
+        served by this fake. ``size`` is what the object reports (default: the real size);
+        ``redirect``: its URLs answer with a redirect to another name of this host;
+        ``chunked``: its body is sent in chunks with no ``Content-Length``."""
+        file_id = f"F{len(self._files) + 1:08d}"
+        self._files[file_id] = _File(data=data, mimetype=mimetype, redirect=redirect,
+                                     chunked=chunked)  # fmt: skip
+        base = f"{self.url}/files-pri/{TEAM}-{file_id}"
+        kind = name.rpartition(".")[2].lower() if "." in name else "binary"
+        return {
+            "id": file_id, "created": 1_700_000_000, "timestamp": 1_700_000_000, "name": name,
+            "title": name, "mimetype": mimetype, "filetype": kind, "user": "U1",
+            "size": len(data) if size is None else size, "mode": "hosted",
+            "is_external": False, "is_public": False, "file_access": "visible",
+            "url_private": f"{base}/{name}", "url_private_download": f"{base}/download/{name}",
+            "permalink": f"https://t1.slack.com/files/U1/{file_id}/{name}",
+        }  # fmt: skip
 
     def message(self, channel: str, ts: str) -> Message | None:
         """The message as shown now, ``None`` when there is none (or it was deleted)."""
@@ -445,6 +509,44 @@ class FakeSlack(LoopbackServer):
             return ratelimited(retry_after)
         return None
 
+    # --- files ---------------------------------------------------------------------------------
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        """A ``url_private``: the bytes for the bot token, Slack's sign-in page for anything
+        else; a file added with ``redirect`` is moved to another name of this host."""
+        authorization = request.headers.get("Authorization")
+        _, _, file_id = request.match_info["team_file"].partition("-")
+        found = self._files.get(file_id)
+        if authorization != f"Bearer {self._token}":
+            response: web.StreamResponse = web.Response(text=SIGN_IN_PAGE, content_type="text/html")
+        elif found is None:
+            response = web.Response(status=404, text="File not found")
+        elif found.redirect:
+            other = "localhost" if request.url.host == "127.0.0.1" else "127.0.0.1"
+            name = request.match_info["name"]
+            target = f"http://{other}:{request.url.port}/files-edge/{file_id}/{name}"
+            response = web.Response(status=302, headers={"Location": target})
+        else:
+            response = await _file_body(request, found)
+        self._record_file(request, response.status)
+        return response
+
+    async def _edge_file(self, request: web.Request) -> web.StreamResponse:
+        """Where a redirected file is served: no token needed (the link is the permission)."""
+        found = self._files.get(request.match_info["file_id"])
+        if found is None:
+            response: web.StreamResponse = web.Response(status=404, text="File not found")
+        else:
+            response = await _file_body(request, found)
+        self._record_file(request, response.status)
+        return response
+
+    def _record_file(self, request: web.Request, status: int) -> None:
+        self.file_requests.append(FileRequest(
+            path=request.path, host=request.url.host or "",
+            authorization=request.headers.get("Authorization"), status=status,
+        ))  # fmt: skip
+
     # --- the methods ---------------------------------------------------------------------------
 
     def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -498,6 +600,8 @@ class FakeSlack(LoopbackServer):
             raise _Refused("thread_not_found")
         if len(messages) > 1:
             messages[0] |= {"thread_ts": ts, "reply_count": len(messages) - 1}
+        parent, replies = messages[0], [m for m in messages[1:] if _in_range(m["ts"], args)]
+        messages = [parent, *replies][: int(args.get("limit") or 1000)]
         return {"messages": messages, "has_more": False, "response_metadata": {"next_cursor": ""}}
 
     def _assistant_threads_set_status(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -610,6 +714,37 @@ class FakeSlack(LoopbackServer):
         if found.bot_id != BOT_ID:
             raise _Refused(refusal)
         return found
+
+
+@dataclass(frozen=True, kw_only=True)
+class _File:
+    data: bytes
+    mimetype: str
+    redirect: bool
+    chunked: bool
+
+
+async def _file_body(request: web.Request, file: _File) -> web.StreamResponse:
+    if not file.chunked:
+        return web.Response(body=file.data, content_type=file.mimetype)
+    response = web.StreamResponse(headers={"Content-Type": file.mimetype})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    for start in range(0, len(file.data), 64 * 1024):
+        await response.write(file.data[start : start + 64 * 1024])
+    await response.write_eof()
+    return response
+
+
+def _in_range(ts: str, args: Mapping[str, Any]) -> bool:
+    """Whether ``ts`` is inside the ``oldest`` / ``latest`` range of a history call (ends left
+    out unless ``inclusive``)."""
+    inclusive = str(args.get("inclusive", "")).lower() in ("1", "true")
+    value = float(ts)
+    oldest, latest = args.get("oldest"), args.get("latest")
+    after = oldest is None or value > float(oldest) or (inclusive and value == float(oldest))
+    before = latest is None or value < float(latest) or (inclusive and value == float(latest))
+    return after and before
 
 
 async def _args(request: web.Request) -> dict[str, Any]:

@@ -34,15 +34,17 @@ events ``dispatched`` to it. Without ``shard`` (``[0, 1]``) everything is as bef
 
 The modules, one idea each: ``world`` (the guild, its channels, roles and users; permission
 and intent bits), ``messages`` (a message, whom it pings, what Discord refuses in one),
-``payloads`` (guild-level JSON objects), ``commands`` (application commands: registered,
-and used), ``errors`` (Discord's error answers), ``state``
-(what the fake holds, and each change to it dispatched), ``sessions`` (gateway sessions and
-who hears each event), ``gateway`` (the websocket protocol), ``ratelimits`` (buckets, headers,
-429), ``router`` (what every REST route shares: auth, limits, the record of calls), ``rest``
-and ``interactions`` (the routes), ``fake`` (:class:`FakeDiscord`: serving, driving, looking).
+``payloads`` (guild-level JSON objects), ``cdn`` (attachments, and the files they point at),
+``commands`` (application commands: registered, and used), ``errors`` (Discord's error
+answers), ``state`` (what the fake holds, and each change to it dispatched), ``sessions``
+(gateway sessions and who hears each event), ``gateway`` (the websocket protocol),
+``ratelimits`` (buckets, headers, 429), ``router`` (what every REST route shares: auth,
+limits, the record of calls), ``rest`` and ``interactions`` (the routes), ``fake``
+(:class:`FakeDiscord`: serving, driving, looking).
 This package never imports the ``discord`` library: it is the other side of the wire.
 """
 
+from tests.fakes.fake_discord.cdn import Attachment, CdnRequest
 from tests.fakes.fake_discord.errors import DiscordError
 from tests.fakes.fake_discord.fake import FakeDiscord
 from tests.fakes.fake_discord.interactions import Interaction
@@ -97,6 +99,8 @@ __all__ = [
     "OTHER_BOT",
     "PRIVILEGED_INTENTS",
     "USERS",
+    "Attachment",
+    "CdnRequest",
     "DiscordError",
     "FakeDiscord",
     "FakeUser",

@@ -6,7 +6,8 @@ Driving it (each dispatches its event): ``await`` :meth:`~FakeDiscord.user_messa
 :meth:`~FakeDiscord.use_command`, :meth:`~FakeDiscord.start_thread`,
 :meth:`~FakeDiscord.forum_post`, :meth:`~FakeDiscord.archive_thread`,
 :meth:`~FakeDiscord.delete_channel`, :meth:`~FakeDiscord.delete_message`,
-:meth:`~FakeDiscord.disconnect`; and :meth:`~FakeDiscord.dm_channel`. Looking:
+:meth:`~FakeDiscord.disconnect`; and :meth:`~FakeDiscord.dm_channel`,
+:meth:`~FakeDiscord.attachment` (a file a message carries, served by the CDN). Looking:
 :meth:`~FakeDiscord.messages`, :meth:`~FakeDiscord.message`, :attr:`~FakeDiscord.threads`,
 :meth:`~FakeDiscord.thread`, :attr:`~FakeDiscord.calls`
 (:class:`~tests.fakes.fake_discord.router.RecordedCall`), :meth:`~FakeDiscord.routes`,
@@ -14,7 +15,8 @@ Driving it (each dispatches its event): ``await`` :meth:`~FakeDiscord.user_messa
 :attr:`~FakeDiscord.rate_limited`, :meth:`~FakeDiscord.commands` and
 :attr:`~FakeDiscord.syncs` (the application commands), :attr:`~FakeDiscord.identify`,
 :attr:`~FakeDiscord.ready`, :attr:`~FakeDiscord.heartbeats`,
-:attr:`~FakeDiscord.connections` (each with its shard and the events it was sent).
+:attr:`~FakeDiscord.connections` (each with its shard and the events it was sent),
+:attr:`~FakeDiscord.cdn_requests` and :meth:`~FakeDiscord.downloads` (the attachments' CDN).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from bots.loopback import LoopbackServer
+from tests.fakes.fake_discord.cdn import Attachment, Cdn, CdnRequest
 from tests.fakes.fake_discord.commands import AppCommands, Sync
 from tests.fakes.fake_discord.gateway import Gateway
 from tests.fakes.fake_discord.interactions import Interaction, Interactions
@@ -110,6 +113,8 @@ class FakeDiscord(LoopbackServer):
         routes = [*self._rest.routes(), *self._interactions.routes(), *self._commands.routes()]
         self._router.install(app, routes)
         app.router.add_route("GET", "/gateway", self._gateway.endpoint)
+        self._cdn = Cdn(snowflake=self._state.snowflake)
+        self._cdn.install(app)
         super().__init__(app, host=host, port=port)
 
     async def start(self) -> None:
@@ -117,6 +122,7 @@ class FakeDiscord(LoopbackServer):
         self.api_url = f"{self.url}{API_PREFIX}"
         self.gateway_url = "ws://" + self.url.removeprefix("http://") + "/gateway"
         self._rest.gateway_url = self._gateway.url = self.gateway_url
+        self._cdn.base_url = self.url
 
     async def close(self) -> None:
         await self._gateway.close_all(1001, "fake Discord going away")
@@ -132,14 +138,18 @@ class FakeDiscord(LoopbackServer):
         *,
         mentions: Sequence[FakeUser] | None = None,
         reply_to: int | None = None,
+        attachments: Sequence[Attachment] = (),
     ) -> Message:
         """``author`` sends ``content`` in the channel, thread or DM: stored, and dispatched as
         MESSAGE_CREATE. Mentions are read from the content as Discord does (``<@id>``,
-        ``<@&id>``, ``@everyone``) unless ``mentions`` names the users."""
+        ``<@&id>``, ``@everyone``) unless ``mentions`` names the users. ``attachments``: files
+        it carries (:meth:`attachment`)."""
         self._state.writable(channel_id)
         message = self._state.new_message(channel_id, author, content, reply_to=reply_to)
         if mentions is not None:
             message = replace(message, mentions=tuple(mentions))
+        if attachments:
+            message = replace(message, attachments=tuple(attachments))
         await self._state.unarchive_for_message(channel_id)
         await self._state.post(message)
         return message
@@ -149,6 +159,23 @@ class FakeDiscord(LoopbackServer):
     ) -> Message:
         """Another bot (``author.bot`` true) sends ``content``."""
         return await self.user_message(channel_id, author, content)
+
+    def attachment(
+        self,
+        channel_id: int,
+        filename: str,
+        data: bytes,
+        *,
+        content_type: str | None = None,
+        size: int | None = None,
+        url: str | None = None,
+    ) -> Attachment:
+        """A file for a message in the channel to carry: its bytes served by the CDN on the
+        fake's address. The attachment object says ``size`` and ``url`` when given (a size
+        over a cap, a URL elsewhere), else the data's length and the CDN's URL."""
+        return self._cdn.add(
+            channel_id, filename, data, content_type=content_type, size=size, url=url
+        )
 
     def dm_channel(self, user: FakeUser) -> int:
         """The id of the DM channel between ``user`` and the bot (created on first use)."""
@@ -236,6 +263,15 @@ class FakeDiscord(LoopbackServer):
     def calls(self) -> list[RecordedCall]:
         """Every REST call so far, in order."""
         return self._router.calls
+
+    @property
+    def cdn_requests(self) -> list[CdnRequest]:
+        """Every request to the attachments' CDN, in order."""
+        return list(self._cdn.requests)
+
+    def downloads(self, attachment: Attachment) -> list[CdnRequest]:
+        """The requests for that attachment's file."""
+        return self._cdn.asked(attachment)
 
     @property
     def rate_limited(self) -> int:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.fakes.fake_discord.cdn import Attachment
 from tests.fakes.fake_discord.errors import DiscordError, invalid_form
 from tests.fakes.fake_discord.world import APP_ID, ROLES, USERS, FakeUser
 
@@ -41,6 +42,7 @@ class Message:
     flags: int = 0
     type: int = 0
     interaction_id: int | None = None
+    attachments: tuple[Attachment, ...] = ()
 
     @property
     def edited(self) -> bool:
@@ -65,8 +67,8 @@ class Message:
             "tts": False, "mention_everyone": self.mention_everyone,
             "mentions": [u.payload() for u in self.mentions],
             "mention_roles": [str(r) for r in self.mention_roles],
-            "attachments": [], "embeds": self.embeds, "components": self.components,
-            "pinned": False, "flags": self.flags,
+            "attachments": [a.payload() for a in self.attachments], "embeds": self.embeds,
+            "components": self.components, "pinned": False, "flags": self.flags,
         }  # fmt: skip
         if self.reference is not None:
             body["message_reference"] = self.reference
