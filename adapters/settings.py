@@ -38,8 +38,8 @@ class EditBudgetSettings(Section):
 
     slack_workspace: RateSettings = RateSettings(count=45, seconds=60, burst=5)
     slack_channel: RateSettings = RateSettings(count=8, seconds=10, burst=2)
-    slack_stream_start: RateSettings = RateSettings(count=19, seconds=60, sliding=True)
-    slack_stream_stop: RateSettings = RateSettings(count=19, seconds=60, sliding=True)
+    slack_stream_start: RateSettings = RateSettings(count=19, seconds=61, sliding=True)
+    slack_stream_stop: RateSettings = RateSettings(count=19, seconds=61, sliding=True)
     slack_stream_append: RateSettings = RateSettings(count=90, seconds=60, burst=10)
     discord_channel: RateSettings = RateSettings(count=4, seconds=5, burst=1)
     discord_global: RateSettings = RateSettings(count=30, seconds=1, burst=10)

@@ -96,7 +96,7 @@ def test_slacks_tier_2_is_a_sliding_window_one_short_of_its_limit(kind: str) -> 
     rate = DEFAULT_RATES[kind]
     assert rate.sliding
     assert rate.burst == 19
-    assert rate.seconds == pytest.approx(60)
+    assert rate.seconds == pytest.approx(61)  # a second for the calls in flight at its edges
 
 
 async def test_a_sliding_window_grants_its_count_at_once_then_as_calls_lapse(
