@@ -91,7 +91,7 @@ class Downloader:
         token: str | None = None,
         token_hosts: Collection[str] = (),
         http_hosts: Collection[str] = (),
-        timeout: float = 30.0,
+        timeout: float | None = None,
         http: httpx2.AsyncClient | None = None,
         max_concurrent: int = MAX_CONCURRENT,
     ) -> None:
@@ -100,7 +100,7 @@ class Downloader:
         self._token = token
         self._token_hosts = frozenset(host.lower() for host in token_hosts)
         self._http_hosts = frozenset(host.lower() for host in http_hosts)
-        self._timeout = timeout
+        self._timeout = settings.download_timeout if timeout is None else timeout
         self._owns_http = http is None
         self._http = http or httpx2.AsyncClient(follow_redirects=False)
         self._slots = asyncio.Semaphore(max_concurrent)

@@ -91,6 +91,8 @@ class AttachmentSettings(Section):
     """The characters of all the text files of one message together."""
     max_pdf_pages: int = Field(default=50, ge=1)
     """A PDF's pages past this are not read (extraction is slow on long documents)."""
+    download_timeout: float = Field(default=30.0, gt=0)
+    """Seconds a file's download may take; a slower one becomes a note, not a wait."""
 
 
 # --- what the model is sent ---------------------------------------------------------------------
