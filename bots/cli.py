@@ -13,6 +13,8 @@
 - ``relaybot offline-llm --port N`` serves the offline model for any compatible client.
 - ``relaybot feedback --since 7d`` prints the votes on answers in that period (``30m``,
   ``24h``, ``90d``; ``--json`` for one object) from the configured store.
+- ``relaybot tools`` lists every tool the model would see, with its source (built-in or which
+  MCP server) and whether its server is up; it exits 1 when a configured server is down.
 
 Settings come from ``--config`` / ``RELAYBOT_CONFIG``, the environment and the flags (see
 ``bots.settings``). Failures print one line starting with ``relaybot:`` and exit non-zero.
@@ -42,6 +44,7 @@ from bots.offline import run_offline_llm
 from bots.settings import Settings, load_settings
 from bots.slack.server import run_slack
 from bots.slack.workspace import SlackUnreachable
+from bots.tools_list import tools_command
 from core.errors import LLMError
 from core.settings import ENV_PREFIX, SettingsError
 from core.store.base import StoreError
@@ -172,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print one JSON object (default: one line)"
     )
 
+    commands.add_parser(
+        "tools", help="list the tools the model may call: source, status (1 if a server is down)"
+    )
+
     check = commands.add_parser("check", help="test every part the settings name, ✓ or ✗")
     check.add_argument(
         "--platform",
@@ -246,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     out=sys.stdout,
                 )
             )
+        if args.command == "tools":
+            return asyncio.run(tools_command(load_settings(args.config), out=sys.stdout))
         if args.command == "check":
             return check_command(
                 args.config, platform=args.platform, as_json=args.json, out=sys.stdout

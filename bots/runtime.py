@@ -2,8 +2,9 @@
 
 ``Runtime.start(settings)`` builds and wires, in one place, the HTTP client, the configured
 models (``[[llm.models]]``, or the ``llm.*`` gateway, or the offline model when neither a key
-nor a base URL is configured) with an LLM client each, the store, the tools, the engine, the
-edit budget and the Stop requests — and closes them in reverse order when the bot stops.
+nor a base URL is configured) with an LLM client each, the store, the tools (built-in, and those
+of the ``[[tools.mcp]]`` servers, see :func:`open_tools`), the engine, the edit budget and the
+Stop requests — and closes them in reverse order when the bot stops.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httpx2
 
@@ -30,6 +32,9 @@ from core.store import open_store
 from core.store.base import ConversationStore
 from core.tools import ToolRegistry
 
+if TYPE_CHECKING:
+    from core.mcp_servers import ToolServers
+
 __all__ = [
     "ModelEndpoint",
     "Runtime",
@@ -39,6 +44,7 @@ __all__ = [
     "model_endpoint",
     "model_endpoints",
     "model_registry",
+    "open_tools",
     "stop_requests",
 ]
 
@@ -148,6 +154,7 @@ async def stop_requests(settings: Settings) -> AsyncIterator[Stops]:
 
 
 def build_tools(settings: Settings, http: httpx2.AsyncClient) -> ToolRegistry:
+    """The built-in tools the settings enable (see :func:`open_tools` for the MCP servers')."""
     tools = settings.tools
     registry = ToolRegistry(
         default_timeout=tools.timeout + 5, max_result_chars=tools.max_result_chars
@@ -162,6 +169,33 @@ def build_tools(settings: Settings, http: httpx2.AsyncClient) -> ToolRegistry:
             )
         )
     return registry
+
+
+@asynccontextmanager
+async def open_tools(
+    settings: Settings, *, http: httpx2.AsyncClient, environ: Mapping[str, str] | None = None
+) -> AsyncIterator[tuple[ToolRegistry, ToolServers | None]]:
+    """The built-in tools and those of the ``[[tools.mcp]]`` servers that started (``None``
+    without servers), the servers closed when the block exits. ``environ`` (``os.environ``)
+    gives their ``${VAR}``; one that is not set raises ``SettingsError``."""
+    registry = build_tools(settings, http)
+    tools = settings.tools
+    if not tools.mcp:
+        yield registry, None
+        return
+    # Imported only here: importing the MCP SDK takes about a second of CPU, which a bot
+    # without MCP servers (and every other command) should not pay at start.
+    from core.mcp_servers import ToolServers
+
+    async with ToolServers.open(
+        tools.mcp,
+        environ=os.environ if environ is None else environ,
+        start_timeout=tools.mcp_start_timeout,
+        reconnect_delay=tools.mcp_reconnect_delay,
+        reconnect_max_delay=tools.mcp_reconnect_max_delay,
+    ) as servers:
+        servers.add_to(registry)
+        yield registry, servers
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -220,7 +254,9 @@ class Runtime:
             models = model_registry(settings, endpoints, http=http)
             default = models.default
             assert isinstance(default.client, LLMClient)  # model_registry made it
-            tools = build_tools(settings, http)
+            tools, _ = await stack.enter_async_context(
+                open_tools(settings, http=http, environ=environ)
+            )
             config = EngineConfig(
                 model=default.endpoint.model,
                 system_prompt=llm.system_prompt,

@@ -244,7 +244,7 @@ class ConversationEngine:
             model=model,
             messages=tuple(window),
             system=self._system_prompt(turn, instructions),
-            tools=self._tools.specs(),
+            tools=self._tools.specs(turn.key),
             tool_choice="none" if last else "auto",
             max_tokens=self._config.max_tokens,
             temperature=self._config.temperature,
@@ -426,7 +426,7 @@ class _Turn:
         for call in calls:
             yield ToolStarted(
                 call_id=call.id, name=call.name, arguments=call.arguments,
-                activity=tools.activity(call),
+                activity=tools.activity(call, self.turn.key),
             )  # fmt: skip
         outcomes: dict[int, ToolOutcome] = {}
         try:

@@ -60,6 +60,7 @@ from pydantic_settings import (
 )
 
 from core.client import Timeouts
+from core.mcp_settings import MCPServerSettings
 from core.retry import RetryPolicy
 from core.settings_errors import Origins, SettingsError, describe
 from core.settings_sources import (
@@ -364,11 +365,35 @@ def _check_known(name: str, known: tuple[str, ...]) -> None:
 
 
 class ToolSettings(Section):
+    """The built-in tools, and the MCP servers whose tools the model may call (``mcp``, one
+    ``[[tools.mcp]]`` table each, see :class:`~core.mcp_settings.MCPServerSettings`).
+
+    Each server must start (connect and list its tools) within ``mcp_start_timeout`` seconds.
+    A server that was up and dropped is reconnected on the next call to one of its tools; a
+    reconnection that fails waits ``mcp_reconnect_delay`` seconds before the next try, doubled
+    after each failure up to ``mcp_reconnect_max_delay``.
+    """
+
     weather_enabled: bool = True
     weather_geocoding_url: HttpUrl = "https://geocoding-api.open-meteo.com"
     weather_forecast_url: HttpUrl = "https://api.open-meteo.com"
     timeout: float = Field(default=10.0, gt=0)
     max_result_chars: int = Field(default=16_000, ge=100)
+    mcp: tuple[MCPServerSettings, ...] = ()
+    mcp_start_timeout: float = Field(default=30.0, gt=0)
+    mcp_reconnect_delay: float = Field(default=1.0, ge=0)
+    mcp_reconnect_max_delay: float = Field(default=60.0, ge=0)
+
+    @field_validator("mcp")
+    @classmethod
+    def _server_names_differ(
+        cls, servers: tuple[MCPServerSettings, ...]
+    ) -> tuple[MCPServerSettings, ...]:
+        names = [server.name for server in servers]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"two servers are named {twice[0]!r}: each name must be unique")
+        return servers
 
 
 class StoreSettings(Section):

@@ -16,7 +16,13 @@
     await registry.run_all(calls, context)  # one ToolOutcome per call, in call order
 
 The JSON Schema comes from the signature and docstring (see :mod:`core.tool_schema`). A parameter
-typed :class:`ToolContext` is filled in by the registry and never shown to the model.
+typed :class:`ToolContext` is filled in by the registry and never shown to the model. A tool that
+another program serves (an MCP server's, see :mod:`core.mcp_servers`) comes with its schema
+ready: :meth:`Tool.from_schema`.
+
+Each tool has a ``source`` (``built-in``, or the MCP server's name) and may be offered only in
+some ``channels`` (``ConversationKey.channel``): ``specs(key)`` leaves the others out, and a
+call to a tool not offered in the conversation's channel is refused like an unknown tool.
 
 A bad call never raises: invalid JSON, arguments that fail validation, an unknown tool, an
 exception, a timeout, a deliberate :class:`ToolFailure` and a result that cannot be serialized or
@@ -33,7 +39,15 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import aclosing
 from dataclasses import dataclass
 from enum import Enum
@@ -45,13 +59,25 @@ from pydantic import BaseModel, ValidationError
 from core.messages import ConversationKey, ToolCall, ToolResult, ToolSpec
 from core.tool_schema import ToolArguments, parse_docstring
 
-__all__ = ["Tool", "ToolContext", "ToolFailure", "ToolOutcome", "ToolRegistry", "tool"]
+__all__ = [
+    "BUILT_IN",
+    "Tool",
+    "ToolContext",
+    "ToolFailure",
+    "ToolOutcome",
+    "ToolRegistry",
+    "ToolText",
+    "describe_error",
+    "tool",
+]
 
 log = logging.getLogger("relaybot.tools")
 
 SUMMARY_CHARS = 100
 _MESSAGE_CHARS = 300
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+BUILT_IN = "built-in"
+"""The ``source`` of a tool written in Python in relaybot's tree."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,13 +104,37 @@ class ToolOutcome:
         return not self.result.is_error
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolText:
+    """A result that is already the text the model reads (sent as is, size-capped), with the
+    one-line ``summary`` a status display shows instead of its first line. ``frame`` is put
+    around ``text`` (an untrusted-data wrapper's opening and closing lines) and never cut: a
+    long text is cut inside it."""
+
+    text: str
+    summary: str
+    frame: tuple[str, str] = ("", "")
+
+
 class ToolFailure(Exception):
-    """Raised by a tool to fail on purpose: the model reads exactly this message."""
+    """Raised by a tool to fail on purpose: the model reads exactly this message; a status
+    display shows ``summary`` (default: the message shortened)."""
+
+    def __init__(
+        self, message: str = "", *, summary: str | None = None, frame: tuple[str, str] = ("", "")
+    ) -> None:
+        super().__init__(message)
+        self.summary = summary
+        self.frame = frame
 
 
 class Tool:
     """A typed function offered to the model, with its JSON Schema. Calling it calls the
-    function."""
+    function.
+
+    ``source`` says where the tool comes from (:data:`BUILT_IN`, or an MCP server's name);
+    ``channels``, when not empty, are the only channels it is offered in.
+    """
 
     def __init__(
         self,
@@ -94,6 +144,9 @@ class Tool:
         description: str | None = None,
         activity: str | None = None,
         timeout: float | None = None,
+        source: str = BUILT_IN,
+        channels: Iterable[str] = (),
+        _schema: dict[str, Any] | None = None,
     ) -> None:
         self.fn = fn
         self.name: str = name or str(getattr(fn, "__name__", ""))
@@ -101,16 +154,53 @@ class Tool:
             raise ValueError(f"a tool name is 1-64 letters, digits, _ or -: {self.name!r}")
         if timeout is not None and not timeout > 0:
             raise ValueError(f"{self.name}: timeout must be positive, not {timeout!r}")
-        doc = parse_docstring(inspect.getdoc(fn))
-        self.description = doc.summary if description is None else description
+        doc = parse_docstring(inspect.getdoc(fn)) if _schema is None else None
+        self.description = (doc.summary if doc else "") if description is None else description
         self.activity = activity
         self.timeout = timeout
+        self.source = source
+        self.channels = frozenset(channels)
         self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
             type(fn).__call__  # an object with an async __call__
         )
-        self._arguments = ToolArguments(fn, name=self.name, docs=doc.params, context=ToolContext)
+        self._arguments: ToolArguments | _AsGiven = (
+            ToolArguments(fn, name=self.name, docs=doc.params, context=ToolContext)
+            if doc is not None
+            else _AsGiven(_schema or {})
+        )
         self.parameters = self._arguments.schema
         self.__doc__ = fn.__doc__
+
+    @classmethod
+    def from_schema(
+        cls,
+        call: Callable[[dict[str, Any], ToolContext], Awaitable[Any]],
+        *,
+        name: str,
+        description: str,
+        parameters: dict[str, Any],
+        activity: str | None = None,
+        timeout: float | None = None,
+        source: str,
+        channels: Iterable[str] = (),
+    ) -> Tool:
+        """A tool described by a ready JSON Schema (an MCP server's). ``await call(arguments,
+        context)`` gets the model's arguments as they came (a JSON object): whoever serves the
+        tool validates them. ``activity`` is shown as written (it is not a format string)."""
+        if not inspect.iscoroutinefunction(call) and not inspect.iscoroutinefunction(
+            type(call).__call__
+        ):
+            raise TypeError(f"{name}: a tool described by a schema is called with await")
+        shown = None if activity is None else activity.replace("{", "{{").replace("}", "}}")
+        return cls(
+            call, name=name, description=description, activity=shown, timeout=timeout,
+            source=source, channels=channels, _schema=parameters,
+        )  # fmt: skip
+
+    def offered_in(self, key: ConversationKey | None) -> bool:
+        """Whether the model may see and call this tool in ``key``'s conversation (any
+        conversation when ``key`` is ``None``)."""
+        return key is None or not self.channels or key.channel in self.channels
 
     @property
     def spec(self) -> ToolSpec:
@@ -188,15 +278,20 @@ class ToolRegistry:
             raise ValueError(f"a tool named {tool.name!r} is already registered")
         self._tools[tool.name] = tool
 
-    def specs(self) -> tuple[ToolSpec, ...]:
-        return tuple(each.spec for each in self._tools.values())
+    def specs(self, key: ConversationKey | None = None) -> tuple[ToolSpec, ...]:
+        """What the model is shown: every tool, or those offered in ``key``'s channel."""
+        return tuple(each.spec for each in self._tools.values() if each.offered_in(key))
 
-    def activity(self, call: ToolCall) -> str:
+    def activity(self, call: ToolCall, key: ConversationKey | None = None) -> str:
         """A status line for ``call`` ("Checking the weather in Paris")."""
-        known = self._tools.get(call.name)
+        known = self._offered(call.name, key)
         if known is None:
             return _shorten(f"Running {call.name}", SUMMARY_CHARS)
         return known.activity_for(call.arguments)
+
+    def _offered(self, name: str, key: ConversationKey | None) -> Tool | None:
+        known = self._tools.get(name)
+        return known if known is not None and known.offered_in(key) else None
 
     async def run_each(
         self, calls: Sequence[ToolCall], context: ToolContext
@@ -240,11 +335,18 @@ class ToolRegistry:
         except _Refused as refused:
             return self._failed(call, refused.kind, str(refused), started)
         except ToolFailure as failure:
-            return self._failed(call, "ToolFailure", str(failure) or f"{call.name} failed", started)
+            message = str(failure) or f"{call.name} failed"
+            return self._failed(
+                call, "ToolFailure", message, started, summary=failure.summary,
+                frame=failure.frame,
+            )  # fmt: skip
         except Exception as exc:
             return self._failed(call, type(exc).__name__, _raised(call.name, exc), started)
         try:
-            content = _capped(_serialized(value), self._max_result_chars)
+            if isinstance(value, ToolText):
+                content = _framed(value.text, value.frame, self._max_result_chars)
+            else:
+                content = _capped(_serialized(value), self._max_result_chars)
             result = ToolResult(call_id=call.id, name=call.name, content=content)
             summary = _summary(value, content)
         except (Exception, asyncio.CancelledError) as exc:  # synchronous: never a cancellation
@@ -252,9 +354,10 @@ class ToolRegistry:
         return ToolOutcome(result=result, summary=summary, elapsed=self._clock() - started)
 
     async def _call(self, call: ToolCall, context: ToolContext) -> Any:
-        known = self._tools.get(call.name)
+        known = self._offered(call.name, context.key)
         if known is None:
-            available = ", ".join(self._tools) or "none"
+            offered = [name for name, each in self._tools.items() if each.offered_in(context.key)]
+            available = ", ".join(offered) or "none"
             name = _shorten(call.name, 64)
             raise _Refused("UnknownTool", f"there is no tool named {name}; available: {available}")
         if call.arguments is None:
@@ -276,12 +379,22 @@ class ToolRegistry:
             # A sync tool's thread cannot be stopped; it finishes in the background.
             raise _Refused("Timeout", f"{call.name} did not finish within {seconds:g} s") from None
 
-    def _failed(self, call: ToolCall, kind: str, message: str, started: float) -> ToolOutcome:
+    def _failed(
+        self,
+        call: ToolCall,
+        kind: str,
+        message: str,
+        started: float,
+        *,
+        summary: str | None = None,
+        frame: tuple[str, str] = ("", ""),
+    ) -> ToolOutcome:
         elapsed = self._clock() - started
         log.warning("tool %s failed: %s (%.2f s)", _shorten(call.name, 64), kind, elapsed)
-        content = _capped(message, self._max_result_chars)
+        content = _framed(message, frame, self._max_result_chars)
         result = ToolResult(call_id=call.id, name=call.name, content=content, is_error=True)
-        return ToolOutcome(result=result, summary=_shorten(message, SUMMARY_CHARS), elapsed=elapsed)
+        shown = _shorten(summary or message, SUMMARY_CHARS)
+        return ToolOutcome(result=result, summary=shown, elapsed=elapsed)
 
     def __len__(self) -> int:
         return len(self._tools)
@@ -291,6 +404,19 @@ class ToolRegistry:
 
     def __iter__(self) -> Iterator[Tool]:
         return iter(tuple(self._tools.values()))
+
+
+class _AsGiven:
+    """The arguments of a tool described by a ready schema: passed on as the model sent them,
+    with the context after them."""
+
+    defaults: Mapping[str, Any] = {}
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self.schema = schema
+
+    def bind(self, arguments: dict[str, Any], context: object) -> tuple[list[Any], dict[str, Any]]:
+        return [dict(arguments), context], {}
 
 
 class _Refused(Exception):
@@ -309,9 +435,17 @@ def _serialized(value: Any) -> str:
         return "done"
     if isinstance(value, str):
         return value
+    if isinstance(value, ToolText):
+        return value.text
     if isinstance(value, BaseModel):
         return value.model_dump_json()
     return pydantic_core.to_json(value, fallback=str).decode()
+
+
+def _framed(text: str, frame: tuple[str, str], limit: int) -> str:
+    """``text`` inside ``frame``, the text cut so that the whole stays within ``limit``."""
+    head, tail = frame
+    return head + _capped(text, max(100, limit - len(head) - len(tail))) + tail
 
 
 def _capped(content: str, limit: int) -> str:
@@ -359,15 +493,17 @@ _URL_USERINFO = re.compile(r"(https?://)[^\s/@'\"]+@")
 
 def _raised(name: str, exc: BaseException) -> str:
     """What a tool's exception says, without URL queries or credentials that could hold a key."""
-    return f"{name} raised {_described(exc)}"
+    return f"{name} raised {describe_error(exc)}"
 
 
 def _unreadable(name: str, exc: BaseException) -> str:
     """A tool returned, but its result could not be serialized or summarized."""
-    return f"{name} returned a result that could not be read: {_described(exc)}"
+    return f"{name} returned a result that could not be read: {describe_error(exc)}"
 
 
-def _described(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """``"Kind: message"`` on one line, at most a few hundred characters, with URL queries and
+    credentials (which could hold a key) taken out."""
     try:
         text = str(exc)
     except Exception:  # an exception whose __str__ fails still gets reported

@@ -103,4 +103,4 @@ def test_no_module_shadows_a_dependency() -> None:
     module in it is run as a script) takes a dependency's name. ``bots.slack`` and
     ``bots.discord`` are subpackages reached only by absolute imports, which never shadow."""
     names = {path.stem for path in ROOT.glob("*/*.py")} | {p.name for p in ROOT.iterdir()}
-    assert not names & {"slack", "discord", "httpx2", "rich", "redis", "pydantic"}
+    assert not names & {"slack", "discord", "httpx2", "rich", "redis", "pydantic", "mcp"}

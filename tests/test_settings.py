@@ -79,6 +79,10 @@ def test_defaults() -> None:
         "weather_forecast_url": "https://api.open-meteo.com",
         "timeout": 10.0,
         "max_result_chars": 16000,
+        "mcp": (),
+        "mcp_start_timeout": 30.0,
+        "mcp_reconnect_delay": 1.0,
+        "mcp_reconnect_max_delay": 60.0,
     }
     assert settings.store.url is None
     assert settings.slack.model_dump() == {
