@@ -59,6 +59,7 @@ from core.events import (
     ToolStarted,
     TurnFailed,
     TurnFinished,
+    WaitingForSlot,
 )
 from core.metrics import BUDGET_WAIT_SECONDS
 
@@ -68,6 +69,7 @@ __all__ = [
     "MODEL_SLOW",
     "STOPPED",
     "THINKING",
+    "WAITING_FOR_SLOT",
     "LiveReply",
     "outlast_cancellation",
 ]
@@ -89,8 +91,11 @@ MODEL_BUSY = "The model is busy — retrying…"
 MODEL_RETRYING = "Lost the model's connection — retrying…"
 """Shown while a model call that failed otherwise waits to be tried again."""
 MODEL_SLOW = "Still waiting for the model…"
+WAITING_FOR_SLOT = "Waiting for a free slot…"
+"""The status while every concurrent model request of the process is taken
+(``llm.max_concurrent_requests``) and this answer waits in line for one."""
 """Shown when the model has said nothing for ``patience`` seconds, until it does."""
-_WAIT_EXPLAINED = (MODEL_BUSY, MODEL_RETRYING, MODEL_SLOW)
+_WAIT_EXPLAINED = (MODEL_BUSY, MODEL_RETRYING, MODEL_SLOW, WAITING_FOR_SLOT)
 """Statuses that already say why the model is silent: no slow notice replaces them."""
 RUNNING = "…"
 SHRINK = 0.8
@@ -257,6 +262,8 @@ class LiveReply:
                 self._body = self._body[: self._mark]
             case ModelRetrying(busy=busy):
                 self._status = MODEL_BUSY if busy else MODEL_RETRYING
+            case WaitingForSlot():
+                self._status = WAITING_FOR_SLOT
             case ToolStarted(call_id=call_id, activity=activity):
                 if RUNNING not in (state for _, state in self._tools.values()):
                     self._tools.clear()  # a new round of tools

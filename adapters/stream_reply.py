@@ -65,6 +65,7 @@ from core.events import (
     ToolStarted,
     TurnFailed,
     TurnFinished,
+    WaitingForSlot,
 )
 
 __all__ = [
@@ -454,7 +455,7 @@ class StreamReply:
                 self._end(text, STOPPED if stopped else None, error=False)
             case TurnFailed(message=message, partial_text=partial):
                 self._end(self._body or partial, message, error=True)
-            case TextDelta() | ReasoningDelta() | ModelRetrying():
+            case TextDelta() | ReasoningDelta() | ModelRetrying() | WaitingForSlot():
                 return  # no status line: the stream simply pauses
             case _:
                 assert_never(event)

@@ -5,7 +5,14 @@ The model's answers are not here; these are the short notices a bot posts around
 
 from __future__ import annotations
 
-from adapters.live import MODEL_BUSY, MODEL_RETRYING, MODEL_SLOW, STOPPED, THINKING
+from adapters.live import (
+    MODEL_BUSY,
+    MODEL_RETRYING,
+    MODEL_SLOW,
+    STOPPED,
+    THINKING,
+    WAITING_FOR_SLOT,
+)
 
 __all__ = [
     "BROKEN",
@@ -24,6 +31,7 @@ __all__ = [
     "STOPPED",
     "THINKING",
     "TOO_LONG",
+    "WAITING_FOR_SLOT",
 ]
 
 NOT_YOURS = "Only the person who asked can stop this answer."

@@ -45,6 +45,7 @@ from core.events import (
     ToolStarted,
     TurnFailed,
     TurnFinished,
+    WaitingForSlot,
 )
 from core.messages import ConversationKey
 from core.metrics import FIRST_TEXT_SECONDS, TURNS
@@ -143,6 +144,8 @@ class TurnRecord:
             case ModelRetrying():
                 self._model_output()
                 self.retries += 1
+            case WaitingForSlot():
+                pass
             case ToolStarted(name=name):
                 if self._phase in ("between", "tools running"):  # a call that only asked tools
                     self.rounds += 1

@@ -96,6 +96,7 @@ from core.events import (
     TurnFailed,
     TurnFinished,
     Usage,
+    WaitingForSlot,
 )
 from core.messages import (
     AssistantMessage,
@@ -386,6 +387,8 @@ class _Turn:
             client, request, engine._retry, sleep=engine._sleep, clock=engine._clock,
             on_retry=self._retrying,
         )  # fmt: skip
+        if engine._gate.locked():  # every slot taken: say so, then wait in line for one
+            yield WaitingForSlot()
         async with engine._gate, stream as events:
             async for event in events:
                 self.assembler.feed(event)

@@ -34,6 +34,7 @@ __all__ = [
     "TurnFailed",
     "TurnFinished",
     "Usage",
+    "WaitingForSlot",
 ]
 
 FinishReason = Literal["stop", "tool_calls", "length", "content_filter", "other"]
@@ -227,6 +228,13 @@ class TurnFailed:
     partial_text: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WaitingForSlot:
+    """Every one of the process's concurrent model requests is taken
+    (``llm.max_concurrent_requests``): this turn's model call waits for one to end. Yielded
+    once, before the wait, so a renderer can say why nothing comes yet."""
+
+
 EngineEvent = (
     TextDelta
     | ReasoningDelta
@@ -234,6 +242,7 @@ EngineEvent = (
     | ToolFinished
     | AttemptVoid
     | ModelRetrying
+    | WaitingForSlot
     | TurnFinished
     | TurnFailed
 )

@@ -27,6 +27,7 @@ from core.events import (
     TurnFailed,
     TurnFinished,
     Usage,
+    WaitingForSlot,
 )
 from core.messages import (
     AssistantMessage,
@@ -493,6 +494,31 @@ async def test_request_gate_caps_concurrent_model_calls(harness: Harness) -> Non
     await asyncio.gather(*(run(n) for n in range(3)))
     assert len(harness.gateway.requests) == 3
     assert set(in_flight) == {1}
+
+
+async def test_a_call_waiting_for_a_free_slot_says_so_first(harness: Harness) -> None:
+    """Every slot taken: the turn's first event says it waits for one; a free slot, no word."""
+    harness.gateway.enqueue(*[Stream(openai_chunks(f"answer {n}")) for n in range(2)])
+    gate = asyncio.Semaphore(1)
+    engine = ConversationEngine(
+        client=harness.engine()._client, store=harness.store, tools=harness.registry,
+        config=CONFIG, retry=NO_WAIT, now=lambda: NOW, request_gate=gate,
+    )  # fmt: skip
+    await gate.acquire()  # another answer holds the only slot
+    events = engine.run_turn(await harness.ask("hi"))
+    assert isinstance(await anext(events), WaitingForSlot)
+    waiting = asyncio.ensure_future(anext(events))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not waiting.done()  # in line for the slot, not asking the gateway
+    assert harness.gateway.requests == []
+    gate.release()
+    rest = [await waiting, *[event async for event in events]]
+    assert isinstance(rest[-1], TurnFinished)
+    assert rest[-1].text == "answer 0"
+    key = ConversationKey(platform="slack", workspace="T1", channel="C1", thread="free")
+    free = await harness.turn(await harness.ask("hi", key=key))
+    assert not any(isinstance(event, WaitingForSlot) for event in free)
 
 
 @pytest.mark.parametrize("anthropic", [False, True], ids=["openai", "anthropic"])

@@ -17,7 +17,14 @@ import httpx2
 import pytest
 
 from adapters.budget import TokenBucketBudget
-from adapters.live import MODEL_BUSY, MODEL_RETRYING, MODEL_SLOW, THINKING, LiveReply
+from adapters.live import (
+    MODEL_BUSY,
+    MODEL_RETRYING,
+    MODEL_SLOW,
+    THINKING,
+    WAITING_FOR_SLOT,
+    LiveReply,
+)
 from adapters.surface import Draft, SurfaceLimits
 from core.client import LLMClient, Timeouts
 from core.engine import ConversationEngine, EngineConfig
@@ -31,6 +38,7 @@ from core.events import (
     ToolStarted,
     TurnFinished,
     Usage,
+    WaitingForSlot,
 )
 from core.messages import ConversationKey, UserMessage
 from core.protocols import OpenAIProtocol
@@ -185,6 +193,12 @@ async def test_a_retry_notice_is_not_replaced_by_the_slow_one() -> None:
     scene = Scene()
     await scene.run([(0.0, BUSY), (60.0, finished("Late."))])
     assert scene.statuses() == [THINKING, MODEL_BUSY, None]
+
+
+async def test_an_answer_waiting_for_a_free_slot_says_so_and_is_not_called_slow() -> None:
+    scene = Scene()
+    await scene.run([(0.0, WaitingForSlot()), (40.0, text("Here.")), (41.0, finished("Here."))])
+    assert scene.statuses() == [THINKING, WAITING_FOR_SLOT, None, None]
 
 
 async def test_no_patience_never_calls_the_model_slow() -> None:

@@ -27,6 +27,7 @@ from core.events import (
     TurnFailed,
     TurnFinished,
     Usage,
+    WaitingForSlot,
 )
 from core.lease import owner_id
 from core.messages import AssistantMessage, ConversationKey, ModelRequest, UserMessage
@@ -139,8 +140,10 @@ class TerminalView:
                 if self.live:
                     self.stdout.write("\n")
                 raise TurnFailedError(message)
-            case TextDelta() | ReasoningDelta() | AttemptVoid() | ModelRetrying():
-                pass  # piped, empty, reasoning not shown, a retry: only the answer counts
+            case (
+                TextDelta() | ReasoningDelta() | AttemptVoid() | ModelRetrying() | WaitingForSlot()
+            ):
+                pass  # piped, empty, reasoning not shown, a retry, a wait: only the answer counts
             case _:
                 assert_never(event)
 
