@@ -10,8 +10,10 @@ import hashlib
 import io
 import itertools
 import json
+import sqlite3
 from contextlib import aclosing
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -25,7 +27,9 @@ from core.messages import AssistantMessage, ConversationKey, ImageContent, UserM
 from core.models import ConfiguredModel, ModelEndpoint, ModelRegistry
 from core.protocols import AnthropicProtocol, OpenAIProtocol
 from core.retry import RetryPolicy
+from core.store.base import ConversationStore
 from core.store.memory import MemoryStore
+from core.store.sqlite import SqliteStore
 from core.tools import ToolRegistry
 from core.vision import UNSEEN_NOTE
 from tests.fakes.llm_gateway import Error, FakeGateway, RecordedRequest, Reply, Stream
@@ -62,9 +66,16 @@ class Images:
     """An engine over two models on one gateway: ``vision`` (the default, configured to take
     images) and ``text-only`` (configured not to)."""
 
-    def __init__(self, gateway: FakeGateway, http: httpx2.AsyncClient, *, anthropic: bool) -> None:
+    def __init__(
+        self,
+        gateway: FakeGateway,
+        http: httpx2.AsyncClient,
+        *,
+        anthropic: bool,
+        store: ConversationStore | None = None,
+    ) -> None:
         self.gateway, self.http, self.anthropic = gateway, http, anthropic
-        self.store = MemoryStore()
+        self.store = store or MemoryStore()
         self.engine = ConversationEngine(
             models=ModelRegistry(
                 [self.model("vision", images=True), self.model("text-only", images=False)],
@@ -145,6 +156,32 @@ def images(
     request: pytest.FixtureRequest, gateway: FakeGateway, http: httpx2.AsyncClient
 ) -> Images:
     return Images(gateway, http, anthropic=request.param == "anthropic")
+
+
+@pytest.mark.parametrize("anthropic", [False, True], ids=["openai", "anthropic"])
+async def test_a_follow_up_still_sends_the_image_from_the_sqlite_store(
+    gateway: FakeGateway, http: httpx2.AsyncClient, tmp_path: Path, anthropic: bool
+) -> None:
+    """The image is kept once in the store's blob table, not in the message row, and a later
+    turn of the thread sends it again, in the protocol's shape."""
+    store = await SqliteStore.open(tmp_path / "relaybot.db")
+    try:
+        images = Images(gateway, http, anthropic=anthropic, store=store)
+        images.gateway.enqueue(images.answer("A teal rectangle."), images.answer("Teal."))
+        await images.turn("What is this?", png())
+        events = await images.turn("What colour was the image?")
+        assert final(events).text == "Teal."
+    finally:
+        await store.close()
+    first, second = images.gateway.requests
+    users = [m for m in second.json["messages"] if m["role"] == "user"]
+    assert kinds(users[0]["content"]) == ["image" if anthropic else "image_url", "text"]
+    assert carries_an_image(second)
+    assert json.dumps(images.last_question(first)) in json.dumps(second.json)  # the same image
+    with sqlite3.connect(tmp_path / "relaybot.db") as db:
+        rows = db.execute("SELECT body FROM messages").fetchall()
+        assert all(png().data not in row[0] for row in rows)  # not in the message rows
+        assert db.execute("SELECT COUNT(*) FROM blobs").fetchone() == (1,)
 
 
 async def test_a_model_that_sees_images_is_sent_them_before_the_question(images: Images) -> None:

@@ -12,6 +12,7 @@ and file parts of ``core.protocols`` (built alongside, in ``core/protocols/user_
 # ruff: noqa: F811 (the harness's fixtures, imported, are parameters here)
 from __future__ import annotations
 
+import base64
 import io
 from typing import Any
 
@@ -113,6 +114,17 @@ async def test_a_png_reaches_the_gateway_as_an_image_part(bot: Harness) -> None:
     images = [part for part in user_content(bot) if part["type"] == "image_url"]
     assert len(images) == 1
     assert images[0]["image_url"]["url"].startswith("data:image/png;base64,")
+
+
+async def test_a_large_screenshot_reaches_the_gateway_downscaled(bot: Harness) -> None:
+    bot.gateway.enqueue(answer("A wide teal screenshot."))
+    shot = bot.slack.add_file("wide.png", png(3200, 1800), mimetype="image/png")
+    asked = await ask_with_files(bot, "<@UBOT> what is this?", [shot])
+    await bot.answer(CHANNEL, asked)
+    (part,) = [part for part in user_content(bot) if part["type"] == "image_url"]
+    data = part["image_url"]["url"].partition(";base64,")[2]
+    with Image.open(io.BytesIO(base64.b64decode(data))) as sent:
+        assert sent.size == (1568, 882)  # the long side at the setting, the shape kept
 
 
 async def test_a_pdf_and_a_python_file_become_text_with_their_names(bot: Harness) -> None:
