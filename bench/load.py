@@ -10,8 +10,9 @@ fresh process of its own (:mod:`bench.load_run`), so their CPU and RSS are measu
 - ``relaybot`` — N questions accepted at once into the SQLite journal (a temp dir) and
   answered by :class:`~bots.turns.TurnWorker`: :class:`~core.engine.ConversationEngine` as
   :class:`~bots.runtime.Runtime` builds it, with ``llm.max_concurrent_requests = N`` (the
-  default 32 would make the rest wait for whole answers), and :class:`~adapters.live.LiveReply`
-  on an instant surface (Slack's length, one edit a second per message, no shared budget).
+  default, 300, would make those past it wait for whole answers), and
+  :class:`~adapters.live.LiveReply` on an instant surface (Slack's length, one edit a second
+  per message, no shared budget).
 - ``sdk`` — N ``AsyncOpenAI().chat.completions.create(stream=True)`` loops accumulating the
   deltas, the client's pool sized to N as relaybot's is.
 

@@ -219,7 +219,7 @@ async def relaybot(url: str, n: int, tokens: int, sample: Sample) -> None:
             sample.completed += 1
             sample.first_text.append(shown_at - stamp)
     sample.failed = n - sample.completed
-    sample.note = "llm.max_concurrent_requests = N (the default 32 would queue the rest)"
+    sample.note = "llm.max_concurrent_requests = N (the default 300 would queue the rest past it)"
 
 
 # --- the plain openai SDK loop ---------------------------------------------------------------

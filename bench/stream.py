@@ -40,7 +40,7 @@ from typing import Any
 
 from bench import gateway_url, median_ratio, stop_gateway
 from core.assembly import MessageAssembler
-from core.client import LLMClient, new_http_client
+from core.client import LLMClient, new_stream_session
 from core.events import TextDelta
 from core.messages import ModelRequest, UserMessage
 from core.protocols import AnthropicProtocol, OpenAIProtocol
@@ -119,7 +119,8 @@ class Ours(Consumer):
         )
 
     def open(self, url: str) -> None:
-        self._http = new_http_client()
+        """Called in the running loop (an aiohttp session belongs to one)."""
+        self._http = new_stream_session()  # as the bots stream (core.transport)
         if self.protocol == "openai":
             protocol: OpenAIProtocol | AnthropicProtocol = OpenAIProtocol()
             url += "/v1"
@@ -142,7 +143,7 @@ class Ours(Consumer):
         return "".join(parts)
 
     async def close(self) -> None:
-        await self._http.aclose()
+        await self._http.close()
 
 
 class OpenAISDK(Consumer):

@@ -15,6 +15,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import aiohttp
 import httpx2
 
 from adapters.budget import EditBudget, Rate, TokenBucketBudget
@@ -23,7 +24,7 @@ from bots.offline import MODEL_NAME, OfflineLLMServer
 from bots.settings import Settings
 from bots.stops import LocalStops, Stops, open_redis_stops
 from bots.tools.weather import weather_tool
-from core.client import LLMClient, new_http_client
+from core.client import LLMClient, new_http_client, new_stream_session
 from core.engine import ConversationEngine, EngineConfig
 from core.models import ConfiguredModel, ModelEndpoint, ModelRegistry, configured_endpoints
 from core.protocols import protocol_for
@@ -97,7 +98,7 @@ def model_registry(
     settings: Settings,
     endpoints: tuple[ModelEndpoint, ...],
     *,
-    http: httpx2.AsyncClient,
+    http: aiohttp.ClientSession | httpx2.AsyncClient,
 ) -> ModelRegistry:
     """A client for each endpoint, with the configured default model and fallback chain."""
     llm = settings.llm
@@ -244,6 +245,9 @@ class Runtime:
             http = await stack.enter_async_context(
                 new_http_client(max_connections=llm.max_concurrent_requests + 16)
             )
+            streams = await stack.enter_async_context(  # model streams: aiohttp, cheaper per token
+                new_stream_session(max_connections=llm.max_concurrent_requests + 16)
+            )
             if store is None:
                 store = await open_store(  # only the default location's directory is made
                     settings.store.resolved_url(),
@@ -251,7 +255,7 @@ class Runtime:
                     blob_max_bytes=settings.store.blob_max_bytes,
                 )
                 stack.push_async_callback(store.close)
-            models = model_registry(settings, endpoints, http=http)
+            models = model_registry(settings, endpoints, http=streams)
             default = models.default
             assert isinstance(default.client, LLMClient)  # model_registry made it
             tools, _ = await stack.enter_async_context(

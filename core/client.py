@@ -1,10 +1,11 @@
-"""``LLMClient``: one streaming model call over httpx2, failures mapped into ``core.errors``.
+"""``LLMClient``: one streaming model call, failures mapped into ``core.errors``.
 
-The client is the only place that touches httpx2: it POSTs the protocol's request body, checks
-the status, feeds the body's bytes through :class:`~core.sse.SSEDecoder` and the protocol's
-stream decoder, and yields :mod:`core.events`. Every httpx2 error, every error status and every
-in-band error leaves as exactly one :class:`~core.errors.LLMError`, whose message never holds
-the API key (nor anything shaped like one that a gateway echoed back).
+The client POSTs the protocol's request body through a :mod:`core.transport` (aiohttp in the
+bots, or an httpx2 client a caller already holds), checks the status, feeds the body's bytes
+through :class:`~core.sse.SSEDecoder` and the protocol's stream decoder, and yields
+:mod:`core.events`. Every transport error, every error status and every in-band error leaves as
+exactly one :class:`~core.errors.LLMError`, whose message never holds the API key (nor anything
+shaped like one that a gateway echoed back).
 
 Three clocks bound a call: ``connect`` (establishing the connection), ``read_idle`` (no bytes
 at all for that long — keep-alive comments count as bytes) and ``total`` (the whole call).
@@ -13,35 +14,33 @@ at all for that long — keep-alive comments count as bytes) and ``total`` (the 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
-from collections.abc import AsyncGenerator, AsyncIterator
+import ssl
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import aiohttp
 import httpx2
 
-from core.errors import (
-    BadRequest,
-    ConnectFailed,
-    DeadlineExceeded,
-    InvalidResponse,
-    LLMError,
-    StreamInterrupted,
-    StreamStalled,
-)
+from core.errors import DeadlineExceeded, InvalidResponse, LLMError, StreamStalled
 from core.events import StreamEvent
 from core.messages import ModelRequest
 from core.protocols.base import WireProtocol, classify_error
 from core.retry import parse_retry_after
 from core.sse import SSEDecoder
+from core.transport import BodyStream, transport_for
 
-__all__ = ["LLMClient", "Timeouts", "new_http_client"]
+__all__ = ["LLMClient", "Timeouts", "new_http_client", "new_stream_session"]
 
 log = logging.getLogger("relaybot.llm")
 
 _ERROR_BODY_LIMIT = 64 * 1024
 _MESSAGE_LIMIT = 300
+_END_GRACE = 0.1
+"""Seconds the body's end may take to follow the end marker (it comes at once from a gateway)."""
 _KEY_SHAPES = re.compile(r"\b(?:sk|pk|rk|key)-[A-Za-z0-9_\-*.]{3,}")
 
 
@@ -56,7 +55,8 @@ class Timeouts:
 
 
 def new_http_client(*, max_connections: int = 200) -> httpx2.AsyncClient:
-    """An ``AsyncClient`` sized for many concurrent streams (one connection each)."""
+    """An ``AsyncClient`` sized for many concurrent requests (tools, probes; one connection
+    each)."""
     limits = httpx2.Limits(
         max_connections=max_connections,
         max_keepalive_connections=max(10, max_connections // 4),
@@ -65,30 +65,51 @@ def new_http_client(*, max_connections: int = 200) -> httpx2.AsyncClient:
     return httpx2.AsyncClient(limits=limits, follow_redirects=False)
 
 
+def new_stream_session(
+    *, max_connections: int = 200, tls: ssl.SSLContext | None = None
+) -> aiohttp.ClientSession:
+    """The session model streams go through: a pool of ``max_connections`` (one per stream),
+    idle connections kept for 30 s, no cookies kept (a gateway's are no part of a call),
+    certificates checked against ``tls`` (default: the CAs httpx2 trusts, so both clients
+    trust the same), and the proxy of ``HTTPS_PROXY`` / ``HTTP_PROXY`` used as httpx2 uses it.
+    Make it inside the running event loop; close it (``async with``)."""
+    connector = aiohttp.TCPConnector(
+        limit=max_connections,
+        limit_per_host=0,
+        keepalive_timeout=30.0,
+        ssl=tls if tls is not None else httpx2.create_ssl_context(),
+    )
+    # trust_env: HTTP(S)_PROXY and NO_PROXY apply, as they do to httpx2's clients.
+    return aiohttp.ClientSession(
+        connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=True
+    )
+
+
 class LLMClient:
-    """Streams one model call: ``async with client.stream(request) as events``."""
+    """Streams one model call: ``async with client.stream(request) as events``.
+
+    ``http`` is the session the calls go through: an ``aiohttp.ClientSession`` (see
+    :func:`new_stream_session`; what the bots use, for its lower cost per token) or an
+    ``httpx2.AsyncClient``. Both behave the same (:mod:`core.transport`).
+    """
 
     def __init__(
         self,
         *,
-        http: httpx2.AsyncClient,
+        http: aiohttp.ClientSession | httpx2.AsyncClient,
         protocol: WireProtocol,
         base_url: str,
         api_key: str,
         timeouts: Timeouts = Timeouts(),
         extra_headers: dict[str, str] | None = None,
     ) -> None:
-        self._http = http
         self._protocol = protocol
         self._url = base_url.rstrip("/") + protocol.path
         self._api_key = api_key
         self._timeouts = timeouts
         self._extra_headers = dict(extra_headers or {})
-        self._timeout = httpx2.Timeout(
-            connect=timeouts.connect,
-            read=timeouts.read_idle,
-            write=timeouts.write,
-            pool=timeouts.connect,
+        self._transport = transport_for(
+            http, connect=timeouts.connect, read_idle=timeouts.read_idle, write=timeouts.write
         )
 
     def __repr__(self) -> str:
@@ -111,20 +132,20 @@ class LLMClient:
         deadline = asyncio.get_running_loop().time() + self._timeouts.total
         response = await self._open(request, deadline)
         request_id = _request_id(response.headers)
-        reads = _ReadDeadline(deadline)
+        reads = _ReadClock(deadline, self._timeouts.read_idle)
+        marked_end = False
         try:  # the read loop, inline: every event passes here, so no inner generator
             sse = SSEDecoder()
             decoder = self._protocol.decoder()
-            chunks = response.aiter_bytes()
-            while True:
-                try:
-                    chunk = await reads.next(chunks)
-                except StopAsyncIteration:
-                    break
+            read = response.read
+            while chunk := await reads.next(read):
                 for server_event in sse.feed(chunk):
                     for event in decoder.feed(server_event):
                         yield event
+                        if _cancel_requested():  # let it land between events, not per read
+                            await asyncio.sleep(0)
                     if decoder.done:
+                        marked_end = True
                         return
             for server_event in sse.close():
                 for event in decoder.feed(server_event):
@@ -133,61 +154,78 @@ class LLMClient:
                 yield event
         except LLMError as error:
             raise self._scrubbed(error, request_id) from None
-        except Exception as exc:
-            raise self._map_failure(exc, request_id) from None
+        except TimeoutError:
+            raise self._deadline_exceeded(request_id) from None
         finally:
             reads.cancel()
-            await response.aclose()
+            try:
+                if marked_end:
+                    await _read_to_end(response)
+            finally:
+                await response.aclose()
 
-    async def _open(self, request: ModelRequest, deadline: float) -> httpx2.Response:
+    async def _open(self, request: ModelRequest, deadline: float) -> BodyStream:
         """Send the request; return the response once its status says a stream follows."""
-        headers = {**self._protocol.headers(self._api_key), **self._extra_headers}
-        body = self._protocol.request_body(request)
+        headers = {
+            "content-type": "application/json",
+            **self._protocol.headers(self._api_key),
+            **self._extra_headers,
+        }
+        body = json.dumps(
+            self._protocol.request_body(request),
+            ensure_ascii=False,
+            separators=(",", ":"),
+            allow_nan=False,
+        ).encode()
         try:
-            http_request = self._http.build_request(
-                "POST", self._url, json=body, headers=headers, timeout=self._timeout
-            )
             async with asyncio.timeout_at(deadline):
-                response = await self._http.send(http_request, stream=True)
-        except Exception as exc:
-            raise self._map_failure(exc, None) from None
+                response = await self._transport.post(self._url, headers=headers, body=body)
+        except LLMError as error:
+            raise self._scrubbed(error, None) from None
+        except TimeoutError:
+            raise self._deadline_exceeded(None) from None
         try:
-            log.debug("%s %s -> %s", request.model, self._url, response.status_code)
+            log.debug("%s %s -> %s", request.model, self._url, response.status)
             await self._check_response(response, deadline)
         except BaseException:
             await response.aclose()
             raise
         return response
 
-    async def _check_response(self, response: httpx2.Response, deadline: float) -> None:
+    async def _check_response(self, response: BodyStream, deadline: float) -> None:
         content_type = response.headers.get("content-type", "")
-        if response.status_code == 200 and not _is_document(content_type):
+        if response.status == 200 and not _is_document(content_type):
             return
+        request_id = _request_id(response.headers)
+        reads = _ReadClock(deadline, self._timeouts.read_idle)
         try:
-            async with asyncio.timeout_at(deadline):
-                raw = await _read_limited(response, _ERROR_BODY_LIMIT)
-        except Exception as exc:
-            raise self._map_failure(exc, _request_id(response.headers)) from None
+            raw = await _read_limited(response, reads, _ERROR_BODY_LIMIT)
+        except LLMError as error:
+            raise self._scrubbed(error, request_id) from None
+        except TimeoutError:
+            raise self._deadline_exceeded(request_id) from None
+        finally:
+            reads.cancel()
         kind, message = self._protocol.error_details(raw)
-        status: int | None = response.status_code
+        status: int | None = response.status
         if status == 200:
             if kind is None and message is None:
                 raise InvalidResponse(
                     f"the gateway answered {content_type or 'something'} instead of an event "
                     "stream",
-                    request_id=_request_id(response.headers),
+                    request_id=request_id,
                 )
             status = None
         headers = {key.lower(): value for key, value in response.headers.items()}
-        error = classify_error(
+        failure = classify_error(
             status=status,
             kind=kind,
-            message=self._describe(response.status_code, message),
+            message=self._describe(response.status, message),
             retry_after=parse_retry_after(headers),
             should_retry=_should_retry(headers),
-            request_id=_request_id(response.headers),
+            request_id=request_id,
         )
-        raise error
+        raise failure
 
     def _describe(self, status: int, message: str | None) -> str:
         text = f"the model gateway answered HTTP {status}"
@@ -195,32 +233,11 @@ class LLMClient:
             text += f": {message}"
         return self._scrub(text)
 
-    def _map_failure(self, exc: BaseException, request_id: str | None) -> LLMError:
-        """The one place an httpx2 (or timeout) failure becomes an ``LLMError``."""
-        if isinstance(exc, LLMError):
-            return self._scrubbed(exc, request_id)
-        if isinstance(exc, TimeoutError):
-            seconds = self._timeouts.total
-            return DeadlineExceeded(
-                f"the model call took longer than {seconds:g} s", request_id=request_id
-            )
-        if isinstance(exc, httpx2.ReadTimeout):
-            seconds = self._timeouts.read_idle
-            return StreamStalled(
-                f"the model gateway sent nothing for {seconds:g} s", request_id=request_id
-            )
-        if isinstance(exc, httpx2.ConnectTimeout | httpx2.PoolTimeout):
-            return ConnectFailed("timed out connecting to the model gateway")
-        if isinstance(exc, httpx2.ConnectError):
-            return ConnectFailed(self._scrub(f"could not connect to the model gateway: {exc}"))
-        if isinstance(exc, httpx2.InvalidURL | httpx2.UnsupportedProtocol):
-            return BadRequest(self._scrub(f"the gateway base URL is not usable: {exc}"))
-        if isinstance(exc, httpx2.TransportError | httpx2.DecodingError):
-            return StreamInterrupted(
-                self._scrub(f"the connection to the model gateway broke: {_name(exc)}"),
-                request_id=request_id,
-            )
-        raise exc
+    def _deadline_exceeded(self, request_id: str | None) -> DeadlineExceeded:
+        seconds = self._timeouts.total
+        return DeadlineExceeded(
+            f"the model call took longer than {seconds:g} s", request_id=request_id
+        )
 
     def _scrubbed(self, error: LLMError, request_id: str | None) -> LLMError:
         error.message = self._scrub(error.message)
@@ -238,48 +255,68 @@ class LLMClient:
         return text
 
 
-class _ReadDeadline:
-    """The call's total deadline over the body's reads, kept by one timer for the whole stream.
+class _ReadClock:
+    """The call's total deadline and its read-idle limit over the body's reads, kept by one
+    timer for the whole stream.
 
-    ``asyncio.timeout_at`` around each read costs about 3 µs (a timer scheduled and cancelled
-    per read), as much as decoding a chunk. This is its logic for a loop of reads: when the
-    deadline passes during a read, the reading task is cancelled and the read raises
-    ``TimeoutError`` (a cancellation from elsewhere still propagates); a read that would start
-    after it raises ``TimeoutError`` at once.
+    A timer scheduled and cancelled per read (``asyncio.timeout_at``, or aiohttp's
+    ``sock_read``) costs 2 to 3 µs, as much as decoding a chunk. So a read only notes the time;
+    the one timer, when it fires, looks: the deadline passed, or a read has waited ``idle``
+    seconds (since it began: the one before it ended with bytes), ends that read (its task is
+    cancelled and the read raises ``TimeoutError`` or ``StreamStalled``; a cancellation from
+    elsewhere still propagates); otherwise the timer is set again for the earliest moment
+    either could be true. A read that would start after the deadline raises at once.
     """
 
-    __slots__ = ("_cancelled", "_cancelling", "_expired", "_handle", "_reader")
+    __slots__ = (
+        "_cancelled", "_cancelling", "_deadline", "_failure", "_handle", "_idle", "_last",
+        "_loop", "_reader",
+    )  # fmt: skip
 
-    def __init__(self, deadline: float) -> None:
-        self._expired = False
+    def __init__(self, deadline: float, idle: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._deadline, self._idle = deadline, idle
+        self._last = self._loop.time()
+        self._failure: Exception | None = None  # what the next read raises, once time is up
         self._reader: asyncio.Task[object] | None = None  # the task in a read, if any
         self._cancelled: asyncio.Task[object] | None = None  # the task we cancelled
         self._cancelling = 0  # its cancellation requests before ours
-        self._handle = asyncio.get_running_loop().call_at(deadline, self._expire)
+        self._handle = self._loop.call_at(min(deadline, self._last + idle), self._check)
 
-    def _expire(self) -> None:
-        self._expired = True
+    def _check(self) -> None:
+        now = self._loop.time()
         task = self._reader
+        if now >= self._deadline:
+            self._failure = TimeoutError()
+        elif task is not None and now >= self._last + self._idle:
+            self._failure = StreamStalled(f"the model gateway sent nothing for {self._idle:g} s")
+        else:
+            quiet_until = self._last + self._idle if task is not None else now + self._idle
+            self._handle = self._loop.call_at(min(self._deadline, quiet_until), self._check)
+            return
         if task is not None:
             self._cancelled, self._cancelling = task, task.cancelling()
             task.cancel()
 
-    async def next(self, chunks: AsyncIterator[bytes]) -> bytes:
-        """``await anext(chunks)``, bounded by the deadline."""
-        if self._expired:
-            raise TimeoutError
+    async def next(self, read: Callable[[], Awaitable[bytes]]) -> bytes:
+        """``await read()``, bounded by the deadline and the read-idle limit."""
+        if self._failure is not None:
+            raise self._failure
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("a stream is read inside a task")
         self._reader = task
+        self._last = self._loop.time()
         try:
-            return await anext(chunks)
-        except asyncio.CancelledError:  # by the deadline, and by nothing else? then time is up
+            data = await read()
+        except asyncio.CancelledError:  # by the clock, and by nothing else? then time is up
             if self._cancelled is task and task.uncancel() <= self._cancelling:
-                raise TimeoutError from None
+                assert self._failure is not None
+                raise self._failure from None
             raise
         finally:
             self._reader = None
+        return data
 
     def cancel(self) -> None:
         self._handle.cancel()
@@ -290,18 +327,37 @@ def _is_document(content_type: str) -> bool:
     return "json" in content_type or "html" in content_type
 
 
-async def _read_limited(response: httpx2.Response, limit: int) -> bytes:
+async def _read_limited(response: BodyStream, reads: _ReadClock, limit: int) -> bytes:
+    """The body up to ``limit`` bytes (an error page: read under the call's deadline)."""
     parts: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
+    while size < limit and (chunk := await reads.next(response.read)):
         parts.append(chunk)
         size += len(chunk)
-        if size >= limit:
-            break
     return b"".join(parts)[:limit]
 
 
-def _request_id(headers: httpx2.Headers) -> str | None:
+def _cancel_requested() -> bool:
+    """Whether the task reading has a cancellation requested. One read may hold many events;
+    a caller that cancels its task after one of them (a Stop) expects none of the rest, as
+    when each read held one."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def _read_to_end(response: BodyStream) -> None:
+    """After the stream's end marker, the body's own end: read it (for up to
+    ``_END_GRACE`` seconds) so that the connection goes back to the pool instead of being
+    closed, and the next call skips a TCP and TLS handshake."""
+    try:
+        async with asyncio.timeout(_END_GRACE):
+            while await response.read():
+                pass
+    except (TimeoutError, LLMError):
+        pass  # a gateway that keeps the body open: the connection is closed, the call is done
+
+
+def _request_id(headers: Mapping[str, str]) -> str | None:
     return headers.get("x-request-id") or headers.get("request-id")
 
 
@@ -312,8 +368,3 @@ def _should_retry(headers: dict[str, str]) -> bool | None:
     if value == "false":
         return False
     return None
-
-
-def _name(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

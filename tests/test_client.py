@@ -1,15 +1,30 @@
-"""LLMClient and the retrying stream against a real loopback gateway that injects faults."""
+"""LLMClient and the retrying stream against a real loopback gateway that injects faults.
+
+Every test runs over both transports (:mod:`core.transport`): an ``aiohttp`` session, as the
+bots stream, and an ``httpx2`` client, as callers that hold one do."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime
+import ipaddress
 import logging
 import socket
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
 
+import aiohttp
 import httpx2
 import pytest
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from core.assembly import MessageAssembler
-from core.client import LLMClient, Timeouts
+from core.client import LLMClient, Timeouts, new_stream_session
 from core.errors import (
     AuthError,
     BadRequest,
@@ -45,17 +60,25 @@ REQUEST = ModelRequest(model="fake/model", messages=(UserMessage(text="Hi"),), m
 FAST = Timeouts(connect=10.0, read_idle=10.0, total=30.0)  # generous: loopback on a loaded machine
 NO_WAIT = RetryPolicy(max_attempts=4, base_delay=0.0, max_delay=0.0, deadline=5.0)
 
+Session = aiohttp.ClientSession | httpx2.AsyncClient
 
-def openai_client(
-    gw: FakeGateway, http: httpx2.AsyncClient, timeouts: Timeouts = FAST
-) -> LLMClient:
+
+@pytest.fixture(params=["aiohttp", "httpx2"])
+async def http(request: pytest.FixtureRequest) -> AsyncIterator[Session]:
+    """The session ``LLMClient`` streams through, of each kind (closed after the test)."""
+    session: Session = new_stream_session() if request.param == "aiohttp" else httpx2.AsyncClient()
+    async with session:
+        yield session
+
+
+def openai_client(gw: FakeGateway, http: Session, timeouts: Timeouts = FAST) -> LLMClient:
     return LLMClient(
         http=http, protocol=OpenAIProtocol(), base_url=gw.url + "/v1", api_key=KEY,
         timeouts=timeouts,
     )  # fmt: skip
 
 
-def anthropic_client(gw: FakeGateway, http: httpx2.AsyncClient) -> LLMClient:
+def anthropic_client(gw: FakeGateway, http: Session) -> LLMClient:
     return LLMClient(
         http=http, protocol=AnthropicProtocol(), base_url=gw.url, api_key=KEY, timeouts=FAST
     )
@@ -80,7 +103,7 @@ def texts(events: list[StreamEvent]) -> str:
     return "".join(e.text for e in events if isinstance(e, TextDelta))
 
 
-async def test_openai_request_and_stream(gateway: FakeGateway, http: httpx2.AsyncClient) -> None:
+async def test_openai_request_and_stream(gateway: FakeGateway, http: Session) -> None:
     gateway.enqueue(Stream(openai_chunks("Hello, world!", usage=(7, 3))))
     message = await message_of(openai_client(gateway, http))
     assert (message.text, message.finish_reason) == ("Hello, world!", "stop")
@@ -94,7 +117,7 @@ async def test_openai_request_and_stream(gateway: FakeGateway, http: httpx2.Asyn
     assert request.json["messages"] == [{"role": "user", "content": "Hi"}]
 
 
-async def test_anthropic_request_and_stream(gateway: FakeGateway, http: httpx2.AsyncClient) -> None:
+async def test_anthropic_request_and_stream(gateway: FakeGateway, http: Session) -> None:
     gateway.enqueue(
         Stream(anthropic_events("Bonjour", thinking="hmm", tool_uses=[("tu_1", "f", '{"a":1}')]))
     )
@@ -110,23 +133,19 @@ async def test_anthropic_request_and_stream(gateway: FakeGateway, http: httpx2.A
     assert "authorization" not in request.headers
 
 
-async def test_anthropic_without_event_lines(
-    gateway: FakeGateway, http: httpx2.AsyncClient
-) -> None:
+async def test_anthropic_without_event_lines(gateway: FakeGateway, http: Session) -> None:
     gateway.enqueue(Stream(anthropic_events("No event lines", event_lines=False)))
     assert (await message_of(anthropic_client(gateway, http))).text == "No event lines"
 
 
-async def test_one_byte_per_write_with_multibyte_text(
-    gateway: FakeGateway, http: httpx2.AsyncClient
-) -> None:
+async def test_one_byte_per_write_with_multibyte_text(gateway: FakeGateway, http: Session) -> None:
     text = "Grüße aus Köln 🌧️ — 東京は晴れ。"
     gateway.enqueue(Stream(openai_chunks(text), write_size=1))
     assert (await message_of(openai_client(gateway, http))).text == text
 
 
 async def test_keepalives_and_garbage_lines_are_ignored(
-    gateway: FakeGateway, http: httpx2.AsyncClient
+    gateway: FakeGateway, http: Session
 ) -> None:
     chunks = openai_chunks("steady")
     noisy = [KEEPALIVE, chunks[0], GARBAGE_LINE, b"\n", KEEPALIVE, *chunks[1:]]
@@ -135,7 +154,7 @@ async def test_keepalives_and_garbage_lines_are_ignored(
 
 
 async def test_keepalive_comments_keep_an_idle_stream_alive(
-    gateway: FakeGateway, http: httpx2.AsyncClient
+    gateway: FakeGateway, http: Session
 ) -> None:
     """Silence longer than read_idle in total, but never between two writes."""
     chunks = openai_chunks("slow")
@@ -161,7 +180,7 @@ async def test_keepalive_comments_keep_an_idle_stream_alive(
     ],
 )  # fmt: skip
 async def test_status_faults_retry_invisibly(
-    gateway: FakeGateway, http: httpx2.AsyncClient, fault: Error, error_type: type[LLMError]
+    gateway: FakeGateway, http: Session, fault: Error, error_type: type[LLMError]
 ) -> None:
     gateway.enqueue(fault, Stream(openai_chunks("recovered")))
     retried: list[LLMError] = []
@@ -176,9 +195,7 @@ async def test_status_faults_retry_invisibly(
     assert len(gateway.requests) == 2
 
 
-async def test_rate_limit_carries_retry_after(
-    gateway: FakeGateway, http: httpx2.AsyncClient
-) -> None:
+async def test_rate_limit_carries_retry_after(gateway: FakeGateway, http: Session) -> None:
     gateway.enqueue(Error(429, b"{}", headers={"Retry-After": "7", "x-request-id": "req_9"}))
     with pytest.raises(RateLimited) as caught:
         await events_of(openai_client(gateway, http), RetryPolicy(max_attempts=1))
@@ -186,9 +203,7 @@ async def test_rate_limit_carries_retry_after(
     assert caught.value.request_id == "req_9"
 
 
-async def test_x_should_retry_false_is_honoured(
-    gateway: FakeGateway, http: httpx2.AsyncClient
-) -> None:
+async def test_x_should_retry_false_is_honoured(gateway: FakeGateway, http: Session) -> None:
     gateway.enqueue(Error(500, b"{}", headers={"x-should-retry": "false"}))
     with pytest.raises(ServerError):
         await events_of(openai_client(gateway, http))
@@ -196,7 +211,7 @@ async def test_x_should_retry_false_is_honoured(
 
 
 async def test_reset_after_output_voids_and_rewrites_without_duplicates(
-    gateway: FakeGateway, http: httpx2.AsyncClient
+    gateway: FakeGateway, http: Session
 ) -> None:
     chunks = openai_chunks("The quick brown fox jumps.")
     gateway.enqueue(Stream.cut(chunks, after=4), Stream(chunks))
@@ -215,7 +230,7 @@ async def test_reset_after_output_voids_and_rewrites_without_duplicates(
 
 
 async def test_stream_cut_before_end_marker_is_not_success(
-    gateway: FakeGateway, http: httpx2.AsyncClient
+    gateway: FakeGateway, http: Session
 ) -> None:
     gateway.enqueue(Stream(without_end(openai_chunks("almost"))))
     with pytest.raises(StreamInterrupted):
@@ -223,7 +238,7 @@ async def test_stream_cut_before_end_marker_is_not_success(
 
 
 async def test_anthropic_cut_before_message_stop_retries(
-    gateway: FakeGateway, http: httpx2.AsyncClient
+    gateway: FakeGateway, http: Session
 ) -> None:
     events = anthropic_events("whole answer")
     gateway.enqueue(Stream(without_end(events)), Stream(events))
@@ -232,9 +247,7 @@ async def test_anthropic_cut_before_message_stop_retries(
     assert texts(seen[[type(e) for e in seen].index(AttemptVoid) + 1 :]) == "whole answer"
 
 
-async def test_stall_becomes_stalled_error_and_retries(
-    gateway: FakeGateway, http: httpx2.AsyncClient
-) -> None:
+async def test_stall_becomes_stalled_error_and_retries(gateway: FakeGateway, http: Session) -> None:
     chunks = openai_chunks("after the stall")
     gateway.enqueue(Stream.stalled(chunks, after=2), Stream(chunks))
     client = openai_client(gateway, http, Timeouts(connect=10, read_idle=0.05, total=30))
@@ -247,16 +260,14 @@ async def test_stall_becomes_stalled_error_and_retries(
     assert texts(seen).endswith("after the stall")
 
 
-async def test_no_headers_at_all_is_a_stall(gateway: FakeGateway, http: httpx2.AsyncClient) -> None:
+async def test_no_headers_at_all_is_a_stall(gateway: FakeGateway, http: Session) -> None:
     gateway.enqueue(Hang())
     client = openai_client(gateway, http, Timeouts(connect=10, read_idle=0.05, total=30))
     with pytest.raises(StreamStalled, match=r"sent nothing for 0\.05 s"):
         await events_of(client, RetryPolicy(max_attempts=1))
 
 
-async def test_total_deadline_ends_a_trickling_stream(
-    gateway: FakeGateway, http: httpx2.AsyncClient
-) -> None:
+async def test_total_deadline_ends_a_trickling_stream(gateway: FakeGateway, http: Session) -> None:
     gateway.enqueue(Stream([KEEPALIVE] * 50, delay_between=0.02))
     client = openai_client(gateway, http, Timeouts(connect=10, read_idle=10, total=0.1))
     with pytest.raises(DeadlineExceeded):
@@ -264,9 +275,7 @@ async def test_total_deadline_ends_a_trickling_stream(
     assert len(gateway.requests) == 1
 
 
-async def test_in_band_errors_are_typed_and_retried(
-    gateway: FakeGateway, http: httpx2.AsyncClient
-) -> None:
+async def test_in_band_errors_are_typed_and_retried(gateway: FakeGateway, http: Session) -> None:
     chunks = openai_chunks("fine now")
     gateway.enqueue(
         Stream([chunks[0], chunks[1], openai_error_chunk("upstream hiccup")]), Stream(chunks)
@@ -277,7 +286,7 @@ async def test_in_band_errors_are_typed_and_retried(
 
 
 async def test_anthropic_overloaded_event_is_overloaded(
-    gateway: FakeGateway, http: httpx2.AsyncClient
+    gateway: FakeGateway, http: Session
 ) -> None:
     events = anthropic_events("x")
     gateway.enqueue(Stream([events[0], anthropic_error_event()]))
@@ -285,26 +294,20 @@ async def test_anthropic_overloaded_event_is_overloaded(
         await events_of(anthropic_client(gateway, http), RetryPolicy(max_attempts=1))
 
 
-async def test_garbage_data_is_an_invalid_response(
-    gateway: FakeGateway, http: httpx2.AsyncClient
-) -> None:
+async def test_garbage_data_is_an_invalid_response(gateway: FakeGateway, http: Session) -> None:
     gateway.enqueue(Stream([sse("<html>502 Bad Gateway</html>")]))
     with pytest.raises(InvalidResponse):
         await events_of(openai_client(gateway, http), RetryPolicy(max_attempts=1))
 
 
-async def test_json_instead_of_a_stream_is_an_error(
-    gateway: FakeGateway, http: httpx2.AsyncClient
-) -> None:
+async def test_json_instead_of_a_stream_is_an_error(gateway: FakeGateway, http: Session) -> None:
     body = b'{"error": {"message": "model not loaded", "type": "server_error"}}'
     gateway.enqueue(Stream([body], content_type="application/json"))
     with pytest.raises(ServerError, match="model not loaded"):
         await events_of(openai_client(gateway, http), RetryPolicy(max_attempts=1))
 
 
-async def test_context_too_long_never_retries(
-    gateway: FakeGateway, http: httpx2.AsyncClient
-) -> None:
+async def test_context_too_long_never_retries(gateway: FakeGateway, http: Session) -> None:
     gateway.enqueue(
         Error.anthropic(400, "invalid_request_error", "prompt is too long: 210000 tokens > 200000")
     )
@@ -313,7 +316,7 @@ async def test_context_too_long_never_retries(
     assert len(gateway.requests) == 1
 
 
-async def test_bad_model_is_a_bad_request(gateway: FakeGateway, http: httpx2.AsyncClient) -> None:
+async def test_bad_model_is_a_bad_request(gateway: FakeGateway, http: Session) -> None:
     gateway.enqueue(Error.openai(404, "The model `nope` does not exist", type="invalid_request"))
     with pytest.raises(BadRequest, match="HTTP 404: The model `nope` does not exist"):
         await events_of(openai_client(gateway, http))
@@ -321,7 +324,7 @@ async def test_bad_model_is_a_bad_request(gateway: FakeGateway, http: httpx2.Asy
 
 
 async def test_401_never_retries_and_never_shows_the_key(
-    gateway: FakeGateway, http: httpx2.AsyncClient, caplog: pytest.LogCaptureFixture
+    gateway: FakeGateway, http: Session, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     echoed = f"Incorrect API key provided: sk-abc***xyz. Also you sent {KEY}."
@@ -337,7 +340,7 @@ async def test_401_never_retries_and_never_shows_the_key(
     assert "0123456789" not in shown
 
 
-async def test_connection_refused_is_connect_failed(http: httpx2.AsyncClient) -> None:
+async def test_connection_refused_is_connect_failed(http: Session) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -349,15 +352,13 @@ async def test_connection_refused_is_connect_failed(http: httpx2.AsyncClient) ->
         await events_of(client, RetryPolicy(max_attempts=2, base_delay=0))
 
 
-async def test_unusable_base_url_is_a_bad_request(http: httpx2.AsyncClient) -> None:
+async def test_unusable_base_url_is_a_bad_request(http: Session) -> None:
     client = LLMClient(http=http, protocol=OpenAIProtocol(), base_url="ftp://x", api_key=KEY)
     with pytest.raises(BadRequest, match="base URL"):
         await events_of(client)
 
 
-async def test_leaving_early_closes_the_response(
-    gateway: FakeGateway, http: httpx2.AsyncClient
-) -> None:
+async def test_leaving_early_closes_the_response(gateway: FakeGateway, http: Session) -> None:
     gateway.enqueue(Stream(openai_chunks("a long answer " * 20), delay_between=0.001))
     async with openai_client(gateway, http).stream(REQUEST) as events:
         async for event in events:
@@ -367,9 +368,43 @@ async def test_leaving_early_closes_the_response(
     assert (await message_of(openai_client(gateway, http))).text == "next"
 
 
+async def test_a_body_left_open_after_the_end_marker_still_ends_the_call(
+    gateway: FakeGateway, http: Session
+) -> None:
+    """The client reads on briefly after ``[DONE]`` (to keep the connection), never for long:
+    a gateway that leaves the body open does not hold the answer up nor fail it."""
+    gateway.enqueue(Stream(openai_chunks("done is done"), then="stall"))
+    client = openai_client(gateway, http, Timeouts(connect=10, read_idle=5, total=30))
+    message = await message_of(client, RetryPolicy(max_attempts=1))
+    assert (message.text, message.finish_reason) == ("done is done", "stop")
+
+
+async def test_a_cancel_after_one_event_of_a_read_ends_the_stream_there(
+    gateway: FakeGateway, http: Session
+) -> None:
+    """One read can hold a whole answer; a task that cancels itself after the first text (a
+    Stop) gets no more of it, as when each read held one event."""
+    gateway.enqueue(Stream([b"".join(openai_chunks("one two three"))]))
+    seen: list[StreamEvent] = []
+
+    async def read_until_text() -> None:
+        async with openai_client(gateway, http).stream(REQUEST) as events:
+            async for event in events:
+                seen.append(event)
+                if isinstance(event, TextDelta) and event.text:
+                    task = asyncio.current_task()
+                    assert task is not None
+                    task.cancel()
+
+    reader = asyncio.create_task(read_until_text())
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    assert texts(seen) == "one "
+
+
 @pytest.mark.parametrize("anthropic", [False, True])
 async def test_keyless_endpoint_gets_no_auth_header(
-    gateway: FakeGateway, http: httpx2.AsyncClient, anthropic: bool
+    gateway: FakeGateway, http: Session, anthropic: bool
 ) -> None:
     """Ollama, llama.cpp and the offline model take no key: send none rather than a blank."""
     client = LLMClient(
@@ -383,3 +418,104 @@ async def test_keyless_endpoint_gets_no_auth_header(
     headers = gateway.requests[0].headers
     assert "authorization" not in headers
     assert "x-api-key" not in headers
+
+
+# --- TLS: real gateways are https -----------------------------------------------------------
+
+
+class TLSGateway(FakeGateway):
+    """The fake gateway on ``https://127.0.0.1``, serving ``certificate``; ``peers`` are the
+    client addresses of its requests, in order (one address: one connection, kept alive)."""
+
+    def __init__(self, certificate: ssl.SSLContext) -> None:
+        super().__init__()
+        self._certificate = certificate
+        self.peers: list[object] = []
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        transport = request.transport
+        self.peers.append(transport.get_extra_info("peername") if transport else None)
+        return await super()._handle(request)
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._certificate)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"https://{host}:{port}"
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A self-signed certificate for 127.0.0.1, key and certificate in one PEM file."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relaybot test gateway")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    path = tmp_path_factory.mktemp("tls") / "gateway.pem"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        + cert.public_bytes(serialization.Encoding.PEM)
+    )
+    return path
+
+
+def session_trusting(kind: str, cafile: Path | None) -> Session:
+    """A session of ``kind`` that trusts ``cafile`` (``None``: only the usual CAs)."""
+    trust = ssl.create_default_context(cafile=cafile) if cafile else None
+    if kind == "aiohttp":
+        return new_stream_session(tls=trust)
+    return httpx2.AsyncClient(verify=trust or True)
+
+
+@pytest.mark.parametrize("kind", ["aiohttp", "httpx2"])
+async def test_an_https_gateway_streams_and_reuses_its_connection(
+    certificate: Path, kind: str
+) -> None:
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(certificate)
+    async with TLSGateway(served) as gateway, session_trusting(kind, certificate) as http:
+        gateway.enqueue(Stream(openai_chunks("over TLS")), Stream(openai_chunks("again")))
+        client = openai_client(gateway, http)
+        assert (await message_of(client)).text == "over TLS"
+        assert (await message_of(client)).text == "again"
+    assert len(gateway.requests) == 2
+    assert gateway.requests[0].headers["authorization"] == f"Bearer {KEY}"
+    assert gateway.peers[0] == gateway.peers[1], "the second call reused the connection"
+
+
+@pytest.mark.parametrize("kind", ["aiohttp", "httpx2"])
+async def test_an_untrusted_certificate_is_connect_failed(certificate: Path, kind: str) -> None:
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(certificate)
+    async with TLSGateway(served) as gateway, session_trusting(kind, None) as http:
+        with pytest.raises(ConnectFailed, match="could not connect") as caught:
+            await events_of(openai_client(gateway, http), RetryPolicy(max_attempts=1))
+    assert KEY not in str(caught.value)
+    assert gateway.requests == []
+
+
+async def test_the_stream_session_uses_the_environments_proxy_as_httpx2_does() -> None:
+    """HTTPS_PROXY / HTTP_PROXY / NO_PROXY apply to model streams as they did over httpx2."""
+    async with new_stream_session() as session:
+        assert session.trust_env
+    async with httpx2.AsyncClient() as client:
+        assert client.trust_env
