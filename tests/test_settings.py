@@ -65,7 +65,7 @@ def test_defaults() -> None:
     assert (llm.max_rounds, llm.context_budget_tokens, llm.max_concurrent_requests) == (
         8,
         100_000,
-        32,
+        300,
     )
     assert llm.client_timeouts() == Timeouts(connect=10, read_idle=60, write=30, total=600)
     assert llm.retry_policy() == RetryPolicy(
