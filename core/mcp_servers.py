@@ -211,7 +211,8 @@ class ToolServer:
         if self._client is None:
             owner.cancel()  # idle, or connecting: nothing to wind down politely
         else:
-            self._lost.set()
+            self._lost.set()  # the owner closes the connection ...
+            self._wanted.set()  # ... and then, wanting none, returns
         try:
             await asyncio.wait({owner}, timeout=_CLOSE_WAIT)
         finally:

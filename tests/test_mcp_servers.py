@@ -25,6 +25,7 @@ from mcp.client.stdio import DEFAULT_INHERITED_ENV_VARS
 from bots.cli import main
 from bots.runtime import Runtime
 from bots.settings import load_settings
+from core import mcp_servers
 from core.client import LLMClient, Timeouts
 from core.engine import ConversationEngine, EngineConfig
 from core.events import EngineEvent, ToolStarted, TurnFinished
@@ -216,6 +217,22 @@ async def test_a_killed_stdio_server_is_started_again_by_the_next_call() -> None
         assert second.ok, second.result.content
         assert second.summary != first.summary
         assert opened.status("fake").state == "up"
+
+
+async def test_closing_a_live_server_ends_it_without_waiting_out_the_close_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The owner task winds the connection down and returns (a shutdown within its grace), so
+    the bound on that wait — made an hour here — is never what ends it."""
+    monkeypatch.setattr(mcp_servers, "_CLOSE_WAIT", 3600.0)
+    async with servers(stdio_server("fake", "--only", "pid", timeout=CALL)) as opened:
+        tools = await registry_of(opened)
+        ran = await tools.run(call("fake__pid"), context())
+        assert ran.ok
+    assert opened.status("fake").state == "down"
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(int(ran.summary), 0)
+        pytest.fail("the server's process outlived its close")
 
 
 async def test_an_http_server_that_went_away_is_retried_after_a_backoff() -> None:
