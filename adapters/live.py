@@ -176,6 +176,8 @@ class LiveReply:
         self._changed = asyncio.Event()
         # What the platform shows.
         self._max_length = surface.limits.max_length  # lowered by MessageTooLong
+        self._drafted: tuple[object, ...] = ()  # the state _draft_cache was made for
+        self._draft_cache: list[Draft] = []
         self._refs: list[MessageRef] = []
         self._sent: list[Draft] = []
         self._last_call = -math.inf
@@ -304,7 +306,15 @@ class LiveReply:
     # --- what the messages should show -------------------------------------------------------
 
     def _drafts(self) -> list[Draft]:
-        """Every message's draft for the newest state: the frozen pieces, then the last one."""
+        """Every message's draft for the newest state: the frozen pieces, then the last one.
+        Rendering the whole text is the costly part of a reply, and a pass over the messages
+        asks several times between two events: the drafts are kept until the state changes."""
+        state = (self._body, self._status, self._final, self._error, self._max_length)
+        if state != self._drafted:
+            self._drafted, self._draft_cache = state, self._make_drafts()
+        return self._draft_cache
+
+    def _make_drafts(self) -> list[Draft]:
         status = self._status
         if status is None and not self._body and not self._final:
             status = self._placeholder

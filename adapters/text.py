@@ -259,7 +259,10 @@ def fits(text: str, limit: int) -> bool:
 # --- interim Markdown ------------------------------------------------------------------------
 
 _LAST_BLANK_LINE = re.compile(r"(?s:.*)\n[ \t\r]*\n")
-_INLINE = re.compile(r"`+|\*{2,}|_{2,}")
+_INLINE = re.compile(r"[`*_](?:(?<=`)`*|(?<=\*)\*+|(?<=_)_+)")
+"""A backtick run, or a run of two or more ``*`` or ``_``. Written to start with a character
+set, which the regex engine skips to, instead of trying three branches at every character
+(four times faster on text with no Markdown at all)."""
 
 
 def close_markdown(text: str) -> str:
