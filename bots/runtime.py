@@ -99,8 +99,10 @@ def model_registry(
     endpoints: tuple[ModelEndpoint, ...],
     *,
     http: aiohttp.ClientSession | httpx2.AsyncClient,
+    read_interval: float | None = None,
 ) -> ModelRegistry:
-    """A client for each endpoint, with the configured default model and fallback chain."""
+    """A client for each endpoint, with the configured default model and fallback chain;
+    ``read_interval`` overrides ``llm.read_interval``."""
     llm = settings.llm
     models = [
         ConfiguredModel(
@@ -111,6 +113,7 @@ def model_registry(
                 base_url=endpoint.base_url,
                 api_key=endpoint.api_key,
                 timeouts=llm.client_timeouts(),
+                read_interval=llm.read_interval if read_interval is None else read_interval,
             ),
         )
         for endpoint in endpoints
@@ -231,10 +234,12 @@ class Runtime:
         announce: Announce,
         store: ConversationStore | None = None,
         environ: Mapping[str, str] | None = None,
+        read_interval: float | None = None,
     ) -> AsyncIterator[Runtime]:
         """Everything a bot needs, closed when the block exits. ``store`` overrides the
         configured one (``relaybot ask`` keeps nothing); ``environ`` (``os.environ``) holds
-        the keys ``[[llm.models]]`` tables name."""
+        the keys ``[[llm.models]]`` tables name; ``read_interval`` overrides
+        ``llm.read_interval`` (the terminal shows every token as it comes)."""
         llm = settings.llm
         async with AsyncExitStack() as stack:
             endpoints = await stack.enter_async_context(
@@ -255,7 +260,7 @@ class Runtime:
                     blob_max_bytes=settings.store.blob_max_bytes,
                 )
                 stack.push_async_callback(store.close)
-            models = model_registry(settings, endpoints, http=streams)
+            models = model_registry(settings, endpoints, http=streams, read_interval=read_interval)
             default = models.default
             assert isinstance(default.client, LLMClient)  # model_registry made it
             tools, _ = await stack.enter_async_context(

@@ -269,6 +269,11 @@ class LLMSettings(Section):
     """Model calls in flight at once in the process; more wait their turn, their answers
     saying "Waiting for a free slot…". 300 is what one process keeps at pace on two cores
     (``python -m bench.load``: 300 answers at 40 tokens a second, first text p99 about 30 ms)."""
+    read_interval: float = Field(default=0.2, ge=0, le=2)
+    """Seconds between two reads of a model's answer once it has begun (0: read each token as
+    it comes). What comes meanwhile is read in one go: about half the CPU per token at 40
+    tokens a second, for words that reach a chat message at most this much later (a bot
+    edits it once a second). The terminal chat reads every token."""
     offline_pace: float = Field(default=0.03, ge=0, le=5)
     timeouts: TimeoutSettings = TimeoutSettings()
     retry: RetrySettings = RetrySettings()

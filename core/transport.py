@@ -11,7 +11,8 @@ maps its library's failures into :mod:`core.errors` here, once, at the boundary:
   aiohttp's ``sock_read`` bounds the wait for the headers; the body's read-idle limit is the
   caller's.
 - :class:`Httpx2Transport` (an ``httpx2.AsyncClient``) serves callers that already hold one
-  (``relaybot check``, tests): the same behaviour, at httpx2's cost.
+  (``relaybot check``, tests): the same behaviour, at httpx2's cost, and no gathered reads
+  (see :meth:`BodyStream.gather`).
 
 The total deadline is the caller's (``LLMClient`` keeps it with one timer for the whole call);
 messages here may hold whatever a library put in its error, so the client scrubs them.
@@ -19,7 +20,7 @@ messages here may hold whatever a library put in its error, so the client scrubs
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Protocol
 
 import aiohttp
@@ -43,6 +44,12 @@ class BodyStream(Protocol):
         """The next bytes of the body as they come (at least one), ``b""`` at its end. Past the
         headers the read-idle limit is the caller's to keep (``LLMClient`` has one clock for
         it); a transport may also keep its own."""
+        ...
+
+    async def gather(self, pause: Callable[[], Awaitable[object]]) -> None:
+        """Leave the body unread while ``await pause()`` runs (not at all if the whole body is
+        in): what arrives meanwhile is taken by the next read in one piece — one system call,
+        one parse and one wake-up of the reader instead of one for each token written."""
         ...
 
     async def aclose(self) -> None:
@@ -123,13 +130,15 @@ class AiohttpTransport:
 
 
 class _AiohttpBody:
-    __slots__ = ("_content", "_ended", "_response", "_transport", "headers", "status")
+    __slots__ = ("_content", "_ended", "_response", "_socket", "_transport", "headers", "status")
 
     def __init__(self, response: aiohttp.ClientResponse, transport: AiohttpTransport) -> None:
         self._response = response
         self._transport = transport
         self._content = response.content
         self._ended = False
+        connection = response.connection
+        self._socket = connection.transport if connection is not None else None
         self.status: int = response.status
         self.headers: Mapping[str, str] = response.headers
 
@@ -141,6 +150,23 @@ class _AiohttpBody:
         if not data:
             self._ended = True
         return data
+
+    async def gather(self, pause: Callable[[], Awaitable[object]]) -> None:
+        if self._content.is_eof():
+            return  # the whole body is in
+        # aiohttp reads the socket as bytes come, whoever waits: pausing it leaves them to the
+        # kernel, to be read in one go. A socket aiohttp paused itself (its buffer full) is
+        # left to aiohttp.
+        socket = self._socket
+        if socket is None or not socket.is_reading():
+            await pause()
+            return
+        socket.pause_reading()
+        try:
+            await pause()
+        finally:
+            if not socket.is_closing():
+                socket.resume_reading()
 
     async def aclose(self) -> None:
         if self._ended:
@@ -204,6 +230,11 @@ class _Httpx2Body:
             return b""
         except Exception as exc:
             raise self._transport._mapped(exc) from None
+
+    async def gather(self, pause: Callable[[], Awaitable[object]]) -> None:
+        """Not at all: httpx2 hands out each chunk of the body on its own, even those one
+        system call brought in together, so a pause after each would fall behind the stream
+        instead of gathering it."""
 
     async def aclose(self) -> None:
         await self._response.aclose()

@@ -11,7 +11,7 @@ import ipaddress
 import logging
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from bots.loopback import LoopbackServer
 from core.assembly import MessageAssembler
 from core.client import LLMClient, Timeouts, new_stream_session
 from core.errors import (
@@ -519,3 +520,117 @@ async def test_the_stream_session_uses_the_environments_proxy_as_httpx2_does() -
         assert session.trust_env
     async with httpx2.AsyncClient() as client:
         assert client.trust_env
+
+
+# --- gathered reads (llm.read_interval) ------------------------------------------------------
+
+
+class PacedByHand:
+    """A gateway of one OpenAI answer the test paces: the first text, then three more pieces
+    in three writes once the client pauses, then the rest once it pauses again (unless
+    ``paced`` is false: then all of it at once). ``log`` has each pause's length, in the order
+    of what the test adds to it; ``ports`` each client's port."""
+
+    def __init__(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._handle)
+        self.server = LoopbackServer(app)
+        self.ports: list[int] = []
+        self.chunks = openai_chunks("one two three four")  # role, 5 pieces, finish, usage, DONE
+        self.reset()
+
+    def reset(self, *, paced: bool = True) -> None:
+        self.log: list[str | float] = []
+        self.pauses = 0
+        self._paused = [asyncio.Event(), asyncio.Event()]
+        self._written = [asyncio.Event(), asyncio.Event()]
+        for event in () if paced else self._paused:
+            event.set()
+
+    def client(
+        self, http: Session, pause: Callable[[float], Awaitable[None]] | None = None
+    ) -> LLMClient:
+        return LLMClient(
+            http=http, protocol=OpenAIProtocol(), base_url=self.server.url + "/v1", api_key=KEY,
+            timeouts=FAST, read_interval=0.5, sleep=pause or self.pause,
+        )  # fmt: skip
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.ports.append(request.transport.get_extra_info("peername")[1])  # type: ignore[union-attr]
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(self.chunks[0] + self.chunks[1])  # the role, then "one "
+        for writes, paused, written in zip(
+            (self.chunks[2:5], self.chunks[5:]), self._paused, self._written, strict=True
+        ):
+            await paused.wait()
+            for chunk in writes:  # each on its own, as a gateway writes tokens
+                await response.write(chunk)
+            written.set()
+        await response.write_eof()
+        return response
+
+    async def pause(self, seconds: float) -> None:
+        """The client's sleep between reads: the gateway writes while the client waits."""
+        self.log.append(seconds)
+        self.pauses += 1
+        if self.pauses <= len(self._paused):
+            self._paused[self.pauses - 1].set()
+            await self._written[self.pauses - 1].wait()
+
+
+async def test_reads_are_gathered_once_the_answer_has_begun() -> None:
+    """With a read interval, the first words are read the moment they come; after them the
+    client waits between reads (its socket left unread), and the tokens written meanwhile come
+    in one read — no pause between them. The socket goes back to the pool reading again: the
+    next call reuses the connection."""
+    gateway = PacedByHand()
+    async with gateway.server, new_stream_session() as session:
+        client = gateway.client(session)
+        async with client.stream(REQUEST) as events:
+            async for event in events:
+                if isinstance(event, TextDelta) and event.text:
+                    gateway.log.append(event.text)
+        assert gateway.log == ["one ", 0.5, "two ", "thre", "e fo", 0.5, "ur"]
+        gateway.reset()
+        assert (await message_of(client)).text == "one two three four"
+    assert len(gateway.ports) == 2
+    assert gateway.ports[0] == gateway.ports[1]
+
+
+async def test_httpx2_reads_every_token_whatever_the_interval() -> None:
+    """httpx2 hands out each chunk on its own: pausing after each would fall behind the
+    stream, so it never pauses."""
+    gateway = PacedByHand()
+    gateway.reset(paced=False)
+    async with gateway.server, httpx2.AsyncClient() as http:
+        assert (await message_of(gateway.client(http))).text == "one two three four"
+    assert gateway.pauses == 0
+
+
+async def test_a_stop_during_a_pause_leaves_a_connection_that_works() -> None:
+    """Cancelled while its socket is left unread (a Stop): the next call on the same session
+    streams normally — no paused socket is handed out again."""
+    gateway = PacedByHand()
+    stopped = asyncio.Event()
+
+    async def stop_in_pause(seconds: float) -> None:
+        stopped.set()
+        await asyncio.Event().wait()  # until cancelled
+
+    async with gateway.server, new_stream_session() as session:
+        reader = asyncio.create_task(events_of(gateway.client(session, stop_in_pause)))
+        await stopped.wait()
+        reader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+        gateway.reset(paced=False)
+        assert (await message_of(gateway.client(session))).text == "one two three four"
+
+
+def test_a_negative_read_interval_is_refused() -> None:
+    with pytest.raises(ValueError, match="read_interval"):
+        LLMClient(
+            http=httpx2.AsyncClient(), protocol=OpenAIProtocol(), base_url="http://x",
+            api_key=KEY, read_interval=-1,
+        )  # fmt: skip

@@ -136,6 +136,7 @@ async def start() -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
                 "RELAYBOT_DISCORD__API_URL": fake.api_url,
                 "RELAYBOT_DISCORD__GATEWAY_URL": fake.gateway_url,
                 "RELAYBOT_DISCORD__EDIT_INTERVAL": "0.05",
+                "RELAYBOT_LLM__READ_INTERVAL": "0",  # reads kept up with fast edits
                 "RELAYBOT_EDIT_BUDGET__DISCORD_CHANNEL": json.dumps(CHANNEL_BUDGET),
                 "RELAYBOT_STORE__URL": "memory://",
                 "RELAYBOT_TOOLS__WEATHER_ENABLED": "false",
@@ -716,6 +717,7 @@ def pointed_at(fake: FakeDiscord, gateway: FakeGateway) -> dict[str, str]:
         "RELAYBOT_DISCORD__API_URL": fake.api_url,
         "RELAYBOT_DISCORD__GATEWAY_URL": fake.gateway_url,
         "RELAYBOT_DISCORD__EDIT_INTERVAL": "0.05",
+        "RELAYBOT_LLM__READ_INTERVAL": "0",  # reads kept up with fast edits
         "RELAYBOT_STORE__URL": "memory://",
     }
 

@@ -127,6 +127,7 @@ async def fleet_settings(postgres_database: str, redis_prefix: str) -> dict[str,
         "RELAYBOT_REDIS__URL": REDIS_URL,
         "RELAYBOT_REDIS__KEY_PREFIX": redis_prefix,
         "RELAYBOT_SLACK__EDIT_INTERVAL": "0.1",
+        "RELAYBOT_LLM__READ_INTERVAL": "0",  # reads kept up with fast edits
         **{name: json.dumps(rate) for name, rate in BUDGETS.items()},
     }
 

@@ -208,6 +208,7 @@ async def start() -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
                 "RELAYBOT_LLM__TIMEOUTS__TOTAL": "5",
                 "RELAYBOT_SLACK__API_URL": slack.api_url,
                 "RELAYBOT_SLACK__EDIT_INTERVAL": "0.02",
+                "RELAYBOT_LLM__READ_INTERVAL": "0",  # reads kept up with fast edits
                 "RELAYBOT_STORE__URL": "memory://",
                 "RELAYBOT_EDIT_BUDGET__SLACK_WORKSPACE": json.dumps(UNLIMITED),
                 "RELAYBOT_EDIT_BUDGET__SLACK_CHANNEL": json.dumps(UNLIMITED),

@@ -94,6 +94,7 @@ def settings(slack: FakeSlack, gateway: FakeGateway, weather: FakeOpenMeteo,
         "RELAYBOT_LLM__BASE_URL": gateway.url + "/v1", "RELAYBOT_SLACK__API_URL": slack.api_url,
         "RELAYBOT_STORE__URL": f"sqlite:///{store}", "RELAYBOT_STORE__LEASE_SECONDS": "2",
         "RELAYBOT_SLACK__EDIT_INTERVAL": "0.02", "RELAYBOT_LLM__RETRY__MAX_ATTEMPTS": "1",
+        "RELAYBOT_LLM__READ_INTERVAL": "0",  # reads kept up with fast edits
         "RELAYBOT_TOOLS__WEATHER_GEOCODING_URL": weather.url,
         "RELAYBOT_TOOLS__WEATHER_FORECAST_URL": weather.url,
     }  # fmt: skip

@@ -55,6 +55,7 @@ async def running_bot(
             "RELAYBOT_LLM__BASE_URL": gateway.url + "/v1",
             "OFOX_API_KEY": "sk-test",
             "RELAYBOT_SLACK__EDIT_INTERVAL": "0.05",
+            "RELAYBOT_LLM__READ_INTERVAL": "0",  # reads kept up with fast edits
         }
     )
     async with (
@@ -217,6 +218,7 @@ async def test_relaybot_slack_connects_answers_and_stops_on_sigterm(tmp_path: Pa
             "SLACK_APP_TOKEN": APP_TOKEN,
             "RELAYBOT_SLACK__API_URL": socket.api_url,
             "RELAYBOT_SLACK__EDIT_INTERVAL": "0.05",
+            "RELAYBOT_LLM__READ_INTERVAL": "0",  # reads kept up with fast edits
             "RELAYBOT_LLM__BASE_URL": gateway.url + "/v1",
             "OFOX_API_KEY": "sk-test",
             "RELAYBOT_STORE__URL": f"sqlite:///{tmp_path / 'relaybot.db'}",

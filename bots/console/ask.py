@@ -49,7 +49,8 @@ async def ask(
     def announce(line: str) -> None:
         print(f"relaybot: {line}", file=stderr, flush=True)
 
-    async with Runtime.start(settings, announce=announce, store=MemoryStore()) as runtime:
+    start = Runtime.start(settings, announce=announce, store=MemoryStore(), read_interval=0.0)
+    async with start as runtime:  # printed as it comes: every token read at once
         if args.once:
             message = await _one_call(
                 runtime, args.prompt, stdout=stdout, stderr=stderr, live=not args.json

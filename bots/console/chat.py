@@ -262,7 +262,8 @@ async def run_console(settings: Settings, *, console: Console | None = None) -> 
         style = "dim" if interactive else None
         notices.print(f"relaybot: {line}", style=style, highlight=False, soft_wrap=True)
 
-    async with Runtime.start(settings, announce=announce) as runtime:
+    # A terminal shows every token as it comes: its reads are not gathered.
+    async with Runtime.start(settings, announce=announce, read_interval=0.0) as runtime:
         bot = ConsoleBot(runtime, console, interactive=interactive)
         if interactive:
             console.print(f"relaybot · {runtime.endpoint.model} · {HELP}", style="dim")
