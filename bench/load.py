@@ -10,9 +10,11 @@ fresh process of its own (:mod:`bench.load_run`), so their CPU and RSS are measu
 - ``relaybot`` — N questions accepted at once into the SQLite journal (a temp dir) and
   answered by :class:`~bots.turns.TurnWorker`: :class:`~core.engine.ConversationEngine` as
   :class:`~bots.runtime.Runtime` builds it, with ``llm.max_concurrent_requests = N`` (the
-  default, 300, would make those past it wait for whole answers), and
+  default, 1,000, would make those past it wait for whole answers), and
   :class:`~adapters.live.LiveReply` on an instant surface (Slack's length, one edit a second
   per message, no shared budget).
+- ``per-token`` — the same, reading every token as it comes (``llm.read_interval = 0``; the
+  default gathers what comes within 0.2 s into one read once an answer has begun).
 - ``sdk`` — N ``AsyncOpenAI().chat.completions.create(stream=True)`` loops accumulating the
   deltas, the client's pool sized to N as relaybot's is.
 
@@ -146,7 +148,8 @@ def _ratios(ours: Sample, sdk: Sample) -> str:
     lag = ratio(_percentile(ours.lags, 99), _percentile(sdk.lags, 99))
     first = ratio(_percentile(ours.first_text, 99), _percentile(sdk.first_text, 99))
     return (
-        f"  N={ours.n}: CPU/token {ratio(cpu_per_1k(ours), cpu_per_1k(sdk))}, lag p99 {lag}, "
+        f"  N={ours.n} {ours.variant}: CPU/token {ratio(cpu_per_1k(ours), cpu_per_1k(sdk))}, "
+        f"lag p99 {lag}, "
         f"first text p99 {first}, peak RSS {ratio(ours.peak_rss, sdk.peak_rss)}"
     )
 
@@ -158,18 +161,22 @@ def table(samples: Sequence[Sample]) -> str:
     )
     lines = [head + "   (lag and first text in ms)"]
     lines += [_row(s) for s in samples]
-    lines.append("relaybot / SDK, same N:")
+    lines.append("against the SDK loop, same N:")
     by_n: dict[int, dict[str, Sample]] = {}
     for s in samples:
         by_n.setdefault(s.n, {})[s.variant] = s
     for pair in by_n.values():
-        if set(pair) == set(VARIANTS):
-            lines.append(_ratios(pair["relaybot"], pair["sdk"]))
+        for ours in ("relaybot", "per-token"):
+            if ours in pair and "sdk" in pair:
+                lines.append(_ratios(pair[ours], pair["sdk"]))
     limits = {v: lag_limit_n(samples, v) for v in VARIANTS}
     shown = {v: "none" if n is None else str(n) for v, n in limits.items()}
-    line = f"largest N with lag p99 < 100 ms: relaybot {shown['relaybot']}, SDK {shown['sdk']}"
+    line = (
+        f"largest N with lag p99 < 100 ms: relaybot {shown['relaybot']}, per-token "
+        f"{shown['per-token']}, SDK {shown['sdk']}"
+    )
     if limits["relaybot"] and limits["sdk"]:
-        line += f" ({limits['relaybot'] / limits['sdk']:.1f}x)"
+        line += f" (relaybot {limits['relaybot'] / limits['sdk']:.1f}x the SDK's)"
     lines.append(line)
     notes = sorted({s.note for s in samples if s.note})
     lines += [f"note: {note}" for note in notes]

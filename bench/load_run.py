@@ -6,7 +6,8 @@ peak RSS are its own: ``--variant relaybot`` answers N questions through the bot
 built by :class:`~bots.runtime.Runtime`, :class:`~adapters.live.LiveReply` on an instant
 surface); ``--variant sdk`` reads N streams with the plain ``openai`` SDK loop. Both ask the
 paced gateway at ``--url`` (``python -m tests.fakes.llm_gateway --pace``) at once and print one
-JSON object (:class:`Sample`) on stdout.
+JSON object (:class:`Sample`) on stdout. ``--variant per-token`` is ``relaybot`` reading every
+token as it comes (``llm.read_interval = 0``), to show what gathered reads are worth.
 
 The measured window opens just before the N answers start and closes when the last one ends;
 CPU is ``time.process_time`` over it, lag is a 10 ms ticker's oversleep within it.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import resource
 import tempfile
@@ -27,7 +29,7 @@ from typing import Any
 
 __all__ = ["VARIANTS", "Sample", "main", "measure"]
 
-VARIANTS = ("relaybot", "sdk")
+VARIANTS = ("relaybot", "per-token", "sdk")
 PROMPT = "Tell me a long story."
 MODEL = "fake/model"
 TICK = 0.010
@@ -169,9 +171,12 @@ class BenchPlatform:
         pass
 
 
-async def relaybot(url: str, n: int, tokens: int, sample: Sample) -> None:
+async def relaybot(
+    url: str, n: int, tokens: int, sample: Sample, *, read_interval: float | None = None
+) -> None:
     """N questions accepted at once into the SQLite journal and answered by a ``TurnWorker``,
-    the engine built by ``Runtime.start`` with ``llm.max_concurrent_requests = N``."""
+    the engine built by ``Runtime.start`` with ``llm.max_concurrent_requests = N`` (and
+    ``llm.read_interval``, unless the default)."""
     from bots.runtime import Runtime
     from bots.settings import load_settings
     from bots.turns import TurnWorker, worker_timing
@@ -179,8 +184,12 @@ async def relaybot(url: str, n: int, tokens: int, sample: Sample) -> None:
     from tests.fakes.llm_gateway import paced_text
 
     with tempfile.TemporaryDirectory(prefix="relaybot-load-") as directory:
+        llm: dict[str, Any] = {"base_url": url + "/v1", "model": MODEL}
+        llm["max_concurrent_requests"] = n
+        if read_interval is not None:
+            llm["read_interval"] = read_interval
         overrides = {
-            "llm": {"base_url": url + "/v1", "model": MODEL, "max_concurrent_requests": n},
+            "llm": llm,
             "store": {"url": f"sqlite:///{Path(directory) / 'bench.db'}"},
             "tools": {"weather_enabled": False},
         }
@@ -219,7 +228,7 @@ async def relaybot(url: str, n: int, tokens: int, sample: Sample) -> None:
             sample.completed += 1
             sample.first_text.append(shown_at - stamp)
     sample.failed = n - sample.completed
-    sample.note = "llm.max_concurrent_requests = N (the default 300 would queue the rest past it)"
+    sample.note = "llm.max_concurrent_requests = N (below N the rest would queue past it)"
 
 
 # --- the plain openai SDK loop ---------------------------------------------------------------
@@ -271,6 +280,7 @@ async def sdk(url: str, n: int, tokens: int, sample: Sample) -> None:
 
 RUNNERS: dict[str, Callable[[str, int, int, Sample], Coroutine[Any, Any, None]]] = {
     "relaybot": relaybot,
+    "per-token": functools.partial(relaybot, read_interval=0.0),
     "sdk": sdk,
 }
 

@@ -10,6 +10,7 @@ Stop requests — and closes them in reverse order when the bot stops.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ __all__ = [
     "build_tools",
     "edit_budget",
     "edit_rates",
+    "enough_open_files",
     "model_endpoint",
     "model_endpoints",
     "model_registry",
@@ -50,6 +52,37 @@ __all__ = [
 ]
 
 Announce = Callable[[str], None]
+
+FILES_PER_REQUEST = 2
+"""Open files to allow per concurrent model request: its socket, and one for what the answer
+does beside it (a tool's HTTP call, an attachment's download)."""
+FILES_BESIDE = 256
+"""Open files to allow for everything else: the store, the platform's connections, logs."""
+
+
+def enough_open_files(max_concurrent_requests: int, *, announce: Announce) -> int | None:
+    """Raise this process's soft limit on open files (``ulimit -n``, often 1,024) to what
+    ``max_concurrent_requests`` streams may need, as far as the hard limit allows; announce it
+    when the hard limit is lower, so that it shows at start and not as "Too many open files"
+    under load. Returns the soft limit now (``None`` where there are no such limits)."""
+    if sys.platform == "win32":
+        return None
+    import resource
+
+    needed = FILES_PER_REQUEST * max_concurrent_requests + FILES_BESIDE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return soft
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < needed:
+        announce(
+            f"this process may open {target} files (ulimit -n), fewer than the {needed} that "
+            f"llm.max_concurrent_requests = {max_concurrent_requests} may need: raise the "
+            "limit, or lower the setting"
+        )
+    return target
 
 
 @asynccontextmanager
@@ -241,6 +274,7 @@ class Runtime:
         the keys ``[[llm.models]]`` tables name; ``read_interval`` overrides
         ``llm.read_interval`` (the terminal shows every token as it comes)."""
         llm = settings.llm
+        enough_open_files(llm.max_concurrent_requests, announce=announce)
         async with AsyncExitStack() as stack:
             endpoints = await stack.enter_async_context(
                 model_endpoints(settings, announce=announce, environ=environ)

@@ -141,7 +141,7 @@ class EngineConfig:
     temperature: float | None = None
     max_rounds: int = 8
     context_budget_tokens: int = 100_000
-    max_concurrent_requests: int = 300
+    max_concurrent_requests: int = 1000
 
 
 class ConversationEngine:

@@ -65,8 +65,9 @@ def test_defaults() -> None:
     assert (llm.max_rounds, llm.context_budget_tokens, llm.max_concurrent_requests) == (
         8,
         100_000,
-        300,
+        1000,
     )
+    assert llm.read_interval == 0.2
     assert llm.client_timeouts() == Timeouts(connect=10, read_idle=60, write=30, total=600)
     assert llm.retry_policy() == RetryPolicy(
         max_attempts=4, base_delay=0.5, max_delay=8, max_retry_after=60, deadline=180
