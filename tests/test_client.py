@@ -531,10 +531,10 @@ class PacedByHand:
     ``paced`` is false: then all of it at once). ``log`` has each pause's length, in the order
     of what the test adds to it; ``ports`` each client's port."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._handle)
-        self.server = LoopbackServer(app)
+        self.server = LoopbackServer(app) if tls is None else TLSLoopback(app, tls)
         self.ports: list[int] = []
         self.chunks = openai_chunks("one two three four")  # role, 5 pieces, finish, usage, DONE
         self.reset()
@@ -579,13 +579,31 @@ class PacedByHand:
             await self._written[self.pauses - 1].wait()
 
 
-async def test_reads_are_gathered_once_the_answer_has_begun() -> None:
+class TLSLoopback(LoopbackServer):
+    """A loopback server on ``https://127.0.0.1`` with ``certificate``."""
+
+    def __init__(self, app: web.Application, certificate: ssl.SSLContext) -> None:
+        super().__init__(app)
+        self._certificate = certificate
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._certificate)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"https://{host}:{port}"
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+async def test_reads_are_gathered_once_the_answer_has_begun(certificate: Path, tls: bool) -> None:
     """With a read interval, the first words are read the moment they come; after them the
     client waits between reads (its socket left unread), and the tokens written meanwhile come
     in one read — no pause between them. The socket goes back to the pool reading again: the
-    next call reuses the connection."""
-    gateway = PacedByHand()
-    async with gateway.server, new_stream_session() as session:
+    next call reuses the connection. Over TLS too."""
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(certificate)
+    gateway = PacedByHand(served if tls else None)
+    async with gateway.server, session_trusting("aiohttp", certificate) as session:
         client = gateway.client(session)
         async with client.stream(REQUEST) as events:
             async for event in events:
