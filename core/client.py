@@ -15,7 +15,7 @@ answer, the body is read at most that often, and every token that came in betwee
 parsed and passed on in one go. A gateway writes each token on its own, and reading each as it
 comes costs a system call and a wake-up of the whole chain of readers per token; a chat
 platform shows an answer's growth at most once a second anyway. At 300 answers of 40 tokens a
-second, 0.2 s costs about half the CPU per token of reading every one (``python -m
+second, 0.2 s takes about a third off the CPU per token of reading every one (``python -m
 bench.load``). The first words are read the moment they come.
 """
 

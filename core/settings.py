@@ -272,7 +272,7 @@ class LLMSettings(Section):
     10 ms, first text p99 about 15 ms). The soft limit on open files is raised to match."""
     read_interval: float = Field(default=0.2, ge=0, le=2)
     """Seconds between two reads of a model's answer once it has begun (0: read each token as
-    it comes). What comes meanwhile is read in one go: about half the CPU per token at 40
+    it comes). What comes meanwhile is read in one go: a third less CPU per token at 40
     tokens a second, for words that reach a chat message at most this much later (a bot
     edits it once a second). The terminal chat reads every token."""
     offline_pace: float = Field(default=0.03, ge=0, le=5)
