@@ -2,11 +2,15 @@
 
 Every task of the process shares one connection, and an SQLite transaction belongs to the
 connection, not to the task that began it: a statement another task sent while a transaction
-was open would join it, and be rolled back with it. So every use holds one asyncio lock:
+was open would join it, and be rolled back with it. So every use holds one lock:
 
 - ``async with connection.statement() as db:`` — one statement (atomic by itself) or reads.
 - ``async with connection.transaction() as db:`` — ``BEGIN IMMEDIATE`` … ``COMMIT``; an
   exception in the block, cancellation included, rolls it back.
+
+Callers take the lock in the order they asked, except ``urgent`` ones (lease renewals), which go
+ahead of every caller that is not: when a thousand questions arrive at once, the writes queue
+for seconds, and a renewal that waited behind them would let a running turn's lease lapse.
 
 aiosqlite runs the statements it is handed in order on its own thread, and runs one even if the
 task awaiting it is cancelled. ``ROLLBACK`` is handed over before the lock is released, so the
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
@@ -29,7 +34,7 @@ from core.messages import Message
 from core.store.base import StoreError
 from core.store.codec import decode_message, explain
 
-__all__ = ["SharedConnection"]
+__all__ = ["SharedConnection", "Turnstile"]
 
 
 class SharedConnection:
@@ -38,24 +43,28 @@ class SharedConnection:
     def __init__(self, db: aiosqlite.Connection, *, name: str) -> None:
         self.name = name
         self._db = db
-        self._lock = asyncio.Lock()
+        self._lock = Turnstile()
         self._closed = False
 
     @asynccontextmanager
-    async def statement(self) -> AsyncIterator[aiosqlite.Connection]:
-        """The connection, to this task alone while the block runs."""
+    async def statement(self, *, urgent: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+        """The connection, to this task alone while the block runs (``urgent``: ahead of the
+        callers waiting that are not)."""
         self._check_open()
-        async with self._lock:
+        await self._lock.acquire(urgent=urgent)
+        try:
             self._check_open()
             try:
                 yield self._db
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.name}: {exc}") from exc
+        finally:
+            self._lock.release()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self, *, urgent: bool = False) -> AsyncIterator[aiosqlite.Connection]:
         """A write transaction: committed when the block ends, rolled back if it raises."""
-        async with self.statement() as db:
+        async with self.statement(urgent=urgent) as db:
             try:
                 await db.execute("BEGIN IMMEDIATE")
                 yield db
@@ -78,9 +87,57 @@ class SharedConnection:
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
-            async with self._lock:  # after whatever is running now
+            await self._lock.acquire(urgent=False)  # after whatever is running or waiting now
+            try:
                 await self._db.close()
+            finally:
+                self._lock.release()
 
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError(f"{self.name}: used after close()")
+
+
+class Turnstile:
+    """An asyncio lock handed from holder to waiter in the order they asked, urgent waiters
+    first. ``release`` hands it over directly (no newcomer slips in between); a waiter cancelled
+    after it was handed the lock passes it on."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiting: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (
+            deque(),  # urgent
+            deque(),
+        )
+
+    @property
+    def locked(self) -> bool:
+        return self._held
+
+    async def acquire(self, *, urgent: bool) -> None:
+        if not self._held:
+            self._held = True
+            return
+        queue = self._waiting[0 if urgent else 1]
+        handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue.append(handed)
+        try:
+            await handed
+        except asyncio.CancelledError:
+            if handed.done() and not handed.cancelled():
+                self.release()  # handed over, then cancelled before it ran: pass it on
+            else:
+                with suppress(ValueError):  # a release may have dropped it already
+                    queue.remove(handed)
+            raise
+
+    def release(self) -> None:
+        if not self._held:
+            raise RuntimeError("release of a turnstile not held")
+        for queue in self._waiting:
+            while queue:
+                handed = queue.popleft()
+                if not handed.done():
+                    handed.set_result(None)  # the lock stays held: it is the waiter's now
+                    return
+        self._held = False

@@ -233,7 +233,7 @@ class SqliteJournal:
 
     async def renew(self, lease: Lease, *, lease_seconds: float) -> Lease:
         parameters = {**_fence(lease), **self._lease(lease.owner, lease_seconds)}
-        renewed = await self._leased(_RENEW, parameters, lease.owner)
+        renewed = await self._leased(_RENEW, parameters, lease.owner, urgent=True)
         if renewed is None:
             raise self._lost(lease, "renew")
         return renewed
@@ -378,8 +378,10 @@ class SqliteJournal:
         now = self._clock()
         return {"owner": owner, "expires": now + lease_seconds, "now": now}
 
-    async def _leased(self, sql: str, parameters: dict[str, Any], owner: str) -> Lease | None:
-        async with self._connection.statement() as db:
+    async def _leased(
+        self, sql: str, parameters: dict[str, Any], owner: str, *, urgent: bool = False
+    ) -> Lease | None:
+        async with self._connection.statement(urgent=urgent) as db:
             rows = list(await db.execute_fetchall(sql, parameters))
         if not rows:
             return None
