@@ -12,6 +12,7 @@ A server extends :meth:`LoopbackServer.start` to derive its own URLs from :attr:
 
 from __future__ import annotations
 
+import ssl
 from types import TracebackType
 from typing import Self
 
@@ -22,7 +23,8 @@ __all__ = ["LoopbackServer"]
 
 class LoopbackServer:
     """Serves ``app`` on ``host`` (port 0 = ephemeral); :attr:`url` is ``http://host:port``
-    once started. Closing gives handlers still running ``shutdown_timeout`` seconds."""
+    once started (``https://`` with ``tls``, the server's certificate). Closing gives handlers
+    still running ``shutdown_timeout`` seconds."""
 
     def __init__(
         self,
@@ -31,9 +33,11 @@ class LoopbackServer:
         host: str = "127.0.0.1",
         port: int = 0,
         shutdown_timeout: float = 0.5,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.url = ""
         self._host, self._port = host, port
+        self._tls = tls
         self._runner = web.AppRunner(
             app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout
         )
@@ -52,9 +56,9 @@ class LoopbackServer:
 
     async def start(self) -> None:
         await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
+        await web.TCPSite(self._runner, self._host, self._port, ssl_context=self._tls).start()
         host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        self.url = f"{'http' if self._tls is None else 'https'}://{host}:{port}"
 
     async def close(self) -> None:
         await self._runner.cleanup()

@@ -429,21 +429,13 @@ class TLSGateway(FakeGateway):
     client addresses of its requests, in order (one address: one connection, kept alive)."""
 
     def __init__(self, certificate: ssl.SSLContext) -> None:
-        super().__init__()
-        self._certificate = certificate
+        super().__init__(tls=certificate)
         self.peers: list[object] = []
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         transport = request.transport
         self.peers.append(transport.get_extra_info("peername") if transport else None)
         return await super()._handle(request)
-
-    async def start(self) -> None:
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._certificate)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"https://{host}:{port}"
 
 
 @pytest.fixture(scope="module")
@@ -534,7 +526,7 @@ class PacedByHand:
     def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._handle)
-        self.server = LoopbackServer(app) if tls is None else TLSLoopback(app, tls)
+        self.server = LoopbackServer(app, tls=tls)
         self.ports: list[int] = []
         self.chunks = openai_chunks("one two three four")  # role, 5 pieces, finish, usage, DONE
         self.reset()
@@ -577,21 +569,6 @@ class PacedByHand:
         if self.pauses <= len(self._paused):
             self._paused[self.pauses - 1].set()
             await self._written[self.pauses - 1].wait()
-
-
-class TLSLoopback(LoopbackServer):
-    """A loopback server on ``https://127.0.0.1`` with ``certificate``."""
-
-    def __init__(self, app: web.Application, certificate: ssl.SSLContext) -> None:
-        super().__init__(app)
-        self._certificate = certificate
-
-    async def start(self) -> None:
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._certificate)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"https://{host}:{port}"
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])

@@ -28,6 +28,7 @@ import asyncio
 import json
 import random
 import re
+import ssl
 import sys
 import time
 from collections import deque
@@ -166,7 +167,8 @@ class RecordedRequest:
 
 
 class FakeGateway(LoopbackServer):
-    """An aiohttp server on ``127.0.0.1`` (port 0 = ephemeral) replaying scripted replies."""
+    """An aiohttp server on ``127.0.0.1`` (port 0 = ephemeral) replaying scripted replies
+    (over HTTPS with ``tls``, the server's certificate)."""
 
     def __init__(
         self,
@@ -177,6 +179,7 @@ class FakeGateway(LoopbackServer):
         respond: Callable[[RecordedRequest], Reply | None] | None = None,
         record: bool = True,
         shutdown_timeout: float = 0.5,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.requests: list[RecordedRequest] = []
         self._fallback = fallback
@@ -187,7 +190,7 @@ class FakeGateway(LoopbackServer):
         self._closing = False
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        super().__init__(app, host=host, port=port, shutdown_timeout=shutdown_timeout)
+        super().__init__(app, host=host, port=port, shutdown_timeout=shutdown_timeout, tls=tls)
 
     async def close(self) -> None:
         """Stop serving; stalled and hanging replies are cut, not waited for."""
