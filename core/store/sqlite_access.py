@@ -51,15 +51,12 @@ class SharedConnection:
         """The connection, to this task alone while the block runs (``urgent``: ahead of the
         callers waiting that are not)."""
         self._check_open()
-        await self._lock.acquire(urgent=urgent)
-        try:
+        async with self._lock.held(urgent=urgent):
             self._check_open()
             try:
                 yield self._db
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.name}: {exc}") from exc
-        finally:
-            self._lock.release()
 
     @asynccontextmanager
     async def transaction(self, *, urgent: bool = False) -> AsyncIterator[aiosqlite.Connection]:
@@ -87,11 +84,8 @@ class SharedConnection:
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
-            await self._lock.acquire(urgent=False)  # after whatever is running or waiting now
-            try:
+            async with self._lock.held(urgent=False):  # after whatever runs or waits now
                 await self._db.close()
-            finally:
-                self._lock.release()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -113,6 +107,15 @@ class Turnstile:
     @property
     def locked(self) -> bool:
         return self._held
+
+    @asynccontextmanager
+    async def held(self, *, urgent: bool) -> AsyncIterator[None]:
+        """``async with turnstile.held(urgent=...):`` — acquired, and released on exit."""
+        await self.acquire(urgent=urgent)
+        try:
+            yield
+        finally:
+            self.release()
 
     async def acquire(self, *, urgent: bool) -> None:
         if not self._held:
