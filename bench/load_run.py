@@ -184,8 +184,11 @@ async def relaybot(
     from tests.fakes.llm_gateway import paced_text
 
     with tempfile.TemporaryDirectory(prefix="relaybot-load-") as directory:
-        llm: dict[str, Any] = {"base_url": url + "/v1", "model": MODEL}
-        llm["max_concurrent_requests"] = n
+        llm: dict[str, Any] = {
+            "base_url": url + "/v1",
+            "model": MODEL,
+            "max_concurrent_requests": n,
+        }
         if read_interval is not None:
             llm["read_interval"] = read_interval
         overrides = {
